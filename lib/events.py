@@ -1,0 +1,75 @@
+"""The only writer of `[event]` lines (format: docs/events.md).
+
+A run prints its notable moments as `[event] {json}` lines on stdout, flushed at once, so that a
+log cut off mid-run still parses up to its last whole line and `fetch_logs.py` can rebuild the
+run's timeline. `t` counts seconds from `start_clock()` (called by the run at its start; the
+import time of this module before that) on a monotonic clock.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+import time
+from typing import Any, TextIO
+
+PREFIX = "[event] "
+
+_t0 = time.monotonic()
+_stream: TextIO | None = None
+
+
+def start_clock() -> None:
+    """Make `t` count from now: called once when a run starts."""
+    global _t0
+    _t0 = time.monotonic()
+
+
+def elapsed() -> float:
+    return time.monotonic() - _t0
+
+
+def set_stream(stream: TextIO | None) -> None:
+    """Send events to `stream` instead of sys.stdout (None restores stdout); used by tests."""
+    global _stream
+    _stream = stream
+
+
+def emit(event: str, **keys: Any) -> dict[str, Any]:
+    """Print one event line and return the record that was printed."""
+    record = {"event": event, "t": round(elapsed(), 3), **keys}
+    line = PREFIX + json.dumps(_jsonable(record), allow_nan=False)
+    stream = _stream if _stream is not None else sys.stdout
+    stream.write(line + "\n")
+    stream.flush()
+    return record
+
+
+def parse_line(line: str) -> dict[str, Any] | None:
+    """The event of one log line, or None when the line is not a well-formed event."""
+    start = line.find(PREFIX)
+    if start != 0:
+        return None
+    try:
+        record = json.loads(line[len(PREFIX) :])
+    except json.JSONDecodeError:
+        return None
+    if not isinstance(record, dict) or "event" not in record:
+        return None
+    return record
+
+
+def _jsonable(value: Any) -> Any:
+    """Plain JSON types: numpy scalars and arrays become Python ones, NaN and inf become None."""
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if hasattr(value, "tolist"):
+        return _jsonable(value.tolist())
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    return str(value)
