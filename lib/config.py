@@ -88,9 +88,7 @@ def _check_types(obj: Any) -> None:
         value = getattr(obj, f.name)
         expected = hints[f.name]
         if not _matches(value, expected):
-            raise ConfigError(
-                f"{type(obj).__name__}.{f.name} must be {_describe(expected)}, got {value!r}."
-            )
+            raise ConfigError(f"{type(obj).__name__}.{f.name} must be {_describe(expected)}, got {value!r}.")
 
 
 def _matches(value: Any, expected: Any) -> bool:
