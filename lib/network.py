@@ -172,6 +172,11 @@ def load_network(path: str | Path | None = None, cell_length_m: float = DEFAULT_
         raise ValueError(
             f"network folder {folder} does not exist; pass a folder holding edges.csv and nodes.csv"
         )
+    for required in ("edges.csv", "nodes.csv"):
+        if not (folder / required).exists():
+            raise ValueError(
+                f"{folder / required} is missing; a network folder needs edges.csv and nodes.csv"
+            )
     edges_rows = _read_csv(folder / "edges.csv", EDGE_COLUMNS)
     nodes_rows = _read_csv(folder / "nodes.csv", NODE_COLUMNS)
     speeds_file = folder / "observed_speeds.csv"
@@ -210,8 +215,6 @@ def build_network(
 
 
 def _read_csv(path: Path, required: Iterable[str]) -> list[dict[str, str]]:
-    if not path.exists():
-        raise ValueError(f"{path} is missing; a network folder needs edges.csv and nodes.csv")
     with path.open(newline="", encoding="utf-8") as handle:
         reader = csv.DictReader(handle)
         missing = [c for c in required if c not in (reader.fieldnames or [])]
@@ -344,7 +347,9 @@ def _check_ways_out(edges: Sequence[Edge], node_info: Mapping[int, Any], source:
     while changed:
         changed = False
         for e in edges:
-            if (e.u, e.v) not in reaches and any((o.u, o.v) in reaches for o in outs[e.v] if o.v != e.u):
+            if (e.u, e.v) not in reaches and any(
+                (o.u, o.v) in reaches for o in outs[e.v] if abs(o.v) != abs(e.u)
+            ):
                 reaches.add((e.u, e.v))
                 changed = True
     for e in edges:
@@ -681,3 +686,31 @@ def _arrays(
     for a in arrays.values():
         a.setflags(write=False)
     return arrays
+
+
+# --------------------------------------------------------------------------- calibration report
+
+
+def calibration_table(network: Network) -> str:
+    """Markdown tables of the free speeds the model uses, per class and per link (docs/calibration.md)."""
+    lines = [
+        "| class | default km/h (no probe) | links | km | length-weighted free speed km/h |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for highway, default in DEFAULT_FREE_SPEED_KMH.items():
+        mine = [lk for lk in network.links if lk.highway == highway]
+        length = sum(lk.length_m for lk in mine)
+        time = sum(lk.length_m / lk.free_speed_mps for lk in mine)
+        mean = f"{3.6 * length / time:.1f}" if mine else "-"
+        lines.append(f"| {highway} | {default:.1f} | {len(mine)} | {length / 1000:.2f} | {mean} |")
+    lines += ["", "| link | name | class | length m | lanes | cells | free speed km/h |", "| --- " * 7 + "|"]
+    for lk in network.links:
+        lines.append(
+            f"| {lk.index} | {lk.name} | {lk.highway} | {lk.length_m:.1f} | {lk.lanes} | {lk.n_cells} "
+            f"| {lk.free_speed_mps * 3.6:.1f} |"
+        )
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    print(calibration_table(load_network()))

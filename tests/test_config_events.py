@@ -1,0 +1,88 @@
+"""Strict configs reject what would otherwise be silently dropped; events follow docs/events.md."""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+from typing import Literal
+
+import numpy as np
+import pytest
+
+from lib import events
+from lib.config import ConfigError, strict_config
+
+
+@strict_config
+class ExampleConfig:
+    steps: int = 300
+    rate: float = 1e-3
+    algorithm: Literal["dqn", "ppo"] = "dqn"
+    name: str | None = None
+    sizes: tuple[int, ...] = (64, 64)
+
+    def validate(self) -> None:
+        if self.steps <= 0:
+            raise ConfigError(f"steps must be positive, got {self.steps}")
+
+
+def test_defaults_and_overrides():
+    cfg = ExampleConfig(steps=10, rate=1)
+    assert (cfg.steps, cfg.rate, cfg.algorithm, cfg.sizes) == (10, 1, "dqn", (64, 64))
+    assert cfg.replace(algorithm="ppo").algorithm == "ppo"
+    assert ExampleConfig.from_dict({"steps": 5}, rate=0.5).to_dict()["rate"] == 0.5
+
+
+def test_misspelled_key_names_the_closest_valid_one():
+    with pytest.raises(ConfigError, match=r"unknown key 'stpes' for ExampleConfig\. Did you mean 'steps'\?"):
+        ExampleConfig.from_dict({"stpes": 10})
+    with pytest.raises(ConfigError, match="unknown key 'zzz'"):
+        ExampleConfig(zzz=1)
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [("steps", "10"), ("steps", 1.5), ("steps", True), ("algorithm", "a2c"), ("sizes", [64]), ("name", 3)],
+)
+def test_wrong_types_are_rejected(key, value):
+    with pytest.raises(ConfigError, match=f"ExampleConfig.{key} must be"):
+        ExampleConfig(**{key: value})
+
+
+def test_validate_hook_and_frozen():
+    with pytest.raises(ConfigError, match="steps must be positive"):
+        ExampleConfig(steps=0)
+    cfg = ExampleConfig()
+    with pytest.raises(AttributeError):
+        cfg.steps = 3  # type: ignore[misc]
+
+
+def test_event_lines_are_prefixed_compact_json():
+    out = io.StringIO()
+    events.set_stream(out)
+    try:
+        events.start_clock()
+        record = events.emit("network_build", n=1, bytes=np.int64(12), shape=np.arange(2), bad=math.nan)
+    finally:
+        events.set_stream(None)
+    line = out.getvalue()
+    assert line.startswith("[event] ") and line.endswith("\n") and line.count("\n") == 1
+    parsed = json.loads(line[len("[event] ") :])
+    assert parsed == {
+        "event": "network_build",
+        "t": record["t"],
+        "n": 1,
+        "bytes": 12,
+        "shape": [0, 1],
+        "bad": None,
+    }
+    assert 0 <= parsed["t"] < 1
+    assert events.parse_line(line.strip()) == parsed
+
+
+def test_parse_line_rejects_non_events():
+    assert events.parse_line("hello") is None
+    assert events.parse_line("[event] {not json") is None
+    assert events.parse_line('[event] {"t": 1}') is None
+    assert events.parse_line(' [event] {"event": "x", "t": 1}') is None
