@@ -1,0 +1,361 @@
+"""Per-cell physics of the two-class ARZ model, written once for both backends.
+
+Every function here is plain Python on scalars and array elements. `compile_for(decorator)`
+returns a namespace of the same functions compiled by `decorator` (numba.njit(inline="always")
+for the CPU kernels in lib/cpu.py, numba.cuda.jit(device=True) for lib/cuda.py), with each
+function's calls to the others bound to the compiled versions. So the CPU and CUDA backends run
+the very same arithmetic, and the tests of one hold for the other.
+
+Classes: k = 0 motorcycles (m), k = 1 cars (c). State per class and cell: density rho_k (veh/m)
+and y_k = rho_k * w_k with w_k = v_k + p_k (m/s). Each class sees an effective density
+r_m = rho_m + alpha * rho_c, r_c = rho_m + rho_c; p_k = K_k (r_k / rho_jam)^gamma.
+The equations, the flux and the junction rule are derived in docs/model.md.
+
+Stage functions (`eval_cell`, `interior_flux`, `junction_flow`, `entry_flow`, `exit_flow`,
+`update_cell`) do the work of one cell (or node, entry, exit) for one scenario `s`; the CPU
+kernel loops over them, the CUDA kernels map one thread to each (index, scenario).
+Array layouts: cell arrays are [class][cell][scenario]; link arrays [class][link][scenario].
+"""
+
+from __future__ import annotations
+
+import math
+import types
+from collections.abc import Callable
+from typing import Any
+
+# ----------------------------------------------------------------------------- scalar model
+
+
+def ipow(x: float, n: int) -> float:
+    """x**n for a small positive integer n by multiplication: no general pow in the hot loop.
+    (Not in-place, so it also works on NumPy arrays for the host-side read-outs.)"""
+    r = x
+    for _ in range(n - 1):
+        r = r * x
+    return r
+
+
+def iroot(z: float, n: int) -> float:
+    """z**(1/n) for z >= 0, with the common n = 1, 2 done without pow."""
+    if n == 1:
+        return z
+    if n == 2:
+        return math.sqrt(z)
+    return z ** (1.0 / n)
+
+
+def effective_density(rho_m: float, rho_c: float, k: int, alpha: float) -> float:
+    """The density class k reacts to: motorcycles weigh cars by alpha (they filter), cars see all."""
+    if k == 0:
+        return rho_m + alpha * rho_c
+    return rho_m + rho_c
+
+
+def pressure(r: float, rho_jam: float, k_press: float, gamma: int) -> float:
+    """p(r) = K (r / rho_jam)^gamma, m/s."""
+    return k_press * ipow(r / rho_jam, gamma)
+
+
+def equilibrium_speed(r: float, rho_jam: float, v_free: float, v_creep: float, gamma: int) -> float:
+    """V_e(r) = v_creep + (v_free - v_creep)(1 - (r/rho_jam)^gamma), never below the creep speed."""
+    x = ipow(min(r / rho_jam, 1.0), gamma)
+    return v_creep + (v_free - v_creep) * (1.0 - x)
+
+
+def critical_density(w: float, rho_jam: float, k_press: float, gamma: int) -> float:
+    """Argmax of Q_w(r) = r (w - p(r)) on [0, rho_jam]: w = (gamma + 1) p(r*)."""
+    x = iroot(w / ((gamma + 1) * k_press), gamma)
+    return rho_jam * min(x, 1.0)
+
+
+def curve_flow(r: float, w: float, rho_jam: float, k_press: float, gamma: int) -> float:
+    """Q_w(r) = r * v on the curve of constant w, with v = w - p(r) floored at 0."""
+    return r * max(w - pressure(r, rho_jam, k_press, gamma), 0.0)
+
+
+def class_demand(rho_k: float, r: float, w: float, rho_jam: float, k_press: float, gamma: int) -> float:
+    """Sending flow of class k (veh/s): its share rho_k/r of the demand D_w(r) of its curve.
+
+    D_w(r) = Q_w(r) below the critical density, Q_w(r*) above. Bounded by rho_k * w, which with
+    the CFL condition keeps densities non-negative.
+    """
+    rc = critical_density(w, rho_jam, k_press, gamma)
+    if r <= rc:
+        return rho_k * max(w - pressure(r, rho_jam, k_press, gamma), 0.0)
+    return rho_k / r * curve_flow(rc, w, rho_jam, k_press, gamma)
+
+
+def class_supply(
+    w_in: float, phi_in: float, v_down: float, rho_jam: float, k_press: float, gamma: int
+) -> float:
+    """Receiving flow for class k (veh/s) of a cell whose class-k speed is v_down.
+
+    The Riemann intermediate state keeps the incoming w_in and the downstream speed:
+    p(r_M) = w_in - v_down (vacuum when negative). Supply = Q_w_in(max(r_M, r*)), times the
+    class share phi_in = rho_k / r_k of the incoming traffic. Single class, this is the exact
+    Godunov flux of ARZ: min(demand, supply) (Lebacque, Mammar, Haj-Salem 2007).
+    """
+    z = max(w_in - v_down, 0.0)
+    r_mid = rho_jam * iroot(z / k_press, gamma)
+    rc = critical_density(w_in, rho_jam, k_press, gamma)
+    return phi_in * curve_flow(max(r_mid, rc), w_in, rho_jam, k_press, gamma)
+
+
+def space_supply(r_total: float, rho_jam: float, c_bound: float) -> float:
+    """Total inflow a cell can take (veh/s): c_bound (rho_jam - r). With c_bound dt/dx <= 1 the
+    total density cannot pass rho_jam, whatever the two classes do."""
+    return c_bound * max(rho_jam - r_total, 0.0)
+
+
+def limit_factors(
+    d_m: float, d_c: float, s_m: float, s_c: float, cap: float
+) -> tuple[float, float]:
+    """Fractions of the class demands d_k that pass: min(1, s_k / d_k) per class, then both
+    scaled down together so the total fits the space supply `cap` (shares proportional to
+    demand). Every interface, junction, entry and exit goes through this one rule."""
+    f_m = 1.0 if d_m <= s_m else s_m / d_m
+    f_c = 1.0 if d_c <= s_c else s_c / d_c
+    total = f_m * d_m + f_c * d_c
+    if total > cap:
+        g = cap / total
+        f_m *= g
+        f_c *= g
+    return f_m, f_c
+
+
+def relaxed_y(rho: float, y: float, p: float, v_eq: float, decay: float) -> float:
+    """Exact relaxation of v toward V_e over one step at fixed rho: v' = V_e + (v - V_e) e^{-dt/tau}."""
+    if rho <= 0.0:
+        return y
+    v = y / rho - p
+    return rho * (v_eq + (v - v_eq) * decay + p)
+
+
+# ----------------------------------------------------------------------------- stage functions
+
+
+def eval_cell(i, s, rho, y, cell_rj, cell_vf, kp, creep, alpha, gamma, eps, dem, wv, vel, phi):  # noqa: ANN001
+    """Per class: w, speed, demand and class share phi = rho_k / r_k of cell i, scenario s.
+
+    A class absent from the cell (rho_k <= eps) is given its equilibrium w, so that the supply
+    it offers follows the other class's density instead of an undefined y/rho.
+    """
+    rj = cell_rj[i]
+    rm = rho[0, i, s]
+    rc = rho[1, i, s]
+    for k in range(2):
+        rk = rho[k, i, s]
+        r = effective_density(rm, rc, k, alpha)
+        p = pressure(r, rj, kp[k], gamma)
+        if rk > eps:
+            w = y[k, i, s] / rk
+        else:
+            w = equilibrium_speed(r, rj, cell_vf[i], creep[k], gamma) + p
+        wv[k, i, s] = w
+        vel[k, i, s] = max(w - p, 0.0)
+        dem[k, i, s] = class_demand(rk, r, w, rj, kp[k], gamma)
+        phi[k, i, s] = rk / r if r > eps else 0.0
+
+
+def interior_flux(i, s, rho, cell_rj, kp, gamma, c_bound, dem, wv, vel, phi, gout, gyout):  # noqa: ANN001
+    """Flux from cell i to cell i + 1 of the same link: the 1-in/1-out case of the junction rule."""
+    j = i + 1
+    rj = cell_rj[j]
+    s_m = class_supply(wv[0, i, s], phi[0, i, s], vel[0, j, s], rj, kp[0], gamma)
+    s_c = class_supply(wv[1, i, s], phi[1, i, s], vel[1, j, s], rj, kp[1], gamma)
+    cap = space_supply(rho[0, j, s] + rho[1, j, s], rj, c_bound)
+    f_m, f_c = limit_factors(dem[0, i, s], dem[1, i, s], s_m, s_c, cap)
+    gout[0, i, s] = dem[0, i, s] * f_m
+    gout[1, i, s] = dem[1, i, s] * f_c
+    gyout[0, i, s] = gout[0, i, s] * wv[0, i, s]
+    gyout[1, i, s] = gout[1, i, s] * wv[1, i, s]
+
+
+def movement_gate(m, s, t_local, mov_signal, mov_phase, sig_phase, sig_amber):  # noqa: ANN001
+    """1.0 when movement m may flow in scenario s at time t_local into the advance, else 0.0.
+
+    Phase -1 always flows; otherwise only in its signal's phase, and never during the amber."""
+    ph = mov_phase[m]
+    if ph < 0:
+        return 1.0
+    g = mov_signal[m]
+    if sig_phase[g, s] == ph and t_local >= sig_amber[g, s]:
+        return 1.0
+    return 0.0
+
+
+def junction_flow(
+    n, s, t_local, rho, cell_rj, kp, gamma, c_bound, dem, wv, vel, phi, gout, gyout, lin, lyin,
+    jn_mov_ptr, jn_out_ptr, jn_out_link, mov_in, mov_out, mov_ratio, mov_signal, mov_phase,
+    sig_phase, sig_amber, link_first, sd, sdw, sdp,
+):  # noqa: ANN001
+    """Movements of junction n: demand = ratio x gate x class demand of the incoming link's last
+    cell; each outgoing link's supply is shared among its movements in proportion to their
+    demands (non-FIFO: a blocked turn does not hold the others); the outgoing link receives the
+    flux-weighted w. The same flux leaves one cell and enters the other: mass is exact."""
+    for q in range(jn_out_ptr[n], jn_out_ptr[n + 1]):
+        lk = jn_out_link[q]
+        for k in range(2):
+            sd[k, lk, s] = 0.0
+            sdw[k, lk, s] = 0.0
+            sdp[k, lk, s] = 0.0
+    for m in range(jn_mov_ptr[n], jn_mov_ptr[n + 1]):
+        last = link_first[mov_in[m] + 1] - 1
+        for k in range(2):
+            gout[k, last, s] = 0.0
+            gyout[k, last, s] = 0.0
+    for m in range(jn_mov_ptr[n], jn_mov_ptr[n + 1]):
+        gate = mov_ratio[m] * movement_gate(m, s, t_local, mov_signal, mov_phase, sig_phase, sig_amber)
+        last = link_first[mov_in[m] + 1] - 1
+        lk = mov_out[m]
+        for k in range(2):
+            d = gate * dem[k, last, s]
+            sd[k, lk, s] += d
+            sdw[k, lk, s] += d * wv[k, last, s]
+            sdp[k, lk, s] += d * phi[k, last, s]
+    for q in range(jn_out_ptr[n], jn_out_ptr[n + 1]):
+        lk = jn_out_link[q]
+        first = link_first[lk]
+        rj = cell_rj[first]
+        d_m = sd[0, lk, s]
+        d_c = sd[1, lk, s]
+        s_m = 0.0
+        s_c = 0.0
+        if d_m > 0.0:
+            s_m = class_supply(sdw[0, lk, s] / d_m, sdp[0, lk, s] / d_m, vel[0, first, s], rj, kp[0], gamma)
+        if d_c > 0.0:
+            s_c = class_supply(sdw[1, lk, s] / d_c, sdp[1, lk, s] / d_c, vel[1, first, s], rj, kp[1], gamma)
+        cap = space_supply(rho[0, first, s] + rho[1, first, s], rj, c_bound)
+        f_m, f_c = limit_factors(d_m, d_c, s_m, s_c, cap)
+        sd[0, lk, s] = f_m
+        sd[1, lk, s] = f_c
+    for m in range(jn_mov_ptr[n], jn_mov_ptr[n + 1]):
+        gate = mov_ratio[m] * movement_gate(m, s, t_local, mov_signal, mov_phase, sig_phase, sig_amber)
+        last = link_first[mov_in[m] + 1] - 1
+        lk = mov_out[m]
+        for k in range(2):
+            f = gate * dem[k, last, s] * sd[k, lk, s]
+            fy = f * wv[k, last, s]
+            gout[k, last, s] += f
+            gyout[k, last, s] += fy
+            lin[k, lk, s] += f
+            lyin[k, lk, s] += fy
+
+
+def entry_flow(
+    e, s, h, rho, cell_rj, cell_vf, kp, creep, alpha, gamma, c_bound, vel, lin, lyin,
+    entry_link, link_first, queue, rate,
+):  # noqa: ANN001
+    """Point queue of entry e: what waits plus what arrives this step, limited by the entry
+    cell's supply; vehicles join at the equilibrium w of that cell. Returns arrivals (veh)."""
+    lk = entry_link[e]
+    first = link_first[lk]
+    rj = cell_rj[first]
+    rm = rho[0, first, s]
+    rc = rho[1, first, s]
+    a_m = queue[0, e, s] / h + rate[0, e, s]
+    a_c = queue[1, e, s] / h + rate[1, e, s]
+    r_m = effective_density(rm, rc, 0, alpha)
+    r_c = effective_density(rm, rc, 1, alpha)
+    w_m = equilibrium_speed(r_m, rj, cell_vf[first], creep[0], gamma) + pressure(r_m, rj, kp[0], gamma)
+    w_c = equilibrium_speed(r_c, rj, cell_vf[first], creep[1], gamma) + pressure(r_c, rj, kp[1], gamma)
+    eff_m = a_m + alpha * a_c
+    eff_c = a_m + a_c
+    phi_m = a_m / eff_m if eff_m > 0.0 else 0.0
+    phi_c = a_c / eff_c if eff_c > 0.0 else 0.0
+    s_m = class_supply(w_m, phi_m, vel[0, first, s], rj, kp[0], gamma)
+    s_c = class_supply(w_c, phi_c, vel[1, first, s], rj, kp[1], gamma)
+    cap = space_supply(rm + rc, rj, c_bound)
+    f_m, f_c = limit_factors(a_m, a_c, s_m, s_c, cap)
+    in_m = a_m * f_m
+    in_c = a_c * f_c
+    lin[0, lk, s] += in_m
+    lin[1, lk, s] += in_c
+    lyin[0, lk, s] += in_m * w_m
+    lyin[1, lk, s] += in_c * w_c
+    queue[0, e, s] += h * (rate[0, e, s] - in_m)
+    queue[1, e, s] += h * (rate[1, e, s] - in_c)
+    return h * (rate[0, e, s] + rate[1, e, s])
+
+
+def exit_flow(x, s, h, dem, wv, gout, gyout, exit_link, exit_cap, link_first):  # noqa: ANN001
+    """Exit x discharges the demand of its link's last cell up to the exit supply. Returns the
+    vehicles that left this step."""
+    last = link_first[exit_link[x] + 1] - 1
+    d_m = dem[0, last, s]
+    d_c = dem[1, last, s]
+    f_m, f_c = limit_factors(d_m, d_c, d_m, d_c, exit_cap[x])
+    out_m = d_m * f_m
+    out_c = d_c * f_c
+    gout[0, last, s] = out_m
+    gout[1, last, s] = out_c
+    gyout[0, last, s] = out_m * wv[0, last, s]
+    gyout[1, last, s] = out_c * wv[1, last, s]
+    return h * (out_m + out_c)
+
+
+def update_cell(
+    i, s, h, rho, y, cell_rj, cell_vf, cell_dx, cell_first, cell_lnk, kp, creep, alpha, gamma,
+    decay_m, decay_c, gout, gyout, lin, lyin,
+):  # noqa: ANN001
+    """Conservative update of cell i (inflow from the cell before it, or from the link's junction
+    or entry when it is the first cell), then exact relaxation. Returns its delay this step
+    (veh*s lost against free flow)."""
+    lam = h / cell_dx[i]
+    first = cell_first[i]
+    rj = cell_rj[i]
+    vf = cell_vf[i]
+    delay = 0.0
+    for k in range(2):
+        if first:
+            lk = cell_lnk[i]
+            fin = lin[k, lk, s]
+            fyin = lyin[k, lk, s]
+        else:
+            fin = gout[k, i - 1, s]
+            fyin = gyout[k, i - 1, s]
+        rho[k, i, s] += lam * (fin - gout[k, i, s])
+        y[k, i, s] += lam * (fyin - gyout[k, i, s])
+    rm = rho[0, i, s]
+    rc = rho[1, i, s]
+    for k in range(2):
+        rk = rho[k, i, s]
+        r = effective_density(rm, rc, k, alpha)
+        p = pressure(r, rj, kp[k], gamma)
+        v_eq = equilibrium_speed(r, rj, vf, creep[k], gamma)
+        decay = decay_m if k == 0 else decay_c
+        yk = relaxed_y(rk, y[k, i, s], p, v_eq, decay)
+        y[k, i, s] = yk
+        if rk > 0.0:
+            v = max(yk / rk - p, 0.0)
+            delay += rk * max(1.0 - v / vf, 0.0)
+    return delay * cell_dx[i] * h
+
+
+# ----------------------------------------------------------------------------- compilation
+
+FUNCTIONS = (
+    "ipow", "iroot", "effective_density", "pressure", "equilibrium_speed", "critical_density",
+    "curve_flow", "class_demand", "class_supply", "space_supply", "limit_factors", "relaxed_y",
+    "eval_cell", "interior_flux", "movement_gate", "junction_flow", "entry_flow", "exit_flow",
+    "update_cell",
+)
+
+
+def compile_for(decorator: Callable[[Any], Any]) -> types.SimpleNamespace:
+    """The functions of this module compiled by `decorator`, calling each other compiled.
+
+    Each function is cloned with its own globals dict in which the other physics names point to
+    their compiled versions; numba resolves globals when it compiles, so the composition holds.
+    """
+    namespace = dict(globals())
+    compiled = {}
+    for name in FUNCTIONS:
+        f = globals()[name]
+        clone = types.FunctionType(f.__code__, namespace, name, f.__defaults__, f.__closure__)
+        clone.__qualname__ = f.__qualname__
+        clone.__module__ = f.__module__
+        compiled[name] = decorator(clone)
+    namespace.update(compiled)
+    return types.SimpleNamespace(**compiled)

@@ -1,0 +1,395 @@
+"""Batched two-class ARZ simulator: B independent scenarios of one network advanced in lockstep.
+
+The Simulator owns the state of all scenarios in flat arrays laid out [class][cell][scenario]
+(scenario fastest), the signal state, and the backend (lib/cpu.py or lib/cuda.py) that advances
+it; the model and the scheme are in docs/model.md. Signal logic (amber, minimum green) lives
+here on the host: it only changes when `set_phase` is called, and the kernels read the phase and
+the amber left to gate movements per substep.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Literal
+
+import numpy as np
+
+from lib import physics
+from lib.config import ConfigError, strict_config
+from lib.network import Network
+
+
+@strict_config
+class SimConfig:
+    """Model parameters (SI units) and numerics options; defaults are justified in docs/model.md."""
+
+    rho_jam_per_lane: float = 0.15  # veh/m per lane, both classes together
+    k_pressure_m: float = 16.0  # K_m, m/s
+    k_pressure_c: float = 16.0  # K_c, m/s
+    gamma: int = 1  # pressure exponent (1..4), integer so the hot loop avoids pow
+    alpha: float = 0.5  # weight of a car in the density motorcycles perceive
+    tau_m: float = 5.0  # relaxation time of motorcycles, s
+    tau_c: float = 10.0  # relaxation time of cars, s
+    creep_speed_mps: float = 1.5  # motorcycles' equilibrium speed at jam density
+    cfl: float = 0.9  # dt = cfl * min(dx) / c_bound
+    amber_s: float = 3.0
+    min_green_s: float = 10.0
+    exit_capacity_factor: float = 1.0  # exit supply as a multiple of the exit link's capacity
+    initial_load: float = 0.0  # initial density as a fraction of rho_jam, at equilibrium
+    initial_moto_share: float = 0.35
+    observe_length_m: float = 100.0  # approach_state looks at this many metres before the stop line
+    queue_speed_mps: float = 2.0  # cells slower than this count as queue
+    eps_density: float = 1e-12  # veh/m below which a class is treated as absent from a cell
+    cpu_chunk: int = 8  # scenarios per CPU thread chunk
+
+    def validate(self) -> None:
+        positive = (
+            "rho_jam_per_lane", "k_pressure_m", "k_pressure_c", "tau_m", "tau_c", "observe_length_m",
+            "eps_density", "exit_capacity_factor",
+        )
+        for name in positive:
+            if not getattr(self, name) > 0:
+                raise ConfigError(f"SimConfig.{name} must be > 0, got {getattr(self, name)!r}.")
+        if not 1 <= self.gamma <= 4:
+            raise ConfigError(f"SimConfig.gamma must be an integer in 1..4, got {self.gamma!r}.")
+        if not 0.0 < self.cfl <= 1.0:
+            raise ConfigError(f"SimConfig.cfl must be in (0, 1] for stability, got {self.cfl!r}.")
+        for name in ("alpha", "initial_load", "initial_moto_share"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ConfigError(f"SimConfig.{name} must be in [0, 1], got {getattr(self, name)!r}.")
+        for name in ("creep_speed_mps", "amber_s", "min_green_s", "queue_speed_mps"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"SimConfig.{name} must be >= 0, got {getattr(self, name)!r}.")
+        if self.cpu_chunk < 1:
+            raise ConfigError(f"SimConfig.cpu_chunk must be >= 1, got {self.cpu_chunk!r}.")
+
+
+def cuda_available() -> bool:
+    """Whether numba sees a usable CUDA GPU (or the CUDA simulator)."""
+    try:
+        from numba import cuda
+
+        return bool(cuda.is_available())
+    except Exception:  # noqa: BLE001 - any driver problem means "no GPU"
+        return False
+
+
+def pick_backend(backend: str) -> str:
+    if backend not in ("auto", "cpu", "cuda"):
+        raise ValueError(f"backend must be 'auto', 'cpu' or 'cuda', got {backend!r}")
+    if backend == "auto":
+        return "cuda" if cuda_available() else "cpu"
+    if backend == "cuda" and not cuda_available():
+        raise ValueError("backend='cuda' but numba finds no CUDA GPU; use backend='cpu' or 'auto'")
+    return backend
+
+
+def compile_kernels(backend: str) -> tuple[float, bool]:
+    """Compile the kernels of `backend` once per process: (seconds, whether the disk cache served it)."""
+    chosen = pick_backend(backend)
+    if chosen == "cpu":
+        from lib import cpu
+
+        return cpu.compile_kernels()
+    from lib import cuda as cuda_backend
+
+    return cuda_backend.compile_kernels()
+
+
+class Simulator:
+    """B scenarios of the two-class ARZ model on one network; see docs/api.md for the contract."""
+
+    def __init__(
+        self,
+        network: Network,
+        n_scenarios: int = 1,
+        backend: Literal["auto", "cpu", "cuda"] = "auto",
+        config: SimConfig | None = None,
+    ) -> None:
+        if not isinstance(network, Network):
+            raise TypeError(f"network must be a lib.network.Network, got {type(network).__name__}")
+        if not (isinstance(n_scenarios, (int, np.integer)) and n_scenarios >= 1):
+            raise ValueError(f"n_scenarios must be a positive integer, got {n_scenarios!r}")
+        if config is not None and not isinstance(config, SimConfig):
+            raise TypeError(f"config must be a SimConfig (or None for defaults), got {type(config).__name__}")
+        self.network = network
+        self.n_scenarios = int(n_scenarios)
+        self.config = config or SimConfig()
+        self.backend = pick_backend(backend)
+        self._static = _static_arrays(network, self.config)
+        self.dt = self.config.cfl * float(self._static["cell_dx"].min()) / self._static["c_bound"]
+        self._init_state()
+        self._engine = _make_engine(self.backend, self)
+        self.reset()
+
+    # ------------------------------------------------------------------ state
+
+    def _init_state(self) -> None:
+        net, cfg, B = self.network, self.config, self.n_scenarios
+        st = self._static
+        rj = st["cell_rj"]
+        r = cfg.initial_load * rj
+        rho0 = np.stack([cfg.initial_moto_share * r, (1.0 - cfg.initial_moto_share) * r])
+        equilibrium = np.vectorize(physics.equilibrium_speed)
+        eff = np.stack([physics.effective_density(rho0[0], rho0[1], k, cfg.alpha) for k in range(2)])
+        ve = np.stack([equilibrium(eff[k], rj, st["cell_vf"], st["creep"][k], cfg.gamma) for k in range(2)])
+        y0 = rho0 * (ve + self._pressures(rho0[..., None])[..., 0])
+        self._rho0, self._y0 = rho0, y0
+        self.time = np.zeros(B)
+        self._sig_phase = np.zeros((net.n_signals, B), dtype=np.int64)
+        self._sig_amber = np.zeros((net.n_signals, B))
+        self._amber_len = np.zeros((net.n_signals, B))
+        self._tip = np.zeros((net.n_signals, B))
+        self._switches = np.zeros(B, dtype=np.int64)
+        self._ignored = np.zeros(B, dtype=np.int64)
+        self._n_phases = np.array([s.n_phases for s in net.signals], dtype=np.int64)
+
+    def reset(self, seed: int | None = None, scenarios: Any = None) -> None:
+        """Scenarios (all, or the given indices) back to the initial state, time and counters 0.
+
+        The initial state is deterministic (SimConfig.initial_load at equilibrium); `seed` is
+        accepted for the Gymnasium-style call and does not change it."""
+        idx = self._scenario_index(scenarios)
+        self._engine.reset(idx, self._rho0, self._y0)
+        self.time[idx] = 0.0
+        for a in (self._sig_phase, self._sig_amber, self._amber_len, self._tip):
+            a[:, idx] = 0
+        self._switches[idx] = 0
+        self._ignored[idx] = 0
+        self._engine.upload_signals(self._sig_phase, self._sig_amber)
+
+    def _scenario_index(self, scenarios: Any) -> np.ndarray:
+        if scenarios is None:
+            return np.arange(self.n_scenarios)
+        idx = np.atleast_1d(np.asarray(scenarios, dtype=np.int64))
+        if idx.size and (idx.min() < 0 or idx.max() >= self.n_scenarios):
+            raise ValueError(f"scenarios must be indices in [0, {self.n_scenarios}), got {idx.tolist()}")
+        return idx
+
+    # ------------------------------------------------------------------ inputs
+
+    def set_demand(self, veh_per_hour: Any, moto_share: Any = 0.35) -> None:
+        """Arrival rate per entry (veh/h, both classes), (n_entries,) or (B, n_entries)."""
+        B, ne = self.n_scenarios, self.network.n_entries
+        q = np.asarray(veh_per_hour, dtype=np.float64)
+        if q.shape not in ((ne,), (B, ne)):
+            raise ValueError(f"veh_per_hour must have shape ({ne},) or ({B}, {ne}), got {q.shape}")
+        if not np.all(np.isfinite(q)) or np.any(q < 0):
+            raise ValueError("veh_per_hour must be finite and >= 0")
+        share = np.asarray(moto_share, dtype=np.float64)
+        if share.shape not in ((), (B,)) or np.any(share < 0) or np.any(share > 1):
+            raise ValueError(f"moto_share must be a float or a ({B},) array in [0, 1], got {moto_share!r}")
+        q = np.broadcast_to(q, (B, ne)) / 3600.0
+        share = np.broadcast_to(share, (B,))[:, None]
+        rate = np.stack([(share * q).T, ((1.0 - share) * q).T])
+        self._engine.set_rate(np.ascontiguousarray(rate))
+
+    def set_phase(self, phase: Any) -> None:
+        """Request a phase per signal ((n_signals,) or (B, n_signals)); amber and min green apply."""
+        B, ns = self.n_scenarios, self.network.n_signals
+        req = np.asarray(phase)
+        if req.shape not in ((ns,), (B, ns)) or not np.issubdtype(req.dtype, np.integer):
+            raise ValueError(f"phase must be an int array of shape ({ns},) or ({B}, {ns}), got {req!r}")
+        req = np.broadcast_to(req, (B, ns)).T.astype(np.int64)
+        if np.any(req < 0) or np.any(req >= self._n_phases[:, None]):
+            raise ValueError(f"phase indices must be in [0, n_phases) per signal {self._n_phases.tolist()}")
+        change = req != self._sig_phase
+        allowed = (self._sig_amber <= 0.0) & (self._tip - self._amber_len >= self.config.min_green_s)
+        accept = change & allowed
+        self._ignored += (change & ~allowed).sum(axis=0)
+        self._switches += accept.sum(axis=0)
+        self._sig_phase = np.where(accept, req, self._sig_phase)
+        self._sig_amber = np.where(accept, self.config.amber_s, self._sig_amber)
+        self._amber_len = np.where(accept, self.config.amber_s, self._amber_len)
+        self._tip = np.where(accept, 0.0, self._tip)
+        self._engine.upload_signals(self._sig_phase, self._sig_amber)
+
+    def advance(self, seconds: float) -> None:
+        """Advance all scenarios by `seconds`, in whole steps of dt with the last one shortened."""
+        if not (math.isfinite(seconds) and seconds >= 0):
+            raise ValueError(f"seconds must be finite and >= 0, got {seconds!r}")
+        if seconds == 0:
+            return
+        n_steps = max(1, math.ceil(seconds / self.dt - 1e-9))
+        dt_last = seconds - (n_steps - 1) * self.dt
+        self._engine.advance(n_steps, self.dt, dt_last)
+        self.time += seconds
+        self._tip += seconds
+        self._sig_amber = np.maximum(self._sig_amber - seconds, 0.0)
+        self._engine.upload_signals(self._sig_phase, self._sig_amber)
+
+    # ------------------------------------------------------------------ read-outs
+
+    def vehicles(self) -> np.ndarray:
+        rho, _ = self._engine.cells()
+        queue = self._engine.queue()
+        return np.einsum("kis,i->s", rho, self._static["cell_dx"]) + queue.sum(axis=(0, 1))
+
+    def cumulative_entered(self) -> np.ndarray:
+        return self._engine.counter("entered")
+
+    def cumulative_exited(self) -> np.ndarray:
+        return self._engine.counter("exited")
+
+    def cumulative_delay(self) -> np.ndarray:
+        return self._engine.counter("delay")
+
+    def queue_lengths(self) -> np.ndarray:
+        return self._engine.queue().sum(axis=0).T.copy()
+
+    def cell_state(self) -> tuple[np.ndarray, np.ndarray]:
+        """Per class density (veh/m) and speed (m/s), each (B, 2, n_cells); for tests and plots."""
+        rho, y = self._engine.cells()
+        return rho.transpose(2, 0, 1).copy(), self._speeds(rho, y).transpose(2, 0, 1).copy()
+
+    def set_state(self, rho: Any, v: Any) -> None:
+        """Set every scenario's cells: per class density and speed, shape (2, n_cells) or (B, 2, n_cells).
+
+        Speeds are stored through w = v + p; meant for tests and custom initial conditions."""
+        B, nc = self.n_scenarios, self.network.n_cells
+        rho = np.broadcast_to(np.asarray(rho, dtype=np.float64), (B, 2, nc)).transpose(1, 2, 0)
+        v = np.broadcast_to(np.asarray(v, dtype=np.float64), (B, 2, nc)).transpose(1, 2, 0)
+        rj = self._static["cell_rj"][None, :, None]
+        if np.any(rho < 0) or np.any(rho.sum(axis=0) > rj[0] * (1 + 1e-12)) or np.any(v < 0):
+            raise ValueError("set_state needs 0 <= rho, total density <= rho_jam and v >= 0")
+        y = rho * (v + self._pressures(rho))
+        self._engine.set_cells(np.ascontiguousarray(rho), np.ascontiguousarray(y))
+
+    def link_density(self) -> np.ndarray:
+        rho, _ = self._engine.cells()
+        return self._link_sum(rho.sum(axis=0) * self._static["cell_dx"][:, None]) / self._link_length()
+
+    def link_speed(self) -> np.ndarray:
+        rho, y = self._engine.cells()
+        dx = self._static["cell_dx"][:, None]
+        mass = self._link_sum(rho.sum(axis=0) * dx)
+        flow = self._link_sum((rho * self._speeds(rho, y)).sum(axis=0) * dx)
+        free = np.broadcast_to(self._static["link_vf"], mass.shape)
+        return np.where(mass > 1e-9, flow / np.maximum(mass, 1e-300), free)
+
+    def current_phase(self) -> np.ndarray:
+        return self._sig_phase.T.copy()
+
+    def in_amber(self) -> np.ndarray:
+        return (self._sig_amber > 0.0).T.copy()
+
+    def time_in_phase(self) -> np.ndarray:
+        return self._tip.T.copy()
+
+    def switches(self) -> np.ndarray:
+        return self._switches.copy()
+
+    def ignored_requests(self) -> np.ndarray:
+        return self._ignored.copy()
+
+    def approach_state(self) -> np.ndarray:
+        """(B, n_approaches, 3): density, flow-weighted speed over the last observe_length_m of each
+        approach link, and its queue (veh in cells slower than queue_speed_mps)."""
+        rho, y = self._engine.cells()
+        vel = self._speeds(rho, y)
+        dx = self._static["cell_dx"]
+        out = np.zeros((self.n_scenarios, len(self.network.approaches), 3))
+        for a, appr in enumerate(self.network.approaches):
+            lk = self.network.links[appr.link]
+            cells = np.arange(lk.first_cell, lk.first_cell + lk.n_cells)
+            near = cells[-max(1, math.ceil(self.config.observe_length_m / lk.dx_m)) :]
+            mass = (rho[:, near].sum(axis=0) * dx[near, None]).sum(axis=0)
+            flow = ((rho[:, near] * vel[:, near]).sum(axis=0) * dx[near, None]).sum(axis=0)
+            out[:, a, 0] = mass / (dx[near].sum())
+            out[:, a, 1] = np.where(mass > 1e-9, flow / np.maximum(mass, 1e-300), lk.free_speed_mps)
+            cell_mass = rho[:, cells].sum(axis=0)
+            cell_flow = (rho[:, cells] * vel[:, cells]).sum(axis=0)
+            slow = cell_flow < self.config.queue_speed_mps * cell_mass
+            out[:, a, 2] = (np.where(slow, cell_mass, 0.0) * dx[cells, None]).sum(axis=0)
+        return out
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the state, scratch and static buffers this simulator allocated."""
+        return self._engine.nbytes
+
+    # ------------------------------------------------------------------ helpers
+
+    def _pressures(self, rho: np.ndarray) -> np.ndarray:
+        """p_k per class, cell and scenario of a (2, n_cells, B) density array."""
+        cfg, st = self.config, self._static
+        rj = st["cell_rj"][:, None]
+        eff = [physics.effective_density(rho[0], rho[1], k, cfg.alpha) for k in range(2)]
+        return np.stack([physics.pressure(eff[k], rj, st["kp"][k], cfg.gamma) for k in range(2)])
+
+    def _speeds(self, rho: np.ndarray, y: np.ndarray) -> np.ndarray:
+        present = rho > self.config.eps_density
+        w = np.where(present, y / np.where(present, rho, 1.0), 0.0)
+        return np.where(present, np.maximum(w - self._pressures(rho), 0.0), 0.0)
+
+    def _link_sum(self, per_cell: np.ndarray) -> np.ndarray:
+        """(n_cells, B) -> (B, n_links) sums over each link's cells."""
+        first = self._static["link_first"]
+        return np.add.reduceat(per_cell, first[:-1], axis=0).T
+
+    def _link_length(self) -> np.ndarray:
+        return np.array([lk.n_cells * lk.dx_m for lk in self.network.links])
+
+
+def _static_arrays(network: Network, cfg: SimConfig) -> dict[str, Any]:
+    """Kernel-ready copies of the network arrays plus derived per-cell constants and bounds."""
+    a = network.arrays
+    cell_link = np.array(a["cell_link"], dtype=np.int64)
+    link_first = np.array(a["link_first_cell"], dtype=np.int64)
+    cell_dx = np.array(a["link_dx"][cell_link], dtype=np.float64)
+    cell_rj = np.array(cfg.rho_jam_per_lane * a["link_lanes"][cell_link], dtype=np.float64)
+    cell_vf = np.array(a["link_free_speed"][cell_link], dtype=np.float64)
+    cell_first = np.zeros(len(cell_link), dtype=np.bool_)
+    cell_first[link_first[:-1]] = True
+    last = np.zeros(len(cell_link), dtype=np.bool_)
+    last[link_first[1:] - 1] = True
+    interior = np.flatnonzero(~last).astype(np.int64)
+
+    junctions = [n.index for n in network.nodes if n.kind == "junction"]
+    order = np.argsort(a["mov_node"], kind="stable")
+    mov_node = a["mov_node"][order]
+    jn_mov_ptr = np.searchsorted(mov_node, np.array(junctions + [10**18])).astype(np.int64)
+    jn_mov_ptr[-1] = len(order)
+    outs = [network.nodes[n].out_links for n in junctions]
+    jn_out_ptr = np.zeros(len(junctions) + 1, dtype=np.int64)
+    jn_out_ptr[1:] = np.cumsum([len(o) for o in outs])
+    jn_out_link = np.array([lk for o in outs for lk in o], dtype=np.int64)
+
+    kp = np.array([cfg.k_pressure_m, cfg.k_pressure_c])
+    creep = np.array([cfg.creep_speed_mps, 0.0])
+    vf_max = float(a["link_free_speed"].max())
+    w_max = max(vf_max, float(np.max(kp + creep)))
+    c_bound = max(w_max, cfg.gamma * float(kp.max()))
+    exit_links = np.array(network.exit_links, dtype=np.int64)
+    exit_cap = np.array(
+        [cfg.exit_capacity_factor * _capacity(cfg.rho_jam_per_lane * network.links[lk].lanes, w_max, cfg)
+         for lk in exit_links]
+    )
+    return {
+        "cell_rj": cell_rj, "cell_vf": cell_vf, "cell_dx": cell_dx, "cell_first": cell_first,
+        "cell_link": cell_link, "interior": interior, "link_first": link_first,
+        "jn_mov_ptr": jn_mov_ptr, "jn_out_ptr": jn_out_ptr, "jn_out_link": jn_out_link,
+        "mov_in": np.array(a["mov_in"][order]), "mov_out": np.array(a["mov_out"][order]),
+        "mov_ratio": np.array(a["mov_ratio"][order]), "mov_signal": np.array(a["mov_signal"][order]),
+        "mov_phase": np.array(a["mov_phase"][order]),
+        "entry_link": np.array(network.entry_links, dtype=np.int64), "exit_link": exit_links,
+        "exit_cap": exit_cap, "kp": kp, "creep": creep,
+        "tau": np.array([cfg.tau_m, cfg.tau_c]), "c_bound": float(c_bound), "w_max": w_max,
+        "link_vf": np.array(a["link_free_speed"], dtype=np.float64),
+    }
+
+
+def _capacity(rho_jam: float, w: float, cfg: SimConfig) -> float:
+    """Largest flow (veh/s) a cell of jam density rho_jam sends on the car curve of the largest w."""
+    rc = physics.critical_density(w, rho_jam, cfg.k_pressure_c, cfg.gamma)
+    return physics.curve_flow(rc, w, rho_jam, cfg.k_pressure_c, cfg.gamma)
+
+
+def _make_engine(backend: str, sim: Simulator) -> Any:
+    if backend == "cpu":
+        from lib.cpu import CpuEngine
+
+        return CpuEngine(sim)
+    from lib.cuda import CudaEngine
+
+    return CudaEngine(sim)
