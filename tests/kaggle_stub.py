@@ -10,7 +10,8 @@ escape to the real Kaggle (https) arrives as a `CONNECT`, is refused and recorde
 
 Usage in a test module::
 
-    from tests.kaggle_stub import kaggle_stub, kaggle_env  # noqa: F401  (pytest fixtures)
+    pytest_plugins = ("tests.kaggle_stub",)   # the fixtures kaggle_stub, kaggle_env; import
+                                              # nothing else from here (pytest warns if you do)
 
     def test_x(kaggle_env):               # in-process: env set, HOME is a temporary folder
         stub = kaggle_env
@@ -31,6 +32,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import sys
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -48,6 +50,15 @@ API_PREFIX = "/api/v1/"
 LOCAL_HOSTS = ("localhost", "127.0.0.1")
 FINAL_STATUSES = ("COMPLETE", "ERROR", "CANCEL_ACKNOWLEDGED")
 PROXY_VARS = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY")
+
+
+class _QuietServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client dropping a kept-alive connection is normal; other errors are reported."""
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
 
 
 @dataclass
@@ -90,6 +101,8 @@ class ScriptedFailure:
 class KaggleStub:
     """The server's state: kernels, recorded requests, scripted failures. Thread-safe."""
 
+    username, key, token = USERNAME, KEY, TOKEN
+
     def __init__(self) -> None:
         self.requests: list[Recorded] = []
         self.escaped: list[str] = []
@@ -99,8 +112,7 @@ class KaggleStub:
         self.default_statuses = ["RUNNING", "COMPLETE"]
         self._failures: dict[str, list[ScriptedFailure]] = {}
         self._lock = threading.Lock()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
-        self._server.daemon_threads = True
+        self._server = _QuietServer(("127.0.0.1", 0), _handler_for(self))
         self.port = self._server.server_address[1]
         self.url = f"http://127.0.0.1:{self.port}"
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
@@ -237,17 +249,17 @@ def _handler_for(stub: KaggleStub) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
 
-        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 (base signature)
+        def log_message(self, format: str, *args: Any) -> None:
             """Silence the per-request lines on stderr."""
 
-        def do_CONNECT(self) -> None:  # noqa: N802 (http.server naming)
+        def do_CONNECT(self) -> None:
             stub.escaped.append(f"CONNECT {self.path}")
             self._send(403, b"the Kaggle stub refuses tunnels: this request would have left the machine")
 
-        def do_GET(self) -> None:  # noqa: N802
+        def do_GET(self) -> None:
             self._handle()
 
-        def do_POST(self) -> None:  # noqa: N802
+        def do_POST(self) -> None:
             self._handle()
 
         def _handle(self) -> None:
