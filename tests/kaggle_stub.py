@@ -115,7 +115,7 @@ class KaggleStub:
         self._server = _QuietServer(("127.0.0.1", 0), _handler_for(self))
         self.port = self._server.server_address[1]
         self.url = f"http://127.0.0.1:{self.port}"
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,), daemon=True)
 
     def start(self) -> KaggleStub:
         self._thread.start()

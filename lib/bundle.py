@@ -1,0 +1,349 @@
+"""The push bundle: the training notebook made self-contained, and its local execution.
+
+Why: the earlier system cloned a 300 MB repository on Kaggle (85 s of a 150 s run). Here the
+bundle is one notebook whose first cell unpacks `lib/` from an embedded xz archive (base64) and
+pip-installs only the pinned packages the image lacks; the parameters are injected by papermill
+(never by string editing); `kernel-metadata.json` comes from the repository's template. The same
+notebook runs here with papermill (`run_local`), writing the log in Kaggle's output-log format, so
+`fetch_logs.py` reads local and Kaggle runs alike.
+
+A bundle is refused when its source exceeds Kaggle's 1 MB limit or when anything in it looks like
+a credential (a kaggle.json/.env/token file, a configured key's value, a key-shaped string).
+"""
+
+from __future__ import annotations
+
+import ast
+import base64
+import difflib
+import hashlib
+import io
+import json
+import lzma
+import re
+import subprocess
+import sys
+import tarfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TextIO
+
+from lib.kaggle_io import credential_values
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOK = REPO_ROOT / "kernels" / "train.ipynb"
+METADATA_TEMPLATE = REPO_ROOT / "kernel-metadata.json"
+REQUIREMENTS = REPO_ROOT / "requirements.txt"
+MAX_SOURCE_BYTES = 1_000_000
+BOOTSTRAP_TAG = "bundle-bootstrap"
+SLUG_PATTERN = re.compile(r"^[a-z0-9][a-z0-9-]{3,48}[a-z0-9]$")
+# Tools for building and pushing the notebook, not imported by the run itself.
+NOT_IN_NOTEBOOK = frozenset({"papermill", "ipykernel", "nbformat", "kaggle", "six"})
+# Pure-Python packages whose API the run depends on: replaced when the image has another version.
+# The others (torch above all: Kaggle's is the CUDA build) are installed only when absent.
+EXACT_VERSION = ("stable-baselines3", "gymnasium")
+CREDENTIAL_NAMES = frozenset({"kaggle.json", ".env", "access_token", "access_token.txt",
+                              "credentials.json", ".netrc", "id_rsa", "id_ed25519"})
+CREDENTIAL_SUFFIXES = (".env", ".pem", ".key", ".p12")
+CREDENTIAL_PATTERNS = (
+    re.compile(r'"key"\s*:\s*"[0-9a-f]{32}"'),
+    re.compile(r"KAGGLE_KEY\s*[=:]\s*['\"]?[0-9a-f]{32}"),
+    re.compile(r"KAGGLE_API_TOKEN\s*[=:]\s*['\"]?[A-Za-z0-9_]{20,}"),
+    re.compile(r"KGAT_[0-9A-Za-z]{16,}"),
+)
+
+BOOTSTRAP = '''\
+# Bootstrap written by lib/bundle.py: unpack this run's lib/ (embedded below, xz + base64) and
+# pip-install only the pinned packages this image lacks. Nothing else is cloned or downloaded.
+import base64, hashlib, importlib.metadata, io, lzma, subprocess, sys, tarfile, tempfile
+from pathlib import Path
+
+LIB_SHA256 = {lib_sha256!r}
+PINS = {pins!r}
+EXACT_VERSION = {exact!r}
+
+def _wanted(name, version):
+    try:
+        have = importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+        return True
+    return name in EXACT_VERSION and have != version
+
+LIB_ARCHIVE = {archive!r}
+tar_bytes = lzma.decompress(base64.b64decode(LIB_ARCHIVE))
+if hashlib.sha256(tar_bytes).hexdigest() != LIB_SHA256:
+    raise RuntimeError("the embedded lib/ archive is corrupt: rebuild the bundle with push_kernel.py")
+lib_root = Path(tempfile.gettempdir()) / f"victoria-island-lib-{{LIB_SHA256[:12]}}"
+with tarfile.open(fileobj=io.BytesIO(tar_bytes)) as tar:
+    tar.extractall(lib_root, **({{"filter": "data"}} if hasattr(tarfile, "data_filter") else {{}}))
+sys.path.insert(0, str(lib_root))
+missing = [f"{{name}}=={{version}}" for name, version in PINS.items() if _wanted(name, version)]
+if missing:
+    print("installing", *missing, flush=True)
+    done = subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", *missing])
+    if done.returncode != 0:
+        raise RuntimeError(f"pip could not install {{missing}}: the kernel needs internet access "
+                           "(enable_internet in kernel-metadata.json, phone-verified account)")
+print(f"lib/ sha256 {{LIB_SHA256[:12]}} unpacked to {{lib_root}}", flush=True)
+'''
+
+
+class BundleError(Exception):
+    """The bundle cannot be built or must not be pushed; the message says why and what to do."""
+
+
+@dataclass(frozen=True)
+class Bundle:
+    folder: Path
+    notebook: Path
+    metadata: dict[str, Any]
+    parameters: dict[str, Any]
+    lib_sha256: str
+    commit: str
+    source_bytes: int
+
+
+def notebook_parameters(notebook: Path = NOTEBOOK) -> dict[str, Any]:
+    """The notebook's parameters and their defaults, read from its `parameters` cell."""
+    import papermill
+
+    found = papermill.inspect_notebook(str(notebook))
+    if not found:
+        raise BundleError(f"{notebook} has no cell tagged 'parameters': tag the parameters cell.")
+    return {name: _literal(info["default"]) for name, info in found.items()}
+
+
+def resolve_parameters(overrides: dict[str, Any], notebook: Path = NOTEBOOK) -> dict[str, Any]:
+    """The defaults with `overrides` applied; an unknown name is an error naming the closest one."""
+    defaults = notebook_parameters(notebook)
+    for name in overrides:
+        if name not in defaults:
+            close = difflib.get_close_matches(name, list(defaults), n=1, cutoff=0.5)
+            hint = f" Did you mean '{close[0]}'?" if close else ""
+            raise BundleError(f"unknown notebook parameter '{name}'.{hint} "
+                              f"Parameters of {notebook.name}: {', '.join(defaults)}.")
+    return {**defaults, **overrides}
+
+
+def build_bundle(parameters: dict[str, Any], out_dir: Path, ref: str, accelerator: str | None,
+                 notebook: Path = NOTEBOOK, lib_dir: Path = REPO_ROOT / "lib",
+                 max_bytes: int = MAX_SOURCE_BYTES) -> Bundle:
+    """Write `<slug>.ipynb` and `kernel-metadata.json` into `out_dir` and check them.
+
+    `parameters` are injected as given (resolve them first); `commit` is filled in when the
+    notebook has that parameter and it was left at its default.
+    """
+    import nbformat
+    from papermill.iorw import load_notebook_node
+    from papermill.parameterize import parameterize_notebook
+
+    slug = _check_ref(ref)
+    tar_bytes, sizes = _lib_tar(lib_dir)
+    lib_sha256 = hashlib.sha256(tar_bytes).hexdigest()
+    commit = git_commit(lib_dir)
+    params = dict(parameters)
+    if params.get("commit") in (None, "", "unknown"):
+        params["commit"] = f"{commit} lib-sha256:{lib_sha256[:12]}"
+    nb = load_notebook_node(str(notebook))
+    nb.cells.insert(0, _bootstrap_cell(nbformat, tar_bytes, lib_sha256))
+    nb = parameterize_notebook(nb, params)
+    text = nbformat.writes(nb)
+    _check_size(len(text.encode()), max_bytes, sizes)
+    _check_credentials(lib_dir, text)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    nb_path = out_dir / f"{slug}.ipynb"
+    nb_path.write_text(text)
+    metadata = _metadata(ref, nb_path.name, accelerator)
+    (out_dir / "kernel-metadata.json").write_text(json.dumps(metadata, indent=2) + "\n")
+    return Bundle(out_dir, nb_path, metadata, params, lib_sha256, commit, len(text.encode()))
+
+
+def git_commit(path: Path = REPO_ROOT) -> str:
+    """HEAD's hash, with '-dirty' when lib/ or kernels/ differ from it; 'unknown' outside git."""
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=path, capture_output=True, text=True,
+                              check=True).stdout.strip()
+    try:
+        head = git("rev-parse", "--short=12", "HEAD")
+        dirty = git("status", "--porcelain", "--", ".")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return head + ("-dirty" if dirty else "")
+
+
+def pinned_requirements(path: Path = REQUIREMENTS) -> dict[str, str]:
+    """`name==version` lines of requirements.txt that the notebook itself needs."""
+    pins = {}
+    for line in path.read_text().splitlines():
+        match = re.match(r"^\s*([A-Za-z0-9_.-]+)\s*==\s*([^\s;#]+)", line)
+        if match and match.group(1).lower() not in NOT_IN_NOTEBOOK:
+            pins[match.group(1).lower()] = match.group(2)
+    return pins
+
+
+def _bootstrap_cell(nbformat: Any, tar_bytes: bytes, lib_sha256: str) -> Any:
+    archive = base64.b64encode(lzma.compress(tar_bytes, preset=9)).decode()
+    source = BOOTSTRAP.format(lib_sha256=lib_sha256, pins=pinned_requirements(), exact=EXACT_VERSION,
+                              archive=archive)
+    return nbformat.v4.new_code_cell(source, metadata={"tags": [BOOTSTRAP_TAG]})
+
+
+def _lib_tar(lib_dir: Path) -> tuple[bytes, dict[str, int]]:
+    """A reproducible tar of lib/ (sorted, no times or owners), so its hash names its content."""
+    if not (lib_dir / "__init__.py").is_file():
+        raise BundleError(f"{lib_dir} is not the lib package (no __init__.py).")
+    buffer, sizes = io.BytesIO(), {}
+    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for path in sorted(p for p in lib_dir.rglob("*") if p.is_file() and _bundled(p)):
+            data = path.read_bytes()
+            name = "lib/" + path.relative_to(lib_dir).as_posix()
+            info = tarfile.TarInfo(name)
+            info.size, info.mode, info.mtime = len(data), 0o644, 0
+            tar.addfile(info, io.BytesIO(data))
+            sizes[name] = len(data)
+    return buffer.getvalue(), sizes
+
+
+def _bundled(path: Path) -> bool:
+    return "__pycache__" not in path.parts and path.suffix != ".pyc"
+
+
+def _check_size(n_bytes: int, max_bytes: int, sizes: dict[str, int]) -> None:
+    if n_bytes <= max_bytes:
+        return
+    largest = sorted(sizes.items(), key=lambda kv: -kv[1])[:3]
+    listed = ", ".join(f"{name} ({size / 1e3:.0f} kB)" for name, size in largest)
+    raise BundleError(f"the bundle notebook is {n_bytes / 1e6:.2f} MB, over Kaggle's "
+                      f"{max_bytes / 1e6:.0f} MB source limit. Largest files in lib/: {listed}. "
+                      "Move large data out of lib/ (e.g. into a Kaggle dataset).")
+
+
+def _check_credentials(lib_dir: Path, notebook_text: str) -> None:
+    """Refuse anything that looks like a credential; never print the secret itself."""
+    secrets = credential_values()
+    for path in sorted(p for p in lib_dir.rglob("*") if p.is_file() and _bundled(p)):
+        shown = path.relative_to(lib_dir.parent)
+        if path.name.lower() in CREDENTIAL_NAMES or path.name.lower().endswith(CREDENTIAL_SUFFIXES):
+            raise BundleError(f"refusing to bundle {shown}: a credential file. Remove it from lib/; "
+                              "credentials belong in ~/.kaggle or environment variables.")
+        _scan(path.read_bytes().decode("latin-1"), secrets, str(shown))
+    _scan(notebook_text, secrets, "the notebook or its parameters")
+
+
+def _scan(text: str, secrets: list[str], where: str) -> None:
+    if any(secret in text for secret in secrets) or any(p.search(text) for p in CREDENTIAL_PATTERNS):
+        raise BundleError(f"refusing to bundle: {where} contains what looks like a Kaggle key or "
+                          "token (value not shown). Remove it; credentials never go in the bundle.")
+
+
+def _metadata(ref: str, code_file: str, accelerator: str | None) -> dict[str, Any]:
+    template = json.loads(METADATA_TEMPLATE.read_text())
+    slug = ref.split("/")[1]
+    metadata = {**template, "id": ref, "title": " ".join(w.capitalize() for w in slug.split("-")),
+                "code_file": code_file, "enable_gpu": accelerator is not None}
+    metadata.pop("machine_shape", None)
+    if accelerator is not None:
+        metadata["machine_shape"] = accelerator
+    if metadata.get("language") != "python" or metadata.get("kernel_type") != "notebook":
+        raise BundleError(f"{METADATA_TEMPLATE.name} must keep language 'python' and kernel_type 'notebook'.")
+    return metadata
+
+
+def _check_ref(ref: str) -> str:
+    owner, _, slug = ref.partition("/")
+    if not owner or not SLUG_PATTERN.match(slug):
+        raise BundleError(f"'{ref}' is not a valid kernel id: write OWNER/SLUG with a slug of 5-50 "
+                          "lowercase letters, digits and hyphens (e.g. alice/victoria-island-signals).")
+    return slug
+
+
+def _literal(text: str) -> Any:
+    """A parameter default as papermill reports it (source text) turned into its value."""
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text
+
+
+class KaggleStyleLog:
+    """Writes a run's output as Kaggle's output log: a JSON array, one element per line.
+
+    Written incrementally (`[{...}` then `\\n,{...}` ..., `]` on close) so a crash leaves a
+    truncated but readable log, which is exactly how a killed Kaggle session's log looks.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self._file = path.open("w", encoding="utf-8")
+        self._start = time.monotonic()
+        self._first = True
+
+    def stream(self, name: str, echo: TextIO) -> _LogStream:
+        return _LogStream(self, name, echo)
+
+    def write(self, stream_name: str, text: str) -> None:
+        t = round(time.monotonic() - self._start, 3)
+        for line in text.splitlines(keepends=True):
+            element = json.dumps({"stream_name": stream_name, "time": t, "data": line})
+            self._file.write(("[" if self._first else "\n,") + element)
+            self._first = False
+        self._file.flush()
+
+    def close(self) -> None:
+        self._file.write("[]" if self._first else "]")
+        self._file.close()
+
+
+class _LogStream:
+    """A file-like sink for papermill's stdout_file/stderr_file: logs and echoes each chunk."""
+
+    def __init__(self, log: KaggleStyleLog, name: str, echo: TextIO) -> None:
+        self._log, self._name, self._echo = log, name, echo
+
+    def write(self, text: str) -> int:
+        self._log.write(self._name, text)
+        self._echo.write(text)
+        return len(text)
+
+    def flush(self) -> None:
+        self._echo.flush()
+
+
+@dataclass(frozen=True)
+class LocalRun:
+    status: str
+    run_dir: Path
+    error: str | None
+
+
+def run_local(bundle: Bundle, run_dir: Path) -> LocalRun:
+    """Execute the bundle notebook here with papermill, cwd = `run_dir` (created, must be new).
+
+    Writes `run_dir/<notebook>` (executed), `run.log` (Kaggle's output-log format); the run
+    itself writes results.json, the model and plots into its output_dir (the cwd). A failing
+    cell gives status 'error' and an error naming the cell and the exception; the partial log
+    and the executed-so-far notebook are kept.
+    """
+    import papermill
+
+    run_dir.mkdir(parents=True, exist_ok=False)
+    log = KaggleStyleLog(run_dir / "run.log")
+    try:
+        papermill.execute_notebook(
+            str(bundle.notebook), str(run_dir / bundle.notebook.name), cwd=str(run_dir),
+            kernel_name="python3", progress_bar=False, log_output=False,
+            stdout_file=log.stream("stdout", sys.stdout), stderr_file=log.stream("stderr", sys.stderr))
+    except papermill.PapermillExecutionError as exc:
+        return LocalRun("error", run_dir, _cell_error(bundle.notebook, exc))
+    except Exception as exc:  # the kernel died or could not start: still a clean report
+        return LocalRun("error", run_dir, f"the notebook could not run: {type(exc).__name__}: {exc}")
+    finally:
+        log.close()
+    return LocalRun("ok", run_dir, None)
+
+
+def _cell_error(notebook: Path, exc: Any) -> str:
+    first_line = next((line for line in str(exc.source).splitlines()
+                       if line.strip() and not line.startswith("#")), "")
+    return (f"cell {exc.cell_index} of {notebook.name} (In [{exc.exec_count}], starting "
+            f"'{first_line[:60]}') raised {exc.ename}: {exc.evalue}")

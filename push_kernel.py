@@ -1,0 +1,187 @@
+"""Run the training notebook on a Kaggle GPU (through the Kaggle API) or here, with papermill.
+
+    python push_kernel.py --steps 300             # Kaggle if credentials are configured, else here
+    python push_kernel.py --target local --steps 64 --eval-episodes 1
+    python push_kernel.py --steps 5000 --wait     # push, poll until done, download, analyse
+    python push_kernel.py --dry-run -p seed 3     # write the bundle to build/<slug>/, push nothing
+
+Outputs: a local run writes runs/<run_id>/ (executed notebook, run.log in Kaggle's log format,
+results.json, model, plots); a push records runs/last_push.json for `python fetch_logs.py`.
+See docs/kaggle.md. The work is done in lib/bundle.py and lib/kaggle_io.py.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from lib.bundle import REPO_ROOT, Bundle, BundleError, build_bundle, resolve_parameters, run_local
+from lib.kaggle_io import (
+    CREDENTIALS_HELP,
+    KaggleError,
+    configured_username,
+    download_output,
+    has_credentials,
+    push,
+    record_push,
+    username,
+    wait_for_completion,
+)
+
+DEFAULT_SLUG = "victoria-island-signals"
+DEFAULT_ACCELERATOR = "NvidiaTeslaT4"
+RETIRED = {"NvidiaTeslaP100": "Kaggle has retired the P100 and runs such requests on a T4"}
+TYPED_OPTIONS = (("steps", int), ("seed", int), ("algorithm", str), ("n_envs", int),
+                 ("eval_episodes", int), ("backend", str), ("episode_seconds", float),
+                 ("decision_interval", float), ("run_id", str))
+RULE = "=" * 78
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    for name, kind in TYPED_OPTIONS:
+        parser.add_argument("--" + name.replace("_", "-"), dest=name, type=kind, default=None,
+                            help=f"notebook parameter {name} (default: the notebook's)")
+    parser.add_argument("-p", "--param", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
+                        help="any notebook parameter; VALUE is read as JSON when it parses, else text")
+    parser.add_argument("--target", choices=("auto", "kaggle", "local"), default="auto",
+                        help="auto: Kaggle when credentials are configured, otherwise here")
+    parser.add_argument("--accelerator", default=DEFAULT_ACCELERATOR,
+                        help="Kaggle machine shape (default NvidiaTeslaT4; 'none' for CPU only)")
+    parser.add_argument("--slug", default=DEFAULT_SLUG, help="kernel SLUG or OWNER/SLUG")
+    parser.add_argument("--timeout", type=int, default=None, help="Kaggle session timeout, seconds")
+    parser.add_argument("--wait", action="store_true", help="poll until done, then download and analyse")
+    parser.add_argument("--poll-interval", type=float, default=10.0,
+                        help="first status poll interval with --wait, seconds (backs off to 60)")
+    parser.add_argument("--dry-run", action="store_true", help="write the bundle, push or run nothing")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        return _run(args)
+    except (BundleError, KaggleError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return getattr(exc, "exit_code", 1)
+
+
+def _run(args: argparse.Namespace) -> int:
+    target = args.target
+    if target == "auto":
+        target = "kaggle" if has_credentials() else "local"
+    if target == "kaggle" and not args.dry_run and not has_credentials():
+        raise KaggleError(CREDENTIALS_HELP, exit_code=2)
+    accelerator = _accelerator(args.accelerator)
+    params = resolve_parameters(_overrides(args))
+    ref = _ref(args.slug, target == "kaggle" and not args.dry_run)
+    slug = ref.split("/")[1]
+    bundle = build_bundle(params, Path("build") / slug, ref, accelerator)
+    if args.dry_run:
+        _describe(bundle, "dry run: bundle written, nothing pushed or run")
+        return 0
+    if target == "local":
+        return _local(bundle, args.target == "auto")
+    return _kaggle(bundle, args, accelerator)
+
+
+def _overrides(args: argparse.Namespace) -> dict[str, Any]:
+    overrides = {name: getattr(args, name) for name, _ in TYPED_OPTIONS if getattr(args, name) is not None}
+    for name, value in args.param:
+        overrides[name] = _value(value)
+    overrides.setdefault("run_id", f"{time.strftime('%Y%m%d-%H%M%S')}-{args.slug.split('/')[-1]}")
+    return overrides
+
+
+def _value(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def _accelerator(name: str) -> str | None:
+    if name.lower() in ("none", "cpu"):
+        return None
+    if name in RETIRED:
+        print(f"warning: {RETIRED[name]}.", file=sys.stderr)
+    return name
+
+
+def _ref(slug: str, need_owner: bool) -> str:
+    if "/" in slug:
+        return slug
+    owner = configured_username() or (username() if need_owner else None)
+    return f"{owner or 'OWNER'}/{slug}"
+
+
+def _describe(bundle: Bundle, headline: str) -> None:
+    params = " ".join(f"{k}={v}" for k, v in bundle.parameters.items())
+    print(f"{headline}\n  notebook:  {bundle.notebook} ({bundle.source_bytes / 1e3:.0f} kB of Kaggle's 1 MB)"
+          f"\n  metadata:  {bundle.folder / 'kernel-metadata.json'} (id {bundle.metadata['id']})"
+          f"\n  lib/ sha256 {bundle.lib_sha256[:12]}, commit {bundle.commit}\n  parameters: {params}")
+
+
+def _local(bundle: Bundle, automatic: bool) -> int:
+    run_dir = Path("runs") / str(bundle.parameters["run_id"])
+    why = "no Kaggle credentials are configured" if automatic else "--target local"
+    print(f"{RULE}\nLOCAL RUN ({why}): the notebook runs HERE, not on Kaggle.\n  outputs: {run_dir}/",
+          flush=True)
+    _describe(bundle, "  bundle:")
+    print(RULE, flush=True)
+    start = time.monotonic()
+    result = run_local(bundle, run_dir)
+    seconds = time.monotonic() - start
+    print(RULE)
+    if result.status != "ok":
+        print(f"LOCAL RUN FAILED after {seconds:.0f} s: {result.error}\n"
+              f"  partial log kept: {run_dir / 'run.log'}\n"
+              f"  executed notebook: {run_dir / bundle.notebook.name}")
+        print(RULE)
+        return 1
+    print(f"LOCAL RUN finished (ran here, not on Kaggle) in {seconds:.0f} s: outputs in {run_dir}/\n"
+          f"  next: python fetch_logs.py {run_dir}")
+    print(RULE)
+    return 0
+
+
+def _kaggle(bundle: Bundle, args: argparse.Namespace, accelerator: str | None) -> int:
+    print(f"Pushing {bundle.metadata['id']} to Kaggle ({accelerator or 'CPU'}, "
+          f"{bundle.source_bytes / 1e3:.0f} kB notebook, run_id {bundle.parameters['run_id']}) ...",
+          flush=True)
+    result = push(bundle.folder, args.timeout, accelerator)
+    record_push(result, Path("runs"))
+    print(f"Pushed version {result.version}: {result.url}", flush=True)
+    if not args.wait:
+        print("It runs on Kaggle now. When it is done: python fetch_logs.py")
+        return 0
+    versioned = f"{result.ref}/{result.version}" if result.version else result.ref
+    status, message = wait_for_completion(versioned, poll_s=args.poll_interval, on_poll=_show_poll)
+    print(f"Kaggle run ended: {status}" + (f": {message}" if message else ""), flush=True)
+    folder = download_output(versioned, Path("runs"))
+    print(f"Outputs downloaded to {folder}/", flush=True)
+    _analyse(folder)
+    return 0 if status == "COMPLETE" else 1
+
+
+def _show_poll(status: str, elapsed: float) -> None:
+    print(f"  [{int(elapsed) // 60:d}m{int(elapsed) % 60:02d}s] {status}", flush=True)
+
+
+def _analyse(folder: Path) -> None:
+    """Print the run's analysis exactly as `python fetch_logs.py FOLDER` does."""
+    script = REPO_ROOT / "fetch_logs.py"
+    if not script.is_file():
+        print(f"fetch_logs.py is missing: the outputs are in {folder}/ unanalysed.")
+        return
+    subprocess.run([sys.executable, str(script), str(folder)], check=False)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
