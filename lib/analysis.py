@@ -1,0 +1,630 @@
+"""Where a run's time went, read from its log: builds, phases, throughput, warnings and ending.
+
+The earlier system's Kaggle logs had to be read by hand to learn that the network was built nine
+times, that most of the run was set-up, and that a run had silently died. This module answers
+those questions from a stream of `LogLine`s (lib/logs.py): our `[event]` lines (docs/events.md)
+when the run printed them, else the earlier system's human-readable lines, whose phases are
+inferred from markers and Kaggle's time stamps. The result is a plain JSON-ready dict; a log
+that ends without `run_end` is reported as cut off, never as a success.
+
+Time is on one clock, the log's: seconds since the kernel started when Kaggle stamped the lines
+(an event's `t` is shifted by the offset seen on the first stamped event), else the run's `t`.
+"""
+
+from __future__ import annotations
+
+import re
+import time as wallclock
+from collections import deque
+from pathlib import Path
+from typing import Any
+
+from lib.events import PREFIX, parse_line
+from lib.logs import LogLine, LogReader
+
+EXPECTED_BUILDS = 1
+PHASES = ("setup", "config", "build", "sanity", "train", "eval", "baselines", "save")
+USEFUL = ("train", "eval")
+MAX_ITEMS = 10_000
+MAX_CATEGORIES = 200
+CONTEXT_LINES = 3
+BUILD_LINES = 40
+
+_BUILD = re.compile(r"\[NETWORK BUILD\] Creating (\d+) segments and (\d+) nodes")
+_MEMORY = re.compile(r"GPU memory allocated:\s*([\d.]+)\s*MB")
+_SB3_ROW = re.compile(r"\|\s*([^|]*?)\s*\|\s*([^|]*?)\s*\|\s*$")
+_SB3_RULE = re.compile(r"-{5,}\s*$")
+_EVAL = re.compile(r"Eval num_timesteps=(\d+), episode_reward=([-+\d.eE]+|nan) \+/- ([-+\d.eE]+|nan)")
+_TRAIN_DONE = re.compile(r"Training completed in ([\d.]+) minutes \(([\d.]+)s\)")
+_EXCEPTION = re.compile(r"^\s*(?:[\w.]+(?:Error|Exception|Interrupt)|Killed)\b")
+# (category, a substring that must be present, pattern); "" takes the category from the match.
+_WARNINGS = (
+    ("numba_low_occupancy", "NumbaPerf", re.compile(r"NumbaPerformanceWarning: Grid size (\d+)")),
+    ("tensorboard_notf", "notf", re.compile(r"cannot import name 'notf'")),
+    ("protobuf_getprototype", "GetPrototype", re.compile(r"'MessageFactory' object has no attribute 'GetPr")),
+    ("", "Warning", re.compile(r"\b(\w+Warning): ")),
+)
+
+
+class Bounded(list):
+    """A list that keeps its first MAX_ITEMS items but counts every item added (bounded memory)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.total = 0
+
+    def add(self, item: Any) -> None:
+        self.total += 1
+        if len(self) < MAX_ITEMS:
+            self.append(item)
+
+
+class Analysis:
+    """Accumulates what one log says; `feed` each line, then `result()` the analysis dict."""
+
+    def __init__(self) -> None:
+        self.lines = 0
+        self.clock: float | None = None
+        self.latest: float | None = None
+        self.offset: float | None = None
+        self.events = 0
+        self.bad_events = 0
+        self.unknown: dict[str, int] = {}
+        self.last_event: dict[str, Any] | None = None
+        self.last_event_at: float | None = None
+        self.run: dict[str, Any] = {}
+        self.run_starts = 0
+        self.run_end: dict[str, Any] | None = None
+        self.timeline = Timeline()
+        self.builds = Bounded()
+        self.compile = {"count": 0, "seconds": 0.0, "cached": 0}
+        self.sanity = Bounded()
+        self.train: dict[str, Any] = {}
+        self.train_events = 0
+        self.eval_progress = 0
+        self.metrics: dict[str, dict[str, Any]] = {}
+        self.checkpoints = Bounded()
+        self.warnings = Warnings()
+        self.legacy = Legacy()
+        self.context: deque[str] = deque(maxlen=CONTEXT_LINES)
+        self.tail: deque[str] = deque(maxlen=CONTEXT_LINES)
+
+    def feed(self, line: LogLine) -> None:
+        self.lines += 1
+        if line.time is not None:
+            self._tick(line.time)
+        text = line.text
+        if text.startswith(PREFIX):
+            record = parse_line(text)
+            if record is not None and _number(record.get("t")) is not None:
+                self._event(record, line.time)
+                return
+            self.bad_events += 1
+        if not text.strip():
+            return
+        self.tail.append(text)
+        if self.warnings.feed(text) or self.legacy.feed(text, self.clock, self.context):
+            return
+        self.context.append(text.strip())
+
+    def _tick(self, at: float) -> None:
+        self.clock = at
+        self.latest = at if self.latest is None else max(self.latest, at)
+
+    def _event(self, record: dict[str, Any], stamped: float | None) -> None:
+        t = float(record["t"])
+        if stamped is not None and self.offset is None:
+            self.offset = stamped - t
+        at = t + (self.offset or 0.0)
+        self._tick(at if stamped is None else stamped)
+        self.events += 1
+        name = str(record["event"])
+        self.last_event, self.last_event_at = {"event": name, "t": t}, at
+        handler = getattr(self, "_on_" + name, None) if name in _HANDLED else None
+        if handler is None:
+            if len(self.unknown) < MAX_CATEGORIES or name in self.unknown:
+                self.unknown[name] = self.unknown.get(name, 0) + 1
+            return
+        handler(record, at)
+
+    def _on_run_start(self, record: dict[str, Any], at: float) -> None:
+        self.run_starts += 1
+        if self.run_starts == 1:
+            keys = ("run_id", "commit", "backend", "device", "params", "versions")
+            self.run = {k: record[k] for k in keys if k in record}
+            self.run["started_at"] = at
+
+    def _on_phase_start(self, record: dict[str, Any], at: float) -> None:
+        self.timeline.start(str(record.get("phase", "?")), at)
+
+    def _on_phase_end(self, record: dict[str, Any], at: float) -> None:
+        self.timeline.end(str(record.get("phase", "?")), at, _number(record.get("seconds")))
+
+    def _on_network_build(self, record: dict[str, Any], at: float) -> None:
+        keys = ("n", "key", "links", "nodes", "cells", "scenarios", "backend", "seconds", "bytes")
+        item = {"at": at, **{k: record[k] for k in keys if k in record}}
+        item["phase"] = self.timeline.current()
+        item["context"] = list(self.context)
+        self.builds.add(item)
+
+    def _on_kernel_compile(self, record: dict[str, Any], at: float) -> None:
+        self.compile["count"] += 1
+        self.compile["seconds"] += _number(record.get("seconds")) or 0.0
+        self.compile["cached"] += bool(record.get("cached"))
+
+    def _on_sanity(self, record: dict[str, Any], at: float) -> None:
+        keys = ("check", "passed", "detail")
+        self.sanity.add({k: record.get(k) for k in keys})
+
+    def _on_train_progress(self, record: dict[str, Any], at: float) -> None:
+        self.train = {k: v for k, v in record.items() if k not in ("event", "t")}
+        self.train_events += 1
+
+    def _on_eval_progress(self, record: dict[str, Any], at: float) -> None:
+        self.eval_progress += 1
+
+    def _on_eval_result(self, record: dict[str, Any], at: float) -> None:
+        controller = str(record.get("controller", "?"))
+        self.metrics[controller] = {k: v for k, v in record.items() if k not in ("event", "t", "controller")}
+
+    def _on_checkpoint(self, record: dict[str, Any], at: float) -> None:
+        self.checkpoints.add({"path": record.get("path"), "steps": record.get("steps"), "at": at})
+
+    def _on_warning(self, record: dict[str, Any], at: float) -> None:
+        self.warnings.event(str(record.get("category", "?")), record.get("count"), record.get("message"))
+
+    def _on_run_end(self, record: dict[str, Any], at: float) -> None:
+        self.run_end = {"status": record.get("status"), "seconds": record.get("seconds"), "at": at}
+        if record.get("error") is not None:
+            self.run_end["error"] = record.get("error")
+
+    def result(self) -> dict[str, Any]:
+        """The analysis as a JSON-ready dict (see docs in fetch_logs.py for the keys)."""
+        end = self._end()
+        inferred = not self.events and end is not None
+        intervals = self.legacy.intervals(end) if inferred else self.timeline.closed(end)
+        kind = "events" if self.events else ("legacy" if self.legacy.seen else "plain")
+        return {
+            "kind": kind,
+            "notes": self._notes(end),
+            "lines": self.lines,
+            "events": self.events,
+            "malformed_events": self.bad_events,
+            "unknown_events": dict(self.unknown),
+            "run": self.run,
+            "builds": self._builds(),
+            "timeline": timeline(intervals, end, inferred),
+            "compile": self.compile,
+            "sanity": self._sanity(),
+            "throughput": self._throughput(intervals),
+            "metrics": self.metrics or self.legacy.metrics(),
+            "checkpoints": self.checkpoints.total,
+            "warnings": self.warnings.result(),
+            "legacy": self.legacy.result() if self.legacy.seen else None,
+            "ending": self._ending(),
+        }
+
+    def _notes(self, end: float | None) -> list[str]:
+        notes = []
+        if self.bad_events:
+            notes.append(f"{self.bad_events} malformed [event] line(s) skipped")
+        if self.run_starts > 1:
+            notes.append(f"{self.run_starts} run_start events: several runs in one log, the first is shown")
+        if end is None and self.lines:
+            notes.append("no time stamps in the log: no timeline")
+        if self.unknown:
+            notes.append("unknown events (newer format?): " + ", ".join(sorted(self.unknown)))
+        return notes
+
+    def _end(self) -> float | None:
+        ends = [x for x in (self.latest, self.run_end and self.run_end["at"]) if x is not None]
+        return max(ends) if ends else None
+
+    def _builds(self) -> dict[str, Any]:
+        items = self.builds if self.events else self.legacy.builds
+        seconds = [_number(item.get("seconds")) for item in items]
+        lost = sum(s for s in seconds[EXPECTED_BUILDS:] if s is not None)
+        known = [s for s in seconds if s is not None]
+        return {
+            "count": items.total,
+            "expected": EXPECTED_BUILDS,
+            "redundant": max(0, items.total - EXPECTED_BUILDS),
+            "seconds": round(sum(known), 3) if known else None,
+            "lost_s": round(lost, 3),
+            "items": items,
+        }
+
+    def _sanity(self) -> dict[str, Any]:
+        failed = [c for c in self.sanity if c.get("passed") is not True]
+        return {"checks": self.sanity.total, "failed": failed}
+
+    def _throughput(self, intervals: list[Interval]) -> dict[str, Any]:
+        if not self.events:
+            return self.legacy.throughput()
+        train_s = _phase_seconds(intervals, "train")
+        steps = _number(self.train.get("steps"))
+        episodes = sum(_number(m.get("episodes")) or 0 for m in self.metrics.values())
+        return {
+            "train_steps": steps,
+            "total_steps": self.train.get("total"),
+            "train_s": train_s,
+            "steps_per_s": _ratio(steps, train_s),
+            "reported_steps_per_s": self.train.get("steps_per_s"),
+            "train_progress_events": self.train_events,
+            "eval_episodes": episodes,
+            "eval_progress_events": self.eval_progress,
+        }
+
+    def _ending(self) -> dict[str, Any]:
+        if self.lines == 0:
+            return {"status": "empty", "detail": "nothing could be read from the log"}
+        if self.run_end is not None:
+            return _finished(self.run_end)
+        ending: dict[str, Any] = {"status": "cut_off", "last_line": self.tail[-1] if self.tail else None}
+        if self.events:
+            ending["last_phase"] = self.timeline.current() or self.timeline.last_phase()
+            ending["last_event"] = self.last_event
+            ending["silent_after_last_event_s"] = _round(_difference(self._end(), self.last_event_at))
+            ending["detail"] = "the log ends without a run_end event: the run died or was cut off"
+            return ending
+        error = next((x for x in reversed(self.tail) if _EXCEPTION.match(x)), None)
+        if error is not None:
+            return {"status": "error", "error": error.strip(), "detail": "the log ends with an exception"}
+        ending["last_phase"] = self.legacy.phase_now()
+        ending["detail"] = "no run_end event (logs of the earlier system never print one): ending unknown"
+        return ending
+
+
+_HANDLED = {
+    "run_start", "phase_start", "phase_end", "network_build", "kernel_compile", "sanity",
+    "train_progress", "eval_progress", "eval_result", "checkpoint", "warning", "run_end",
+}
+
+
+Interval = tuple[str, float, float, bool]
+
+
+class Timeline:
+    """Phase intervals from phase_start/phase_end pairs; phases may nest (eval inside train)."""
+
+    def __init__(self) -> None:
+        self.open: list[tuple[str, float]] = []
+        self.intervals = Bounded()
+
+    def start(self, phase: str, at: float) -> None:
+        self.open.append((phase, at))
+
+    def end(self, phase: str, at: float, seconds: float | None) -> None:
+        for i in range(len(self.open) - 1, -1, -1):
+            if self.open[i][0] == phase:
+                self.intervals.add((phase, self.open.pop(i)[1], at, False))
+                return
+        if seconds is not None:
+            self.intervals.add((phase, at - seconds, at, False))
+
+    def current(self) -> str | None:
+        return self.open[-1][0] if self.open else None
+
+    def last_phase(self) -> str | None:
+        return self.intervals[-1][0] if self.intervals else None
+
+    def closed(self, end: float | None) -> list[Interval]:
+        """All intervals, phases still open at the end of the log closed there and marked open."""
+        stop = end if end is not None else 0.0
+        return list(self.intervals) + [(phase, at, max(at, stop), True) for phase, at in self.open]
+
+
+class Warnings:
+    """Warnings grouped by category, from raw log lines and from `warning` events."""
+
+    def __init__(self) -> None:
+        self.groups: dict[str, dict[str, Any]] = {}
+
+    def feed(self, text: str) -> bool:
+        """Count `text` when it is a known warning line; True when it was one (or its echo line)."""
+        if text.lstrip().startswith(("warn(", "warnings.warn(")):
+            return True
+        for category, needle, pattern in _WARNINGS:
+            if needle not in text:
+                continue
+            match = pattern.search(text)
+            if match is None:
+                continue
+            name = category or match.group(1)
+            group = self._group(name, text.strip(), "log")
+            group["count"] += 1
+            if category == "numba_low_occupancy":
+                group.setdefault("grid_sizes", set()).add(int(match.group(1)))
+            return True
+        return False
+
+    def event(self, category: str, count: Any, message: Any) -> None:
+        """A `warning` event: the first occurrence, or the count at the end (the larger wins)."""
+        group = self._group(category, message, "event")
+        group["count"] = max(group["count"], int(_number(count) or 1))
+
+    def _group(self, name: str, message: Any, source: str) -> dict[str, Any]:
+        key = f"{source}:{name}"
+        if key not in self.groups and len(self.groups) >= MAX_CATEGORIES:
+            key, name = f"{source}:other", "other"
+        fresh = {"category": name, "count": 0, "message": message, "source": source}
+        return self.groups.setdefault(key, fresh)
+
+    def result(self) -> list[dict[str, Any]]:
+        groups = sorted(self.groups.values(), key=lambda g: -g["count"])
+        return [{**g, "grid_sizes": sorted(g["grid_sizes"])} if "grid_sizes" in g else g for g in groups]
+
+
+class Legacy:
+    """The earlier system's human-readable lines: builds, allocations, SB3 tables, Eval lines.
+
+    A build runs from its `[NETWORK BUILD] Creating` line to its `GPU memory allocated` line (or
+    the next marker, or BUILD_LINES lines); the lines inside it are not context for later builds.
+    """
+
+    def __init__(self) -> None:
+        self.seen = False
+        self.builds = Bounded()
+        self.building: dict[str, Any] | None = None
+        self.building_lines = 0
+        self.memory = {"allocations": 0, "total_mb": 0.0}
+        self.sb3 = {"rows": 0, "tables": 0, "fps": None, "total_timesteps": None}
+        self.in_table = False
+        self.evals = Bounded()
+        self.train_start: float | None = None
+        self.train_done: dict[str, Any] | None = None
+        self.evaluating: float | None = None
+
+    def feed(self, text: str, at: float | None, context: deque[str]) -> bool:
+        """Record `text` when it is a legacy line; True when it is no context (a marker or in a build)."""
+        if "[NETWORK BUILD] Creating" in text and (match := _BUILD.search(text)):
+            self._build(match, at, list(context))
+            return True
+        if "GPU memory allocated" in text and (match := _MEMORY.search(text)):
+            self._memory(float(match.group(1)), at)
+            return True
+        if text.startswith("|") and self._sb3(text):
+            return True
+        if self.in_table and _SB3_RULE.match(text):
+            self.in_table = False
+            return True
+        if self._markers(text, at):
+            self.building = None
+            return False
+        return self._inside_build(at)
+
+    def _inside_build(self, at: float | None) -> bool:
+        if self.building is None:
+            return False
+        self.building["end"] = at
+        self.building_lines += 1
+        if self.building_lines >= BUILD_LINES:
+            self.building = None
+        return True
+
+    def _markers(self, text: str, at: float | None) -> bool:
+        """Training and evaluation markers; True when `text` was one."""
+        if "Eval num_timesteps=" in text and (match := _EVAL.search(text)):
+            num, reward, std = match.groups()
+            self.evals.add({"num_timesteps": int(num), "reward": float(reward), "std": float(std), "at": at})
+        elif "Training completed in" in text and (match := _TRAIN_DONE.search(text)):
+            self.train_done = {"minutes": float(match.group(1)), "seconds": float(match.group(2)), "at": at}
+        elif "Training started" in text and self.train_start is None:
+            self.train_start = at
+        elif "Evaluating" in text and self.train_done is not None and self.evaluating is None:
+            self.evaluating = at
+        else:
+            return False
+        self.seen = True
+        return True
+
+    def _build(self, match: re.Match[str], at: float | None, context: list[str]) -> None:
+        self.seen = True
+        self.building = {
+            "n": self.builds.total + 1, "at": at, "end": at, "seconds": None,
+            "segments": int(match.group(1)), "nodes": int(match.group(2)), "memory_mb": None,
+            "phase": self.phase_now(), "context": context,
+        }
+        self.building_lines = 0
+        self.builds.add(self.building)
+
+    def _memory(self, mb: float, at: float | None) -> None:
+        self.seen = True
+        self.memory["allocations"] += 1
+        self.memory["total_mb"] = round(self.memory["total_mb"] + mb, 3)
+        if self.building is not None:
+            self.building["memory_mb"] = mb
+            self.building["end"] = at
+            self.building["seconds"] = _round(_difference(at, self.building["at"]))
+            self.building = None
+
+    def _sb3(self, text: str) -> bool:
+        match = _SB3_ROW.match(text)
+        if match is None:
+            return False
+        self.seen = True
+        self.sb3["rows"] += 1
+        if not self.in_table:
+            self.sb3["tables"] += 1
+            self.in_table = True
+        key, value = match.group(1).strip(), _number_text(match.group(2))
+        if key in ("fps", "total_timesteps") and value is not None:
+            self.sb3[key] = value
+        return True
+
+    def phase_now(self) -> str:
+        """The inferred phase at this point of the log, from the training markers seen so far."""
+        if self.train_done is not None:
+            return "eval"
+        return "train" if self.train_start is not None else "setup"
+
+    def intervals(self, end: float) -> list[Interval]:
+        """Phases inferred from markers: setup until the first build or training, builds, train, eval."""
+        out: list[Interval] = []
+        train = self._train_span(end)
+        starts = [b["at"] for b in self.builds if b["at"] is not None] + ([train[0]] if train else [])
+        if starts:
+            out.append(("setup", 0.0, min(starts), False))
+        out += [("build", b["at"], b["end"], False) for b in self.builds if b["at"] is not None]
+        if train:
+            out.append(("train", train[0], train[1], self.train_done is None))
+        done_at = self.train_done["at"] if self.train_done else None
+        eval_start = self.evaluating if self.evaluating is not None else done_at
+        if eval_start is not None and end > eval_start:
+            out.append(("eval", eval_start, end, True))
+        return out
+
+    def _train_span(self, end: float) -> tuple[float, float] | None:
+        done = self.train_done
+        if done is not None and done["at"] is not None:
+            start = self.train_start if self.train_start is not None else done["at"] - done["seconds"]
+            return start, done["at"]
+        if self.train_start is not None:
+            return self.train_start, end
+        return None
+
+    def throughput(self) -> dict[str, Any]:
+        seconds = self.train_done["seconds"] if self.train_done else None
+        steps = self.sb3["total_timesteps"]
+        return {
+            "train_steps": steps,
+            "train_s": seconds,
+            "steps_per_s": _ratio(steps, seconds),
+            "reported_fps": self.sb3["fps"],
+            "eval_lines": self.evals.total,
+        }
+
+    def metrics(self) -> dict[str, dict[str, Any]]:
+        if not self.evals:
+            return {}
+        last = self.evals[-1]
+        agent = {"mean_reward": last["reward"], "reward_std": last["std"], "steps": last["num_timesteps"]}
+        return {"agent": agent}
+
+    def result(self) -> dict[str, Any]:
+        return {
+            "gpu_memory": self.memory,
+            "sb3": self.sb3,
+            "eval_lines": self.evals,
+            "training_completed": self.train_done,
+        }
+
+
+def timeline(intervals: list[Interval], end: float | None, inferred: bool) -> dict[str, Any]:
+    """Phase rows (start, seconds, share), unaccounted time, useful share and overhead ratio."""
+    if end is None:
+        return {"total_s": None, "inferred": inferred, "phases": [], "intervals": []}
+    total = max(end, max((b for _, _, b, _ in intervals), default=0.0))
+    names = [p for p in PHASES if any(i[0] == p for i in intervals)]
+    names += sorted({i[0] for i in intervals} - set(names))
+    rows = [_phase_row(name, intervals, total) for name in names]
+    covered = _union([(a, b) for _, a, b, _ in intervals])
+    rows.append({"phase": "unaccounted", "start": None, "seconds": _round(total - covered),
+                 "share": _round(_ratio(total - covered, total)), "count": None, "open": False})
+    useful = _union([(a, b) for p, a, b, _ in intervals if p in USEFUL])
+    return {
+        "total_s": _round(total),
+        "inferred": inferred,
+        "phases": rows,
+        "intervals": [
+            {"phase": p, "start": _round(a), "end": _round(b), "open": o} for p, a, b, o in intervals
+        ],
+        "useful_s": _round(useful),
+        "useful_share": _round(_ratio(useful, total)),
+        "overhead_ratio": _round(_ratio(total - useful, useful)),
+    }
+
+
+def _phase_row(name: str, intervals: list[Interval], total: float) -> dict[str, Any]:
+    mine = [i for i in intervals if i[0] == name]
+    seconds = _union([(a, b) for _, a, b, _ in mine])
+    return {
+        "phase": name,
+        "start": _round(min(a for _, a, _, _ in mine)),
+        "seconds": _round(seconds),
+        "share": _round(_ratio(seconds, total)),
+        "count": len(mine),
+        "open": any(o for *_, o in mine),
+    }
+
+
+def _phase_seconds(intervals: list[Interval], name: str) -> float | None:
+    mine = [(a, b) for p, a, b, _ in intervals if p == name]
+    return _round(_union(mine)) if mine else None
+
+
+def _union(spans: list[tuple[float, float]]) -> float:
+    """Length of the union of [a, b] spans (nested phases are not counted twice)."""
+    total, reach = 0.0, float("-inf")
+    for a, b in sorted(spans):
+        if b > reach:
+            total += b - max(a, reach)
+            reach = b
+    return total
+
+
+def _finished(run_end: dict[str, Any]) -> dict[str, Any]:
+    status = {"ok": "completed", "error": "error", "interrupted": "interrupted"}.get(str(run_end["status"]))
+    ending = {"status": status or "error", "seconds": run_end.get("seconds")}
+    if status is None:
+        ending["error"] = f"run_end with unknown status {run_end['status']!r}"
+    if "error" in run_end:
+        ending["error"] = run_end["error"]
+    return ending
+
+
+def analyse(lines: Any) -> dict[str, Any]:
+    """The analysis of an iterable of LogLine."""
+    state = Analysis()
+    for line in lines:
+        state.feed(line)
+    return state.result()
+
+
+def analyse_path(path: Path | str, now: float | None = None) -> dict[str, Any]:
+    """Stream the log at `path` and return its analysis, with how it was read and any notes."""
+    reader = LogReader(path)
+    result = analyse(reader)
+    notes = reader.summary_notes() + result.pop("notes")
+    result = {"source": str(path), "format": reader.format, "notes": notes, **result}
+    ending = result["ending"]
+    if ending["status"] == "empty" and reader.format in ("binary", "unreadable"):
+        ending["status"] = "unreadable"
+    if ending["status"] in ("empty", "unreadable") and reader.notes:
+        ending["detail"] = "; ".join(reader.notes)
+    if ending["status"] == "cut_off":
+        ending["file_age_s"] = _file_age(Path(path), now)
+    return result
+
+
+def _file_age(path: Path, now: float | None) -> float | None:
+    """Seconds since the log file was last written: a local run silent for long has died."""
+    try:
+        return round((now if now is not None else wallclock.time()) - path.stat().st_mtime, 1)
+    except OSError:
+        return None
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return float(value)
+
+
+def _number_text(text: str) -> float | None:
+    try:
+        return float(text)
+    except ValueError:
+        return None
+
+
+def _ratio(a: float | None, b: float | None) -> float | None:
+    return a / b if a is not None and b else None
+
+
+def _difference(a: float | None, b: float | None) -> float | None:
+    return a - b if a is not None and b is not None else None
+
+
+def _round(value: float | None) -> float | None:
+    return round(value, 3) if value is not None else None
