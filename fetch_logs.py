@@ -38,10 +38,10 @@ def main(argv: list[str] | None = None) -> int:
         folder = kernel["folder"] if kernel else Path(target)
         log = find_log(folder) if folder.is_dir() else folder
     except (ValueError, kaggle_io.KaggleError) as error:
-        say(f"fetch_logs: {error}")
+        _error(str(error))
         return getattr(error, "exit_code", 2)
     if log is None:
-        say(f"fetch_logs: no *.log or *.txt file in {folder}")
+        _error(f"no *.log or *.txt file in {folder}")
         return 1
     analysis = analyse_path(log)
     if kernel:
@@ -69,11 +69,18 @@ def _printer(quiet_stdout: bool):
     return lambda message: print(message, file=stream, flush=True)
 
 
+def _error(message: str) -> None:
+    print(f"fetch_logs: {message}", file=sys.stderr, flush=True)
+
+
 def _fetch(ref: str, runs_dir: Path, say) -> dict[str, Any]:
     """Print the kernel's status, download its outputs into a new run folder."""
-    status, failure = kaggle_io.kernel_status("/".join(ref.split("/")[:2]))
-    say(f"Kaggle kernel {ref}: {status}" + (f": {failure}" if failure else ""))
-    folder = kaggle_io.download_output(ref, runs_dir)
+    try:
+        status, failure = kaggle_io.kernel_status("/".join(ref.split("/")[:2]))
+        say(f"Kaggle kernel {ref}: {status}" + (f": {failure}" if failure else ""))
+        folder = kaggle_io.download_output(ref, runs_dir)
+    except kaggle_io.KaggleError as error:
+        raise kaggle_io.KaggleError(f"kernel {ref}: {error}", error.exit_code) from error
     say(f"outputs downloaded to {folder}")
     return {"ref": ref, "status": status, "failure": failure, "folder": folder}
 
