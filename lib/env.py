@@ -1,0 +1,370 @@
+"""Gymnasium environment: control the corridor's signals, one decision every few simulated seconds.
+
+Layout of observations, actions, rewards, demand and info keys: docs/env.md. The control loop
+(actions -> phase requests, demand, advance, observation, reward, metrics) lives in
+`SignalBatch`, written once for B scenarios: the single env runs it with B = 1 and
+lib/vecenv.py with B = n_envs, so both give the same numbers for the same seed and actions.
+The simulator comes from lib.pool, so any number of environments share one network build.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal
+
+import gymnasium as gym
+import numpy as np
+from gymnasium import spaces
+
+from lib import pool
+from lib.config import ConfigError, strict_config
+from lib.demand import default_demand, draw_episode, profile_factor
+from lib.network import DEFAULT_CELL_LENGTH_M, Network
+from lib.reward import Reward, row_sum
+from lib.sim import SimConfig, Simulator
+
+ENV_ID = "VictoriaIsland-v0"
+
+
+@strict_config
+class EnvConfig:
+    """Every setting of the environments (docs/env.md explains each choice)."""
+
+    decision_interval: float = 15.0  # simulated s between decisions
+    episode_seconds: float = 3600.0  # horizon -> truncated=True
+    action_mode: Literal["joint", "multibinary"] = "joint"  # Discrete(2**n) | MultiBinary(n)
+    reward: Literal["delay", "queue", "pressure", "throughput"] = "delay"
+    demand_scale: float = 1.0  # multiplies the per-entry demand
+    moto_share: float = 0.35
+    randomize_demand: bool = True  # per-episode level, jitter and profile from the seeded RNG
+    backend: Literal["auto", "cpu", "cuda"] = "auto"
+    data_path: str | None = None  # None: lib/data/victoria_island
+    sim: dict | None = None  # SimConfig overrides (lib.sim.SimConfig field names)
+    demand_veh_h: tuple[float, ...] | None = None  # per entry (network.entries order); None: default
+    demand_profile: Literal["random", "flat", "peak"] = "random"  # "random" is flat when not randomized
+    demand_level_range: tuple[float, float] = (0.7, 1.3)  # episode level ~ U[lo, hi]
+    demand_jitter: float = 0.15  # each entry x U[1 - jitter, 1 + jitter]
+    cell_length_m: float = DEFAULT_CELL_LENGTH_M
+    max_time_in_phase_s: float = 120.0  # observation: time in phase / this, capped at 1
+    queue_norm_m: float = 500.0  # observation: queue / jam storage of min(link length, this)
+
+    def validate(self) -> None:
+        positive = (
+            "decision_interval",
+            "episode_seconds",
+            "max_time_in_phase_s",
+            "queue_norm_m",
+            "cell_length_m",
+        )
+        for name in positive:
+            if not getattr(self, name) > 0:
+                raise ConfigError(f"EnvConfig.{name} must be > 0, got {getattr(self, name)!r}.")
+        if self.episode_seconds < self.decision_interval:
+            raise ConfigError(
+                f"EnvConfig.episode_seconds ({self.episode_seconds}) must be >= decision_interval "
+                f"({self.decision_interval}): an episode needs at least one decision."
+            )
+        if not self.demand_scale >= 0:
+            raise ConfigError(
+                f"EnvConfig.demand_scale must be >= 0 (negative demand), got {self.demand_scale!r}."
+            )
+        if not 0.0 <= self.moto_share <= 1.0:
+            raise ConfigError(f"EnvConfig.moto_share must be a fraction in [0, 1], got {self.moto_share!r}.")
+        if self.demand_veh_h is not None and not all(v >= 0 for v in self.demand_veh_h):
+            raise ConfigError(
+                f"EnvConfig.demand_veh_h must be >= 0 veh/h per entry, got {self.demand_veh_h}."
+            )
+        low, high = self.demand_level_range
+        if not 0 <= low <= high:
+            raise ConfigError(
+                f"EnvConfig.demand_level_range must be (low, high) with 0 <= low <= high, got {(low, high)}."
+            )
+        if not 0 <= self.demand_jitter < 1:
+            raise ConfigError(f"EnvConfig.demand_jitter must be in [0, 1), got {self.demand_jitter!r}.")
+        SimConfig.from_dict(self.sim or {})
+
+
+def make_config(config: EnvConfig | Mapping[str, Any] | None, overrides: Mapping[str, Any]) -> EnvConfig:
+    """An EnvConfig from a config (or a dict of its fields, or None) plus keyword overrides."""
+    if config is None:
+        return EnvConfig(**overrides)
+    if isinstance(config, EnvConfig):
+        return config.replace(**overrides) if overrides else config
+    if isinstance(config, Mapping):
+        return EnvConfig.from_dict(config, **overrides)
+    raise TypeError(f"config must be an EnvConfig, a dict of its fields or None, got {type(config).__name__}")
+
+
+def lease_for(config: EnvConfig, n_slots: int) -> pool.Lease:
+    """A pooled simulator of `n_slots` scenarios for this config."""
+    return pool.acquire(
+        n_slots,
+        data_path=config.data_path,
+        sim_config=SimConfig.from_dict(config.sim or {}),
+        backend=config.backend,
+        cell_length_m=config.cell_length_m,
+    )
+
+
+class SignalBatch:
+    """The control loop for the B scenarios of one simulator (B = 1 for the single env)."""
+
+    def __init__(self, sim: Simulator, config: EnvConfig) -> None:
+        network = sim.network
+        self.sim, self.network, self.config = sim, network, config
+        self.n = sim.n_scenarios
+        self.n_signals = network.n_signals
+        self.n_phases = np.array([s.n_phases for s in network.signals], dtype=np.int64)
+        self.interval = float(config.decision_interval)
+        self.horizon = math.ceil(config.episode_seconds / self.interval - 1e-9)
+        self.base_demand = _base_demand(config, network)
+        self.reward = Reward(config.reward, network, self.interval)
+        self._bits = np.arange(self.n_signals, dtype=np.int64)
+        self._init_observation(network, sim.config)
+        self.steps = np.zeros(self.n, dtype=np.int64)
+        self.demand = np.zeros((self.n, network.n_entries))
+        self.peak = np.zeros(self.n, dtype=bool)
+        self.level = np.ones(self.n)
+        self.delay_prev = np.zeros(self.n)
+        self.exited_prev = np.zeros(self.n)
+        self.queue_sum = np.zeros(self.n)
+        self.queue_max = np.zeros(self.n)
+        self.reads: dict[str, np.ndarray] = {}
+
+    # ------------------------------------------------------------------ spaces and actions
+
+    @property
+    def observation_space(self) -> spaces.Box:
+        return spaces.Box(0.0, 1.0, shape=(self.obs_size,), dtype=np.float32)
+
+    @property
+    def action_space(self) -> spaces.Space:
+        if self.config.action_mode == "joint":
+            return spaces.Discrete(2**self.n_signals)
+        return spaces.MultiBinary(self.n_signals)
+
+    def switch_bits(self, actions: Any) -> np.ndarray:
+        """(B, n_signals) 0/1 switch requests from B actions, with a clear error for bad ones."""
+        a = np.asarray(actions)
+        joint = self.config.action_mode == "joint"
+        shape = (self.n,) if joint else (self.n, self.n_signals)
+        if a.shape != shape or a.dtype.kind not in "biuf":
+            raise ValueError(
+                self._action_help(f"got {a.dtype} array of shape {a.shape}, expected shape {shape}")
+            )
+        ints = a.astype(np.int64)
+        limit = 2**self.n_signals if joint else 2
+        if (a.dtype.kind == "f" and not np.array_equal(ints, a)) or ints.min() < 0 or ints.max() >= limit:
+            raise ValueError(self._action_help(f"got values {a.ravel()[:8].tolist()}"))
+        return (ints[:, None] >> self._bits) & 1 if joint else ints
+
+    def _action_help(self, problem: str) -> str:
+        if self.config.action_mode == "joint":
+            rule = f"an integer in [0, {2**self.n_signals}) whose bit i = 1 asks signal i to switch"
+        else:
+            rule = f"{self.n_signals} values of 0 (keep) or 1 (switch), one per signal"
+        return f"invalid action: each action must be {rule}; {problem}"
+
+    def encode(self, phases: Any) -> np.ndarray:
+        """Actions (B,) or (B, n_signals) that request `phases` (B, n_signals) from the current ones."""
+        p = np.asarray(phases)
+        if p.shape != (self.n, self.n_signals) or p.dtype.kind not in "iu":
+            raise ValueError(
+                f"phases must be ints of shape {(self.n, self.n_signals)}, got {p.dtype} {p.shape}"
+            )
+        if (p < 0).any() or (p >= self.n_phases).any():
+            raise ValueError(
+                f"phases must lie in [0, n_phases) per signal (n_phases {self.n_phases.tolist()})"
+            )
+        bits = (p != self.reads["phase"]).astype(np.int64)
+        if self.config.action_mode == "joint":
+            return (bits << self._bits).sum(axis=1)
+        return bits.astype(np.int8)
+
+    def decode(self, bits: np.ndarray) -> np.ndarray:
+        """Requested phases (B, n_signals): the next phase where a bit asks to switch."""
+        current = self.reads["phase"]
+        return np.where(bits == 1, (current + 1) % self.n_phases, current)
+
+    # ------------------------------------------------------------------ episodes and steps
+
+    def begin(self, index: int, rng: np.random.Generator) -> None:
+        """Start a new episode in scenario `index`: draw its demand, restore the initial state."""
+        c = self.config
+        if c.randomize_demand:
+            level_range, jitter, profile = c.demand_level_range, c.demand_jitter, c.demand_profile
+        else:
+            level_range, jitter = (1.0, 1.0), 0.0
+            profile = "flat" if c.demand_profile == "random" else c.demand_profile
+        episode = draw_episode(rng, self.base_demand, level_range, jitter, profile)
+        self.sim.reset(seed=int(rng.integers(2**31)), scenarios=np.array([index]))
+        self.demand[index] = episode.base
+        self.peak[index] = episode.profile == "peak"
+        self.level[index] = episode.level
+        for acc in (self.steps, self.delay_prev, self.exited_prev, self.queue_sum, self.queue_max):
+            acc[index] = 0
+
+    def step(self, bits: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Apply switch bits, advance one decision interval; (observations, rewards, truncated)."""
+        sim = self.sim
+        sim.set_phase(self.decode(bits))
+        middle = (self.steps + 0.5) * self.interval
+        factor = np.where(self.peak, profile_factor("peak", middle, self.config.episode_seconds), 1.0)
+        sim.set_demand(self.demand * factor[:, None], self.config.moto_share)
+        sim.advance(self.interval)
+        self.steps += 1
+        obs = self.observe()
+        r = self.reads
+        reward = self.reward(sim, r["delay"] - self.delay_prev, r["exited"] - self.exited_prev, r["queue"])
+        self.delay_prev = r["delay"].copy()
+        self.exited_prev = r["exited"].copy()
+        self.queue_sum += r["queue"]
+        np.maximum(self.queue_max, r["queue"], out=self.queue_max)
+        return obs, reward, self.steps >= self.horizon
+
+    # ------------------------------------------------------------------ observation and info
+
+    def _init_observation(self, network: Network, sim_config: SimConfig) -> None:
+        links = [network.links[a.link] for a in network.approaches]
+        jam = float(sim_config.rho_jam_per_lane)
+        lanes = np.array([lk.lanes for lk in links], dtype=np.float64)
+        length = np.array([lk.length_m for lk in links])
+        self._scale = np.stack(
+            [
+                1.0 / (jam * lanes),
+                1.0 / np.array([lk.free_speed_mps for lk in links]),
+                1.0 / (jam * lanes * np.minimum(length, self.config.queue_norm_m)),
+            ],
+            axis=1,
+        )
+        self._phase_offset = np.cumsum(np.concatenate([[0], self.n_phases[:-1] + 2]))
+        self._signal_base = 3 * len(links)
+        self.obs_size = self._signal_base + int((self.n_phases + 2).sum())
+        self._rows = np.arange(self.n)[:, None]
+
+    def observe(self) -> np.ndarray:
+        """Read the simulator into `self.reads` and return observations (B, obs_size) float32."""
+        sim, r = self.sim, self.reads
+        state = sim.approach_state()
+        phase = sim.current_phase().astype(np.int64)
+        r["phase"] = phase
+        r["delay"] = sim.cumulative_delay()
+        r["exited"] = sim.cumulative_exited()
+        r["queue"] = row_sum(np.concatenate([state[:, :, 2], sim.queue_lengths()], axis=1))
+        obs = np.zeros((self.n, self.obs_size), dtype=np.float32)
+        obs[:, : self._signal_base] = (state * self._scale).reshape(self.n, -1)
+        base = self._signal_base + self._phase_offset
+        obs[self._rows, base + phase] = 1.0
+        obs[:, base + self.n_phases] = sim.time_in_phase() / self.config.max_time_in_phase_s
+        obs[:, base + self.n_phases + 1] = sim.in_amber()
+        np.clip(obs, 0.0, 1.0, out=obs)
+        return obs
+
+    def infos(self, indices: Sequence[int] | None = None) -> list[dict[str, Any]]:
+        """The info dict of each scenario (keys: docs/env.md, "Info")."""
+        sim, r = self.sim, self.reads
+        entered = sim.cumulative_entered()
+        done = np.maximum(self.steps, 1)
+        columns = {
+            "delay_s": r["delay"],
+            "mean_delay_s": np.where(entered > 0, r["delay"] / np.maximum(entered, 1e-300), 0.0),
+            "entered": entered,
+            "exited": r["exited"],
+            "mean_queue_veh": self.queue_sum / done,
+            "max_queue_veh": self.queue_max,
+            "queue_veh": r["queue"],
+            "switches": sim.switches(),
+            "ignored_requests": sim.ignored_requests(),
+            "sim_time": self.steps * self.interval,
+            "demand_level": self.level,
+            "demand_peak": self.peak,
+        }
+        keys = list(columns)
+        rows = zip(*(columns[k].tolist() for k in keys), strict=True)
+        every = [dict(zip(keys, row, strict=True)) for row in rows]
+        return every if indices is None else [every[i] for i in indices]
+
+
+def _base_demand(config: EnvConfig, network: Network) -> np.ndarray:
+    if config.demand_veh_h is None:
+        base = default_demand(network)
+    elif len(config.demand_veh_h) != network.n_entries:
+        raise ConfigError(
+            f"EnvConfig.demand_veh_h has {len(config.demand_veh_h)} values but the network has "
+            f"{network.n_entries} entries; give one veh/h value per entry in network.entries order."
+        )
+    else:
+        base = np.array(config.demand_veh_h, dtype=np.float64)
+    return base * config.demand_scale
+
+
+class TrafficSignalEnv(gym.Env):
+    """One scenario of the pooled simulator as a Gymnasium env (spaces and keys: docs/env.md)."""
+
+    metadata = {"render_modes": []}
+
+    def __init__(self, config: EnvConfig | Mapping[str, Any] | None = None, **overrides: Any) -> None:
+        self.config = make_config(config, overrides)
+        self._lease = lease_for(self.config, 1)
+        self.sim = self._lease.sim
+        self.network = self.sim.network
+        self.n_signals = self.network.n_signals
+        self._batch = SignalBatch(self.sim, self.config)
+        self.observation_space = self._batch.observation_space
+        self.action_space = self._batch.action_space
+        self._batch.observe()
+        self._state = "new"
+
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[np.ndarray, dict[str, Any]]:
+        self._check_open()
+        super().reset(seed=seed)
+        self._batch.begin(0, self.np_random)
+        obs = self._batch.observe()[0]
+        self._state = "running"
+        return obs, self._batch.infos()[0]
+
+    def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
+        self._check_open()
+        if self._state != "running":
+            raise RuntimeError("call reset() before step(): the episode has not started or has ended")
+        action = np.asarray(action)
+        bits = self._batch.switch_bits(
+            action[None] if action.ndim == len(self.action_space.shape) else action
+        )
+        obs, reward, truncated = self._batch.step(bits)
+        if truncated[0]:
+            self._state = "ended"
+        return obs[0], float(reward[0]), False, bool(truncated[0]), self._batch.infos()[0]
+
+    def encode_phases(self, phases: Any) -> Any:
+        """The action requesting `phases` (n_signals,): switch bits where they differ from now."""
+        self._check_open()
+        action = self._batch.encode(np.asarray(phases)[None])[0]
+        return int(action) if self.config.action_mode == "joint" else action
+
+    def decode_action(self, action: Any) -> np.ndarray:
+        """The phases (n_signals,) that `action` requests from the current ones."""
+        self._check_open()
+        action = np.asarray(action)
+        return self._batch.decode(self._batch.switch_bits(action[None]))[0]
+
+    @property
+    def demand_veh_h(self) -> np.ndarray:
+        """This episode's base demand per entry (veh/h, before the profile factor)."""
+        return self._batch.demand[0].copy()
+
+    def close(self) -> None:
+        """Give the simulator back to the pool (idempotent)."""
+        self._lease.release()
+        self._state = "closed"
+
+    def _check_open(self) -> None:
+        if self._state == "closed":
+            raise RuntimeError("this environment is closed; create a new TrafficSignalEnv")
+
+
+if ENV_ID not in gym.registry:
+    gym.register(id=ENV_ID, entry_point="lib.env:TrafficSignalEnv")

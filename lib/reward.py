@@ -1,0 +1,72 @@
+"""Rewards of the signal-control environments, computed for all B scenarios at once.
+
+One source of truth for both TrafficSignalEnv and TrafficVecEnv (docs/env.md, "Reward"). Each
+reward is divided by a documented scale so that a typical step lies around [-1, 1]: learning
+rates and value targets then need no per-reward tuning.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from lib.network import Network
+
+# Scales (docs/env.md): delay in vehicles held still on average during the interval
+# (veh-s lost / interval s), queue and pressure in vehicles, throughput in veh/s leaving.
+REWARD_SCALE = {"delay": 50.0, "queue": 50.0, "pressure": 50.0, "throughput": 1.0}
+
+
+class Reward:
+    """`reward(sim, delay_increment, exited_increment, total_queue) -> (B,)` for one reward name."""
+
+    def __init__(self, name: str, network: Network, interval: float) -> None:
+        if name not in REWARD_SCALE:
+            raise ValueError(f"unknown reward {name!r}; use one of {', '.join(REWARD_SCALE)}")
+        self.name = name
+        self.interval = interval
+        self.scale = REWARD_SCALE[name]
+        self.sides = pressure_sides(network)
+        self.length = np.array([link.length_m for link in network.links])
+
+    def __call__(
+        self, sim: object, delay_increment: np.ndarray, exited_increment: np.ndarray, total_queue: np.ndarray
+    ) -> np.ndarray:
+        if self.name == "delay":
+            return -delay_increment / (self.interval * self.scale)
+        if self.name == "queue":
+            return -total_queue / self.scale
+        if self.name == "throughput":
+            return exited_increment / (self.interval * self.scale)
+        return -row_sum(np.abs(self.pressures(sim.link_density() * self.length))) / self.scale  # type: ignore[attr-defined]
+
+    def pressures(self, link_vehicles: np.ndarray) -> np.ndarray:
+        """(B, n_signals): vehicles on each intersection's approach links minus on its exit links."""
+        return np.stack(
+            [row_sum(link_vehicles[:, ins]) - row_sum(link_vehicles[:, outs]) for ins, outs in self.sides],
+            axis=1,
+        )
+
+
+def pressure_sides(network: Network) -> list[tuple[list[int], list[int]]]:
+    """Per signal: its approach links, and the links leaving its box (not internal ones)."""
+    sides = []
+    for signal in network.signals:
+        ins = [network.approaches[a].link for a in signal.approaches]
+        outs = [
+            link
+            for node in signal.nodes
+            for link in network.nodes[node].out_links
+            if not network.links[link].internal
+        ]
+        sides.append((ins, outs))
+    return sides
+
+
+def row_sum(values: np.ndarray) -> np.ndarray:
+    """Sum (B, k) -> (B,) column by column in a fixed order. numpy's reductions pick their order
+    by shape, so `.sum(axis=1)` of one row can differ in the last bit from the same row inside a
+    larger batch; the single env and the VecEnv must agree bit for bit."""
+    total = np.zeros(values.shape[0])
+    for column in range(values.shape[1]):
+        total += values[:, column]
+    return total

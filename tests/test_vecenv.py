@@ -1,0 +1,112 @@
+"""TrafficVecEnv: one simulator call for B scenarios, same numbers as the single env, SB3-ready."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+from stable_baselines3 import DQN, PPO
+from stable_baselines3.common.vec_env import VecMonitor
+
+from lib import events, pool
+from lib.env import TrafficSignalEnv
+from lib.vecenv import TrafficVecEnv
+
+OPTIONS = {"backend": "cpu", "episode_seconds": 90.0}
+
+
+@pytest.fixture(autouse=True)
+def quiet_pool():
+    pool.reset_pool()
+    events.set_stream(io.StringIO())
+    yield
+    events.set_stream(None)
+    pool.reset_pool()
+
+
+def _same_info(single: dict, batched: dict) -> None:
+    for key, value in single.items():
+        # The simulator's own read-outs (approach queues) may differ in the last bit between a
+        # batch of 1 and of 3 (numpy picks its summation order by shape); all else is exact.
+        assert batched[key] == pytest.approx(value, rel=1e-12, abs=1e-12), key
+
+
+@pytest.mark.parametrize("reward", ["delay", "pressure"])
+def test_vecenv_matches_single_envs_on_same_seeds_and_actions(reward):
+    n = 3
+    vec = TrafficVecEnv(n, **OPTIONS, reward=reward)
+    assert vec.seed(11) == [11, 12, 13]
+    obs = vec.reset()
+    singles = [TrafficSignalEnv(**OPTIONS, reward=reward) for _ in range(n)]
+    first = [env.reset(seed=11 + i) for i, env in enumerate(singles)]
+    assert np.array_equal(obs, np.stack([o for o, _ in first]))
+    for i in range(n):
+        _same_info(first[i][1], vec.reset_infos[i])
+    rng = np.random.default_rng(0)
+    ended = 0
+    for _ in range(14):  # 6 decisions per episode: two automatic resets per scenario
+        actions = rng.integers(0, 8, size=n)
+        obs, rewards, dones, infos = vec.step(actions)
+        for i, env in enumerate(singles):
+            o, r, terminated, truncated, info = env.step(int(actions[i]))
+            assert rewards[i] == np.float32(r) and dones[i] == (terminated or truncated)
+            _same_info(info, infos[i])
+            if truncated:
+                ended += 1
+                assert np.array_equal(infos[i]["terminal_observation"], o)
+                assert infos[i]["TimeLimit.truncated"] is True
+                o, info = env.reset()  # the env's RNG continues, as in the VecEnv
+                _same_info(info, vec.reset_infos[i])
+            assert np.array_equal(obs[i], o)
+    assert ended == 2 * n
+    vec.close()
+    for env in singles:
+        env.close()
+
+
+def test_one_simulator_call_steps_every_scenario(monkeypatch):
+    vec = TrafficVecEnv(4, **OPTIONS)
+    calls = []
+    advance = vec.sim.advance
+    monkeypatch.setattr(vec.sim, "advance", lambda seconds: calls.append(seconds) or advance(seconds))
+    vec.reset()
+    vec.step(np.zeros(4, dtype=np.int64))
+    assert calls == [15.0]
+    assert np.all(vec.sim.time == 15.0)
+    vec.close()
+
+
+def test_encode_phases_and_bad_input():
+    vec = TrafficVecEnv(2, **OPTIONS)
+    with pytest.raises(RuntimeError, match="call reset"):
+        vec.step(np.zeros(2, dtype=np.int64))
+    vec.reset()
+    current = vec.sim.current_phase()
+    wanted = current.copy()
+    wanted[1, 2] = 1 - wanted[1, 2]
+    assert vec.encode_phases(wanted).tolist() == [0, 4]
+    with pytest.raises(ValueError, match="expected shape \\(2,\\)"):
+        vec.step(np.zeros(3, dtype=np.int64))
+    with pytest.raises(ValueError, match="phases must be ints of shape"):
+        vec.encode_phases(wanted[0])
+    with pytest.raises(ValueError, match="n_envs must be a positive int"):
+        TrafficVecEnv(0)
+    vec.close()
+    with pytest.raises(RuntimeError, match="closed"):
+        vec.reset()
+
+
+def test_sb3_trains_on_it_and_the_build_is_shared():
+    joint = VecMonitor(TrafficVecEnv(2, **OPTIONS))
+    dqn = DQN("MlpPolicy", joint, learning_starts=8, train_freq=1, buffer_size=100, batch_size=8, seed=0)
+    dqn.learn(24)
+    assert dqn.num_timesteps >= 24 and dqn._n_updates > 0
+    multi = VecMonitor(TrafficVecEnv(2, **OPTIONS, action_mode="multibinary"))
+    ppo = PPO("MlpPolicy", multi, n_steps=8, batch_size=8, n_epochs=1, seed=0)
+    ppo.learn(16)
+    assert ppo.num_timesteps >= 16
+    single = TrafficSignalEnv(**OPTIONS)
+    assert pool.build_count() == 1
+    for env in (joint, multi, single):
+        env.close()
