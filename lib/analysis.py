@@ -179,7 +179,17 @@ class Analysis:
             self.run_end["error"] = record.get("error")
 
     def result(self) -> dict[str, Any]:
-        """The analysis as a JSON-ready dict (see docs in fetch_logs.py for the keys)."""
+        """The analysis as a dict of plain values (NaN possible: lib.report.to_json writes strict JSON).
+
+        Keys: kind ("events", "legacy" or "plain"), notes, lines, events, malformed_events,
+        unknown_events, run (from run_start), builds (count, expected, redundant, seconds, lost_s,
+        items with phase and preceding lines), timeline (total_s, inferred, phases with start,
+        seconds, share, count, open, plus "unaccounted"; intervals; useful_s, useful_share,
+        overhead_ratio), compile, sanity, throughput, metrics (per controller), checkpoints,
+        warnings (category, count, message, source, grid_sizes), legacy (GPU memory lines, SB3
+        tables, Eval lines, training completion) and ending (status completed, error,
+        interrupted, cut_off or empty, with the error or the last phase and event).
+        """
         end = self._end()
         inferred = not self.events and end is not None
         intervals = self.legacy.intervals(end) if inferred else self.timeline.closed(end)
@@ -297,10 +307,11 @@ class Timeline:
     def end(self, phase: str, at: float, seconds: float | None) -> None:
         for i in range(len(self.open) - 1, -1, -1):
             if self.open[i][0] == phase:
-                self.intervals.add((phase, self.open.pop(i)[1], at, False))
+                start = self.open.pop(i)[1]
+                self.intervals.add((phase, min(start, at), at, False))
                 return
         if seconds is not None:
-            self.intervals.add((phase, at - seconds, at, False))
+            self.intervals.add((phase, at - max(seconds, 0.0), at, False))
 
     def current(self) -> str | None:
         return self.open[-1][0] if self.open else None

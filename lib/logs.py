@@ -138,7 +138,7 @@ def sniff(head: bytes) -> str:
     text = head.decode("utf-8", errors="replace")
     if text.count("\ufffd") > max(8, len(text) // 20):
         return "binary"
-    stripped = text.lstrip()
+    stripped = text.lstrip("\ufeff \t\r\n")
     if stripped.startswith("[") and (stripped[1:].lstrip()[:1] in ("", "{", "]")):
         return "kaggle-json"
     if _VIEWER.match(stripped.split("\n", 1)[0]):
@@ -158,7 +158,7 @@ def _split(text: str) -> list[str]:
 
 def _skip_separators(buf: str, pos: int) -> int:
     n = len(buf)
-    while pos < n and buf[pos] in " \t\r\n,[":
+    while pos < n and buf[pos] in "\ufeff \t\r\n,[":
         pos += 1
     return pos
 

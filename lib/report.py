@@ -91,10 +91,8 @@ def to_json(data: Any) -> str:
 
 def plot_timeline(analysis: dict[str, Any], path: Path) -> Path:
     """A horizontal bar chart of the phases over the run's clock, PLOT_SIZE_PX pixels."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib import colormaps
+    from matplotlib.figure import Figure  # no pyplot: leaves the caller's backend alone
 
     timeline = analysis["timeline"]
     names = [row["phase"] for row in timeline["phases"]]
@@ -102,8 +100,9 @@ def plot_timeline(analysis: dict[str, Any], path: Path) -> Path:
     for item in timeline["intervals"]:
         spans[item["phase"]].append((item["start"], item["end"] - item["start"], item["open"]))
     spans["unaccounted"] = [(a, b - a, False) for a, b in _gaps(timeline)]
-    fig, ax = plt.subplots(figsize=(PLOT_SIZE_PX[0] / PLOT_DPI, PLOT_SIZE_PX[1] / PLOT_DPI), dpi=PLOT_DPI)
-    colors = plt.get_cmap("tab10")
+    fig = Figure(figsize=(PLOT_SIZE_PX[0] / PLOT_DPI, PLOT_SIZE_PX[1] / PLOT_DPI), dpi=PLOT_DPI)
+    ax = fig.subplots()
+    colors = colormaps["tab10"]
     for y, name in enumerate(reversed(names)):
         color = "0.75" if name == "unaccounted" else colors(names.index(name) % 10)
         for start, width, still_open in spans[name]:
@@ -115,7 +114,6 @@ def plot_timeline(analysis: dict[str, Any], path: Path) -> Path:
     ax.set_xlim(0, max(timeline["total_s"], 1e-9))
     fig.subplots_adjust(left=0.12, right=0.98, top=0.9, bottom=0.14)
     fig.savefig(path, dpi=PLOT_DPI)
-    plt.close(fig)
     return path
 
 

@@ -297,6 +297,7 @@ def test_malformed_event_lines_are_counted_and_text_survives(tmp_path: Path) -> 
     (b"\x00\x01binary", "binary"),
     (b'  [\n{"stream_name": "stdout"', "kaggle-json"),
     (b"[]", "kaggle-json"),
+    (b"\xef\xbb\xbf[{", "kaggle-json"),
     (b'[event] {"event": "run_start"}', "text"),
     (b"[NETWORK BUILD] Creating 70 segments", "text"),
     (b"109.9s\t154\t[NETWORK BUILD] Creating", "kaggle-viewer"),
@@ -348,7 +349,7 @@ def test_compare_shows_change_per_item() -> None:
 
 
 BIG_MB = 100
-MIN_MB_PER_S = 8.0
+MIN_MB_PER_S = 5.0  # 100 MB in under 20 s even on a loaded 2-core CI machine (measured ~15-35 MB/s)
 MAX_RSS_GROWTH_MB = 64
 
 
@@ -374,18 +375,23 @@ def write_big_log(path: Path, megabytes: int) -> int:
 
 
 @pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc/self/clear_refs").exists(), reason="needs Linux /proc for peak memory")
 def test_100_mb_log_streams_in_bounded_memory(tmp_path: Path) -> None:
     path = tmp_path / "big.log"
     elements = write_big_log(path, BIG_MB)
+    # Peak resident memory during the analysis only: Linux resets the peak (VmHWM) on "5" written
+    # to /proc/self/clear_refs, so the imports' own peak does not hide the analysis' growth.
     script = textwrap.dedent(f"""
-        import json, resource, time
+        import json, re, time
         from lib.analysis import analyse_path
-        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        def kb(field):
+            return int(re.search(field + r":\\s+(\\d+)", open("/proc/self/status").read()).group(1))
+        open("/proc/self/clear_refs", "w").write("5")
+        before = kb("VmRSS")
         start = time.perf_counter()
         a = analyse_path({str(path)!r})
         seconds = time.perf_counter() - start
-        after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        print(json.dumps({{"seconds": seconds, "rss_growth_kb": after - before, "lines": a["lines"],
+        print(json.dumps({{"seconds": seconds, "rss_growth_kb": kb("VmHWM") - before, "lines": a["lines"],
                           "numba": a["warnings"][0]["count"], "rows": a["legacy"]["sb3"]["rows"]}}))
     """)
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True,
@@ -394,5 +400,7 @@ def test_100_mb_log_streams_in_bounded_memory(tmp_path: Path) -> None:
     assert result["lines"] == elements
     assert result["numba"] == result["rows"] == (elements - 1) // 4
     rate = path.stat().st_size / 2**20 / result["seconds"]
+    print(f"\n{path.stat().st_size / 2**20:.1f} MB, {elements} elements: {result['seconds']:.2f} s, "
+          f"{rate:.1f} MB/s, peak RSS growth {result['rss_growth_kb'] / 1024:.1f} MB")
     assert rate > MIN_MB_PER_S, f"{rate:.1f} MB/s"
     assert result["rss_growth_kb"] / 1024 < MAX_RSS_GROWTH_MB
