@@ -1,0 +1,632 @@
+"""A training run: one strict config in, phases framed by events, results a user can trust out.
+
+`run(RunConfig(...))` performs config -> build -> sanity -> train -> eval -> baselines -> save,
+each framed by `phase_start`/`phase_end`, between `run_start` (first line) and `run_end` (last
+line, also on errors and interruptions). Why it is shaped this way (docs/training.md):
+
+- One source of truth: every setting is a RunConfig field, checked on construction (a misspelled
+  key raises naming the closest valid one; a budget that would never update the network raises).
+- One build: the training VecEnv, the sanity env and the evaluation VecEnv all lease scenarios
+  from lib.pool, so the whole run prints exactly one `network_build`.
+- Nothing silent: a tqdm bar on stderr, `train_progress`/`eval_progress` at least every 10 s,
+  repeated warnings folded into `warning` events, SIGTERM and Ctrl-C save a checkpoint and end
+  with `run_end` status "interrupted".
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import platform
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from stable_baselines3 import DQN, PPO
+from stable_baselines3.common.base_class import BaseAlgorithm
+from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.vec_env import VecEnv, VecMonitor
+from tqdm import tqdm
+
+from lib import plots, pool
+from lib.config import ConfigError, strict_config
+from lib.controllers import baselines
+from lib.env import EnvConfig, TrafficSignalEnv
+from lib.evaluate import Evaluation, evaluate, relative_change, report, results_markdown
+from lib.events import emit, start_clock
+from lib.sanity import run_checks
+from lib.sim import pick_backend
+from lib.vecenv import TrafficVecEnv
+from lib.warn import capture_warnings
+
+LIB_DIR = Path(__file__).resolve().parent
+# Evaluation seeds start here, far from the training seeds (seed .. seed + n_envs - 1).
+EVAL_SEED_OFFSET = 1_000_000
+SANITY_SEED_OFFSET = 2_000_000
+# Seconds between `train_progress` events: well inside the 10 s the log format promises.
+PROGRESS_EVERY_S = 5.0
+REFERENCES = ("webster", "max_pressure")
+ENV_FIELDS = ("episode_seconds", "decision_interval", "reward", "demand_scale", "backend")
+
+
+@strict_config
+class RunConfig:
+    """Every setting of a run; docs/training.md gives each default's reason."""
+
+    steps: int = 300  # total environment steps (transitions, all envs together)
+    seed: int = 0
+    algorithm: Literal["dqn", "ppo"] = "dqn"
+    n_envs: int = 4  # scenarios stepped together by one simulator call
+    eval_episodes: int = 5  # one per evaluation seed, the same for every controller
+    output_dir: str = ""  # "" -> runs/<run_id>
+    backend: Literal["auto", "cpu", "cuda"] = "auto"
+    episode_seconds: float = 3600.0
+    decision_interval: float = 15.0
+    reward: Literal["delay", "queue", "pressure", "throughput"] = "delay"
+    demand_scale: float = 1.0
+    env_options: dict | None = None  # further lib.env.EnvConfig fields (moto_share, sim, ...)
+    checkpoint_every: int = 10_000  # steps between checkpoints (one is also saved at the end)
+    keep_checkpoints: int = 3
+    resume: bool = False  # continue from the latest checkpoint in output_dir
+    tensorboard: bool = False
+    progress_bar: bool = True  # tqdm on stderr
+    run_id: str = ""  # "" -> <UTC time>-<algorithm>-s<seed>
+    commit: str = ""  # "" -> `git rev-parse HEAD`, else "unknown"
+    torch_device: Literal["auto", "cpu", "cuda"] = "cpu"  # a 64x64 MLP is faster on the CPU
+    torch_threads: int = 1  # more threads fight numba's OpenMP pool: 15 ms vs 0.5 ms per update here
+    # both algorithms
+    learning_rate: float = 5e-4
+    gamma: float = 0.95
+    batch_size: int = 64
+    net_arch: tuple[int, ...] = (64, 64)
+    # DQN
+    buffer_size: int = 50_000
+    learning_starts: int = 100
+    train_freq: int = 1
+    gradient_steps: int = 1
+    target_update_interval: int = 200
+    exploration_fraction: float = 0.3
+    exploration_final_eps: float = 0.05
+    # PPO
+    n_steps: int = 128
+    n_epochs: int = 10
+    gae_lambda: float = 0.95
+    clip_range: float = 0.2
+    ent_coef: float = 0.01
+
+    def validate(self) -> None:
+        positive = (
+            "torch_threads",
+            "steps",
+            "n_envs",
+            "eval_episodes",
+            "checkpoint_every",
+            "keep_checkpoints",
+            "batch_size",
+            "buffer_size",
+            "train_freq",
+            "target_update_interval",
+            "n_steps",
+            "n_epochs",
+        )
+        for name in positive:
+            if getattr(self, name) < 1:
+                raise ConfigError(f"RunConfig.{name} must be >= 1, got {getattr(self, name)!r}.")
+        if not self.learning_rate > 0 or not 0 < self.gamma <= 1:
+            raise ConfigError(
+                f"RunConfig needs learning_rate > 0 and 0 < gamma <= 1, got "
+                f"{self.learning_rate!r}, {self.gamma!r}."
+            )
+        if self.algorithm == "dqn" and self.learning_starts >= self.steps and not self.resume:
+            raise ConfigError(
+                f"RunConfig.learning_starts ({self.learning_starts}) >= steps ({self.steps}): DQN would "
+                f"never make a gradient update. Lower learning_starts below steps or raise steps."
+            )
+        if self.tensorboard and importlib.util.find_spec("tensorboard") is None:
+            raise ConfigError(
+                "RunConfig.tensorboard=True needs the tensorboard package: pip install tensorboard."
+            )
+        clash = sorted(set(self.env_options or {}) & set(ENV_FIELDS))
+        if clash:
+            raise ConfigError(f"RunConfig.env_options repeats {clash}: set them as RunConfig fields instead.")
+        env = self.env_config()
+        if self.algorithm == "dqn" and env.action_mode != "joint":
+            raise ConfigError("DQN needs a Discrete action space: leave env_options action_mode at 'joint'.")
+
+    def env_config(self) -> EnvConfig:
+        """The lib.env.EnvConfig of this run (its own strict checks apply to env_options)."""
+        return EnvConfig(**{name: getattr(self, name) for name in ENV_FIELDS}, **(self.env_options or {}))
+
+
+@dataclass
+class RunResult:
+    """What a run produced; `results` maps controller -> metric means and their `_std`."""
+
+    status: Literal["ok", "error", "interrupted"]
+    output_dir: Path
+    results: dict[str, dict[str, float]] = field(default_factory=dict)
+    training_curve: list[tuple[int, float]] = field(default_factory=list)
+    link_metrics: dict[str, list[float]] = field(default_factory=dict)
+    seconds: float = 0.0
+    builds: int = 0
+    run_id: str = ""
+    policy: str = ""  # the controller name of the trained policy in `results`
+    steps: int = 0  # environment steps trained (num_timesteps)
+    updates: int = 0  # gradient updates made
+    error: str = ""
+
+
+class RunFailed(RuntimeError):
+    """run() failed; `.result` is the RunResult with status "error" (run_end was printed)."""
+
+    def __init__(self, message: str, result: RunResult) -> None:
+        super().__init__(message)
+        self.result = result
+
+
+class RunInterrupted(KeyboardInterrupt):
+    """SIGTERM arrived: handled like Ctrl-C (checkpoint, run_end status "interrupted")."""
+
+
+# --------------------------------------------------------------------------- run
+
+
+def run(config: RunConfig) -> RunResult:
+    """Train, check and evaluate as `config` says; see the module docstring for the phases."""
+    start_clock()
+    started = time.monotonic()
+    run_id = (
+        config.run_id or f"{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}-{config.algorithm}-s{config.seed}"
+    )
+    config = config.replace(
+        run_id=run_id,
+        commit=config.commit or git_commit(),
+        output_dir=config.output_dir or str(Path("runs") / run_id),
+    )
+    result = RunResult(status="ok", output_dir=Path(config.output_dir), run_id=run_id)
+    emit(
+        "run_start",
+        run_id=run_id,
+        commit=config.commit,
+        params=config.to_dict(),
+        backend=config.backend,
+        device=device_name(config.backend),
+        versions=versions(),
+        lib_hash=lib_hash(),
+    )
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(config.torch_threads)
+        with capture_warnings(), sigterm_interrupts():
+            _Run(config, result).phases()
+    except KeyboardInterrupt as exc:
+        result.status, result.error = "interrupted", type(exc).__name__
+    except Exception as exc:
+        result.status, result.error = "error", f"{type(exc).__name__}: {exc}"
+    finally:
+        torch.set_num_threads(threads)
+        result.builds = pool.build_count()
+        result.seconds = time.monotonic() - started
+        ending = {"error": result.error} if result.error and result.status == "error" else {}
+        emit(
+            "run_end", status=result.status, seconds=round(result.seconds, 3), builds=result.builds, **ending
+        )
+    if result.status == "error":
+        raise RunFailed(f"run {run_id} failed: {result.error}", result)
+    return result
+
+
+class _Run:
+    """The state shared by the phases of one run; environments are always released."""
+
+    def __init__(self, config: RunConfig, result: RunResult) -> None:
+        self.config = config
+        self.result = result
+        self.out = Path(config.output_dir)
+        self.envs: list[Any] = []
+        self.model: Any = None
+
+    def phases(self) -> None:
+        try:
+            with phase("config"):
+                self.prepare()
+            with phase("build"):
+                self.train_env = self.vec_env(self.config.n_envs)
+            with phase("sanity") as info:
+                info["checks"] = self.sanity()
+            with phase("train") as info:
+                self.train(info)
+            with phase("eval"):
+                self.evaluate_policy()
+            with phase("baselines"):
+                self.evaluate_baselines()
+            with phase("save"):
+                self.save()
+        finally:
+            for env in self.envs:
+                env.close()
+
+    def prepare(self) -> None:
+        self.config.env_config()
+        checkpoints = self.out / "checkpoints"
+        if not self.config.resume and checkpoints.is_dir() and any(checkpoints.iterdir()):
+            raise ValueError(
+                f"{checkpoints} already holds checkpoints: pass resume=True to continue that run, "
+                f"or a new output_dir"
+            )
+        self.out.mkdir(parents=True, exist_ok=True)
+        (self.out / "config.json").write_text(json.dumps(self.config.to_dict(), indent=2, default=str))
+
+    def vec_env(self, n: int) -> TrafficVecEnv:
+        env = TrafficVecEnv(n, self.config.env_config())
+        self.envs.append(env)
+        return env
+
+    def sanity(self) -> int:
+        env = TrafficSignalEnv(self.config.env_config())
+        self.envs.append(env)
+        checks = run_checks(env, self.config.seed + SANITY_SEED_OFFSET)
+        env.close()
+        return len(checks)
+
+    def train(self, info: dict[str, Any]) -> None:
+        config = self.config
+        env = VecMonitor(self.train_env)
+        env.seed(config.seed)
+        store = Checkpoints(self.out / "checkpoints", config.keep_checkpoints)
+        latest = store.latest() if config.resume else None
+        self.model = (
+            store.load(latest, config.algorithm, env, config.torch_device)
+            if latest
+            else new_model(config, env)
+        )
+        if not latest:
+            self.model.set_random_seed(config.seed)
+        info["resumed_from"] = str(latest) if latest else None
+        remaining = config.steps - self.model.num_timesteps
+        progress = ProgressCallback(config.steps, config.progress_bar, self.result.training_curve)
+        callbacks = [progress, CheckpointCallback(store, config.checkpoint_every)]
+        try:
+            if remaining > 0:
+                self.model.learn(
+                    total_timesteps=remaining,
+                    callback=callbacks,
+                    reset_num_timesteps=latest is None,
+                    tb_log_name=config.run_id,
+                )
+        except KeyboardInterrupt:
+            store.save(self.model)
+            raise
+        finally:
+            self.result.steps = int(self.model.num_timesteps)
+            self.result.updates = int(getattr(self.model, "_n_updates", 0))
+        store.save(self.model)
+        info.update(steps=self.result.steps, updates=self.result.updates)
+
+    def evaluate_policy(self) -> Evaluation:
+        self.eval_env = self.vec_env(self.config.eval_episodes)
+        model = self.model
+        name = self.config.algorithm
+        evaluation = evaluate(
+            name,
+            lambda obs, env: model.predict(obs, deterministic=True)[0],
+            self.eval_env,
+            self.eval_seed(),
+            progress_bar=self.config.progress_bar,
+        )
+        self.result.results[name] = report(evaluation)
+        self.result.policy = name
+        self.result.link_metrics = {
+            "mean_speed_mps": evaluation.link_speed_mps.tolist(),
+            "mean_density_vpm": evaluation.link_density_vpm.tolist(),
+        }
+        self.episodes = {name: evaluation.episodes}
+        return evaluation
+
+    def evaluate_baselines(self) -> None:
+        for name, controller in baselines(self.config.seed).items():
+            evaluation = evaluate(
+                name,
+                controller.act,
+                self.eval_env,
+                self.eval_seed(),
+                reset=controller.reset,
+                progress_bar=self.config.progress_bar,
+            )
+            self.result.results[name] = report(evaluation)
+            self.episodes[name] = evaluation.episodes
+
+    def eval_seed(self) -> int:
+        return self.config.seed + EVAL_SEED_OFFSET
+
+    def save(self) -> None:
+        self.model.save(self.out / "model.zip")
+        results, policy = self.result.results, self.result.policy
+        payload = {
+            "run_id": self.config.run_id,
+            "commit": self.config.commit,
+            "config": self.config.to_dict(),
+            "policy": policy,
+            "steps": self.result.steps,
+            "updates": self.result.updates,
+            "eval_seeds": [self.eval_seed() + i for i in range(self.config.eval_episodes)],
+            "results": results,
+            "relative_change": {ref: relative_change(results, policy, ref) for ref in REFERENCES},
+            "episodes": self.episodes,
+            "training_curve": self.result.training_curve,
+            "link_metrics": self.result.link_metrics,
+            "link_names": [link.name for link in self.train_env.network.links],
+        }
+        (self.out / "results.json").write_text(json.dumps(plain_json(payload), indent=2, allow_nan=False))
+        (self.out / "results.md").write_text(results_markdown(results, policy, REFERENCES))
+        for name, figure in (
+            ("training_curve.png", plots.training_curve(self.result)),
+            ("comparison.png", plots.controller_comparison(self.result)),
+        ):
+            figure.savefig(self.out / name, dpi=120)
+
+
+def new_model(config: RunConfig, env: VecEnv) -> BaseAlgorithm:
+    """A fresh SB3 model with this config's hyperparameters (TensorBoard only if asked)."""
+    common = {
+        "learning_rate": config.learning_rate,
+        "gamma": config.gamma,
+        "batch_size": config.batch_size,
+        "policy_kwargs": {"net_arch": list(config.net_arch)},
+        "seed": config.seed,
+        "device": config.torch_device,
+        "verbose": 0,
+        "tensorboard_log": str(Path(config.output_dir) / "tensorboard") if config.tensorboard else None,
+    }
+    if config.algorithm == "dqn":
+        return DQN(
+            "MlpPolicy",
+            env,
+            buffer_size=config.buffer_size,
+            learning_starts=config.learning_starts,
+            train_freq=config.train_freq,
+            gradient_steps=config.gradient_steps,
+            target_update_interval=config.target_update_interval,
+            exploration_fraction=config.exploration_fraction,
+            exploration_final_eps=config.exploration_final_eps,
+            **common,
+        )
+    return PPO(
+        "MlpPolicy",
+        env,
+        n_steps=config.n_steps,
+        n_epochs=config.n_epochs,
+        gae_lambda=config.gae_lambda,
+        clip_range=config.clip_range,
+        ent_coef=config.ent_coef,
+        **common,
+    )
+
+
+# --------------------------------------------------------------------------- checkpoints
+
+
+class Checkpoints:
+    """Rotated checkpoints in one folder: step_<n>.zip, plus step_<n>_replay.pkl for DQN."""
+
+    def __init__(self, folder: Path, keep: int) -> None:
+        self.folder, self.keep = folder, keep
+
+    def all(self) -> list[Path]:
+        return sorted(self.folder.glob("step_*[0-9].zip"))
+
+    def latest(self) -> Path | None:
+        found = self.all()
+        return found[-1] if found else None
+
+    @staticmethod
+    def replay_path(path: Path) -> Path:
+        return path.with_name(path.stem + "_replay.pkl")
+
+    def save(self, model: BaseAlgorithm) -> Path:
+        """Save the model (and DQN's replay buffer) at its step count, emit `checkpoint`, rotate."""
+        self.folder.mkdir(parents=True, exist_ok=True)
+        path = self.folder / f"step_{model.num_timesteps:09d}.zip"
+        model.save(path)
+        if getattr(model, "replay_buffer", None) is not None:
+            model.save_replay_buffer(self.replay_path(path))
+        emit("checkpoint", path=str(path), steps=int(model.num_timesteps))
+        for old in self.all()[: -self.keep]:
+            old.unlink()
+            self.replay_path(old).unlink(missing_ok=True)
+        return path
+
+    def load(self, path: Path, algorithm: str, env: VecEnv, device: str) -> BaseAlgorithm:
+        """The model saved at `path` (its step counter intact), attached to `env`."""
+        model = (DQN if algorithm == "dqn" else PPO).load(path, env=env, device=device)
+        if self.replay_path(path).exists():
+            model.load_replay_buffer(self.replay_path(path))
+        return model
+
+
+# --------------------------------------------------------------------------- callbacks
+
+
+class ProgressCallback(BaseCallback):
+    """tqdm bar on stderr, `train_progress` every PROGRESS_EVERY_S, the curve at each episode end.
+
+    Why not SB3's progress_bar=True: its rich bar draws on stdout, where the events go."""
+
+    def __init__(self, total: int, bar: bool, curve: list[tuple[int, float]]) -> None:
+        super().__init__()
+        self.total, self.show_bar, self.curve = total, bar, curve
+        self.last_emit = 0.0
+
+    def _on_training_start(self) -> None:
+        self.start_steps = self.model.num_timesteps
+        self.started = time.monotonic()
+        self.last_emit = self.started
+        self.bar = tqdm(
+            total=self.total,
+            initial=self.start_steps,
+            desc="train",
+            disable=not self.show_bar,
+            file=sys.stderr,
+            unit="step",
+        )
+
+    def _on_step(self) -> bool:
+        self.bar.update(self.model.num_timesteps - self.bar.n)
+        if np.any(self.locals.get("dones", False)) and self.model.ep_info_buffer:
+            self.curve.append((int(self.model.num_timesteps), self.ep_rew_mean()))
+        if time.monotonic() - self.last_emit >= PROGRESS_EVERY_S:
+            self.report()
+        return True
+
+    def _on_training_end(self) -> None:
+        self.report()
+        self.bar.close()
+
+    def ep_rew_mean(self) -> float:
+        return float(np.mean([ep["r"] for ep in self.model.ep_info_buffer]))
+
+    def report(self) -> None:
+        now = time.monotonic()
+        self.last_emit = now
+        steps = int(self.model.num_timesteps)
+        rate = (steps - self.start_steps) / max(now - self.started, 1e-9)
+        extra: dict[str, float] = {}
+        if self.model.ep_info_buffer:
+            extra["ep_rew_mean"] = round(self.ep_rew_mean(), 4)
+        loss = self.model.logger.name_to_value.get("train/loss")
+        if loss is not None:
+            extra["loss"] = round(float(loss), 6)
+        if hasattr(self.model, "exploration_rate"):
+            extra["exploration_rate"] = round(float(self.model.exploration_rate), 4)
+        emit(
+            "train_progress",
+            steps=steps,
+            total=self.total,
+            steps_per_s=round(rate, 2),
+            eta_s=round(max(self.total - steps, 0) / rate, 1) if rate > 0 else None,
+            updates=int(getattr(self.model, "_n_updates", 0)),
+            **extra,
+        )
+
+
+class CheckpointCallback(BaseCallback):
+    """Save a checkpoint each time the step counter crosses a multiple of `every`."""
+
+    def __init__(self, store: Checkpoints, every: int) -> None:
+        super().__init__()
+        self.store, self.every = store, every
+
+    def _on_training_start(self) -> None:
+        self.next_at = (self.model.num_timesteps // self.every + 1) * self.every
+
+    def _on_step(self) -> bool:
+        if self.model.num_timesteps >= self.next_at:
+            self.store.save(self.model)
+            self.next_at = (self.model.num_timesteps // self.every + 1) * self.every
+        return True
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+@contextmanager
+def phase(name: str) -> Iterator[dict[str, Any]]:
+    """Frame a phase with phase_start / phase_end (seconds, status and what the phase adds)."""
+    emit("phase_start", phase=name)
+    started = time.monotonic()
+    info: dict[str, Any] = {}
+    status = "error"
+    try:
+        yield info
+        status = "ok"
+    except KeyboardInterrupt:
+        status = "interrupted"
+        raise
+    finally:
+        emit("phase_end", phase=name, seconds=round(time.monotonic() - started, 3), status=status, **info)
+
+
+@contextmanager
+def sigterm_interrupts() -> Iterator[None]:
+    """Inside the block SIGTERM raises RunInterrupted (main thread only; elsewhere nothing changes)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        raise RunInterrupted(f"signal {signum}")
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def git_commit() -> str:
+    """The repository's HEAD commit, or "unknown" outside a git checkout (e.g. a Kaggle bundle)."""
+    try:
+        done = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=LIB_DIR, capture_output=True, text=True, timeout=5
+        )
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return done.stdout.strip() if done.returncode == 0 and done.stdout.strip() else "unknown"
+
+
+def lib_hash() -> str:
+    """A hash of lib/*.py: tells two runs of the same commit with edited code apart."""
+    digest = hashlib.sha256()
+    for path in sorted(LIB_DIR.glob("*.py")):
+        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def device_name(backend: str) -> str:
+    """The GPU's name when the simulator will run on CUDA, else "cpu"."""
+    if pick_backend(backend) != "cuda":
+        return "cpu"
+    from numba import cuda
+
+    name = cuda.get_current_device().name
+    return name.decode() if isinstance(name, bytes) else str(name)
+
+
+def versions() -> dict[str, str]:
+    import gymnasium
+    import numba
+    import stable_baselines3
+
+    return {
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "numba": numba.__version__,
+        "torch": torch.__version__,
+        "stable_baselines3": stable_baselines3.__version__,
+        "gymnasium": gymnasium.__version__,
+    }
+
+
+def plain_json(value: Any) -> Any:
+    """JSON-safe copy: tuples and arrays become lists, NaN and infinities null (strict JSON)."""
+    if isinstance(value, dict):
+        return {str(k): plain_json(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain_json(v) for v in value]
+    if hasattr(value, "tolist"):
+        return plain_json(value.tolist())
+    if isinstance(value, float) and not np.isfinite(value):
+        return None
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    return str(value)
