@@ -174,7 +174,8 @@ class Analysis:
         self.warnings.event(str(record.get("category", "?")), record.get("count"), record.get("message"))
 
     def _on_run_end(self, record: dict[str, Any], at: float) -> None:
-        self.run_end = {"status": record.get("status"), "seconds": record.get("seconds"), "at": at}
+        self.run_end = {"status": record.get("status"), "seconds": record.get("seconds"), "at": at,
+                        "builds": record.get("builds")}
         if record.get("error") is not None:
             self.run_end["error"] = record.get("error")
 
@@ -224,6 +225,10 @@ class Analysis:
             notes.append("no time stamps in the log: no timeline")
         if self.unknown:
             notes.append("unknown events (newer format?): " + ", ".join(sorted(self.unknown)))
+        said = self.run_end and self.run_end["builds"]
+        if isinstance(said, int) and said != self.builds.total:
+            notes.append(f"run_end counts {said} build(s) but the log holds {self.builds.total} "
+                         "network_build event(s): builds in other processes, or lines lost")
         return notes
 
     def _end(self) -> float | None:
@@ -280,6 +285,9 @@ class Analysis:
         error = next((x for x in reversed(self.tail) if _EXCEPTION.match(x)), None)
         if error is not None:
             return {"status": "error", "error": error.strip(), "detail": "the log ends with an exception"}
+        if not self.legacy.seen:
+            ending["detail"] = "no [event] line and no known marker: this log does not say how the run ended"
+            return ending
         ending["last_phase"] = self.legacy.phase_now()
         ending["detail"] = "no run_end event (logs of the earlier system never print one): ending unknown"
         return ending

@@ -223,6 +223,8 @@ def _throughput(analysis: dict[str, Any]) -> Section:
     if t.get("reported_fps") is not None:
         rate += f" (SB3 fps {_fmt(t['reported_fps'])})"
     lines = [f"training: {_fmt(t.get('train_steps'))} steps in {_fmt(t.get('train_s'))} s = {rate}"]
+    if t.get("train_steps") is None and t.get("train_s") is None:
+        lines = ["training: no training seen in this log"]
     if t.get("eval_episodes") is not None:
         lines.append(f"evaluation episodes: {_fmt(t['eval_episodes'])}")
     if t.get("eval_lines") is not None:

@@ -114,6 +114,14 @@ def test_run_end_error_is_reported_with_its_message() -> None:
     assert ending == {"status": "error", "seconds": 5.0, "error": "CUDA out of memory"}
 
 
+def test_run_end_build_count_disagreeing_with_the_log_is_noted() -> None:
+    lines = [LogLine(None, "stdout", '[event] {"event": "network_build", "t": 1.0, "n": 1, "seconds": 2.0}'),
+             LogLine(None, "stdout", '[event] {"event": "run_end", "t": 5.0, "status": "ok", "builds": 3}')]
+    a = analyse(lines)
+    assert a["builds"]["count"] == 1
+    assert any("run_end counts 3 build(s)" in note for note in a["notes"])
+
+
 # Kaggle JSON array -------------------------------------------------------------------------------
 
 
@@ -251,6 +259,13 @@ def test_legacy_traceback_at_the_end_is_an_error() -> None:
 
 
 # Damaged input -------------------------------------------------------------------------------------
+
+
+def test_unrecognised_text_is_read_but_its_ending_unknown() -> None:
+    a = analyse([LogLine(0.7, "stdout", "lib/ unpacked"), LogLine(1.5, "stderr", "some other output")])
+    assert a["kind"] == "plain" and a["lines"] == 2
+    assert a["ending"]["status"] == "cut_off" and "does not say how the run ended" in a["ending"]["detail"]
+    assert a["timeline"]["total_s"] == 1.5 and a["timeline"]["phases"][0]["phase"] == "unaccounted"
 
 
 def test_garbage_file_reports_nothing_read() -> None:
