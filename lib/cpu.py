@@ -30,7 +30,7 @@ update_cell = _P.update_cell
 
 @njit(parallel=True, cache=True)
 def advance_kernel(  # noqa: PLR0913
-    rho, y, queue, rate, sig_phase, sig_amber, entered, exited, delay,
+    rho, y, queue, rate, sig_phase, sig_amber, entered, exited, delay, link_out,
     cell_rj, cell_vf, cell_dx, cell_first, cell_link, interior,
     link_first, jn_mov_ptr, jn_out_ptr, jn_out_link, mov_in, mov_out, mov_ratio, mov_signal, mov_phase,
     entry_link, exit_link, exit_cap, kp, creep, tau,
@@ -78,6 +78,10 @@ def advance_kernel(  # noqa: PLR0913
             for x in range(exit_link.shape[0]):
                 for s in range(s0, s1):
                     exited[s] += exit_flow(x, s, h, dem, wv, gout, gyout, exit_link, exit_cap, link_first)
+            for lk in range(n_links):
+                last = link_first[lk + 1] - 1
+                for s in range(s0, s1):
+                    link_out[lk, s] += h * (gout[0, last, s] + gout[1, last, s])
             for i in range(n_cells):
                 for s in range(s0, s1):
                     delay[s] += update_cell(
@@ -108,11 +112,11 @@ def _dummy_arguments() -> tuple:
     cells = (2, 1, 1)
     return (
         f(cells), f(cells), f((2, 1, 1)), f((2, 1, 1)), f((1, 1), dtype=i8), f((1, 1)),
-        f(1), f(1), f(1),
+        f(1), f(1), f(1), f((1, 1)),
         np.ones(1), np.ones(1), np.ones(1), np.ones(1, dtype=np.bool_), f(1, dtype=i8), f(0, dtype=i8),
         np.array([0, 1], dtype=i8), f(1, dtype=i8), f(1, dtype=i8), f(0, dtype=i8),
         f(0, dtype=i8), f(0, dtype=i8), f(0), f(0, dtype=i8), f(0, dtype=i8),
-        f(1, dtype=i8), f(1, dtype=i8), np.ones(1), np.ones(2), f(2), np.ones(2),
+        f(1, dtype=i8), f(1, dtype=i8), np.ones(1), np.ones((2, 1)), f(2), np.ones(2),
         f(cells), f(cells), f(cells), f(cells), f(cells), f(cells), f(cells), f(cells), f(cells),
         f(cells), f(cells),
         0.5, 1, 1e-12, 1.0, 0.1, 0.1, 1, 1,
@@ -133,13 +137,15 @@ class CpuEngine:
         self.queue_ = np.zeros((2, ne, B))
         self.rate = np.zeros((2, ne, B))
         self.counters = {name: np.zeros(B) for name in ("entered", "exited", "delay")}
+        self.link_out = np.zeros((nl, B))
         self.sig_phase = np.zeros((len(sim.network.signals), B), dtype=np.int64)
         self.sig_amber = np.zeros((len(sim.network.signals), B))
         self.scratch = [np.zeros((2, nc, B)) for _ in range(6)] + [np.zeros((2, nl, B)) for _ in range(5)]
 
     @property
     def nbytes(self) -> int:
-        arrays = [self.rho, self.y, self.queue_, self.rate, self.sig_phase, self.sig_amber, *self.scratch]
+        arrays = [self.rho, self.y, self.queue_, self.rate, self.sig_phase, self.sig_amber, self.link_out]
+        arrays += self.scratch
         arrays += list(self.counters.values())
         arrays += [v for v in self._st.values() if isinstance(v, np.ndarray)]
         return int(sum(a.nbytes for a in arrays))
@@ -150,6 +156,7 @@ class CpuEngine:
         self.queue_[:, :, idx] = 0.0
         for c in self.counters.values():
             c[idx] = 0.0
+        self.link_out[:, idx] = 0.0
 
     def upload_signals(self, phase: np.ndarray, amber: np.ndarray) -> None:
         self.sig_phase[...] = phase
@@ -171,11 +178,14 @@ class CpuEngine:
     def counter(self, name: str) -> np.ndarray:
         return self.counters[name].copy()
 
+    def link_outflow(self) -> np.ndarray:
+        return self.link_out.T.copy()
+
     def advance(self, n_steps: int, dt: float, dt_last: float) -> None:
         st, cfg = self._st, self._cfg
         advance_kernel(
             self.rho, self.y, self.queue_, self.rate, self.sig_phase, self.sig_amber,
-            self.counters["entered"], self.counters["exited"], self.counters["delay"],
+            self.counters["entered"], self.counters["exited"], self.counters["delay"], self.link_out,
             st["cell_rj"], st["cell_vf"], st["cell_dx"], st["cell_first"], st["cell_link"], st["interior"],
             st["link_first"], st["jn_mov_ptr"], st["jn_out_ptr"], st["jn_out_link"], st["mov_in"],
             st["mov_out"], st["mov_ratio"], st["mov_signal"], st["mov_phase"],

@@ -8,7 +8,8 @@ the very same arithmetic, and the tests of one hold for the other.
 
 Classes: k = 0 motorcycles (m), k = 1 cars (c). State per class and cell: density rho_k (veh/m)
 and y_k = rho_k * w_k with w_k = v_k + p_k (m/s). Each class sees an effective density
-r_m = rho_m + alpha * rho_c, r_c = rho_m + rho_c; p_k = K_k (r_k / rho_jam)^gamma.
+r_m = rho_m + alpha * rho_c, r_c = rho_m + rho_c; p_k = K_k (r_k / rho_jam)^gamma, with K_k per
+cell (`kp[k, i]`, from the link's free speed) and rho_jam per cell (from its lanes).
 The equations, the flux and the junction rule are derived in docs/model.md.
 
 Stage functions (`eval_cell`, `interior_flux`, `junction_flow`, `entry_flow`, `exit_flow`,
@@ -147,14 +148,14 @@ def eval_cell(i, s, rho, y, cell_rj, cell_vf, kp, creep, alpha, gamma, eps, dem,
     for k in range(2):
         rk = rho[k, i, s]
         r = effective_density(rm, rc, k, alpha)
-        p = pressure(r, rj, kp[k], gamma)
+        p = pressure(r, rj, kp[k, i], gamma)
         if rk > eps:
             w = y[k, i, s] / rk
         else:
             w = equilibrium_speed(r, rj, cell_vf[i], creep[k], gamma) + p
         wv[k, i, s] = w
         vel[k, i, s] = max(w - p, 0.0)
-        dem[k, i, s] = class_demand(rk, r, w, rj, kp[k], gamma)
+        dem[k, i, s] = class_demand(rk, r, w, rj, kp[k, i], gamma)
         phi[k, i, s] = rk / r if r > eps else 0.0
 
 
@@ -162,8 +163,8 @@ def interior_flux(i, s, rho, cell_rj, kp, gamma, c_bound, dem, wv, vel, phi, gou
     """Flux from cell i to cell i + 1 of the same link: the 1-in/1-out case of the junction rule."""
     j = i + 1
     rj = cell_rj[j]
-    s_m = class_supply(wv[0, i, s], phi[0, i, s], vel[0, j, s], rj, kp[0], gamma)
-    s_c = class_supply(wv[1, i, s], phi[1, i, s], vel[1, j, s], rj, kp[1], gamma)
+    s_m = class_supply(wv[0, i, s], phi[0, i, s], vel[0, j, s], rj, kp[0, j], gamma)
+    s_c = class_supply(wv[1, i, s], phi[1, i, s], vel[1, j, s], rj, kp[1, j], gamma)
     cap = space_supply(rho[0, j, s] + rho[1, j, s], rj, c_bound)
     f_m, f_c = limit_factors(dem[0, i, s], dem[1, i, s], s_m, s_c, cap)
     gout[0, i, s] = dem[0, i, s] * f_m
@@ -223,9 +224,11 @@ def junction_flow(
         s_m = 0.0
         s_c = 0.0
         if d_m > 0.0:
-            s_m = class_supply(sdw[0, lk, s] / d_m, sdp[0, lk, s] / d_m, vel[0, first, s], rj, kp[0], gamma)
+            s_m = class_supply(sdw[0, lk, s] / d_m, sdp[0, lk, s] / d_m, vel[0, first, s], rj, kp[0, first],
+                               gamma)
         if d_c > 0.0:
-            s_c = class_supply(sdw[1, lk, s] / d_c, sdp[1, lk, s] / d_c, vel[1, first, s], rj, kp[1], gamma)
+            s_c = class_supply(sdw[1, lk, s] / d_c, sdp[1, lk, s] / d_c, vel[1, first, s], rj, kp[1, first],
+                               gamma)
         cap = space_supply(rho[0, first, s] + rho[1, first, s], rj, c_bound)
         f_m, f_c = limit_factors(d_m, d_c, s_m, s_c, cap)
         sd[0, lk, s] = f_m
@@ -258,14 +261,14 @@ def entry_flow(
     a_c = queue[1, e, s] / h + rate[1, e, s]
     r_m = effective_density(rm, rc, 0, alpha)
     r_c = effective_density(rm, rc, 1, alpha)
-    w_m = equilibrium_speed(r_m, rj, cell_vf[first], creep[0], gamma) + pressure(r_m, rj, kp[0], gamma)
-    w_c = equilibrium_speed(r_c, rj, cell_vf[first], creep[1], gamma) + pressure(r_c, rj, kp[1], gamma)
+    w_m = equilibrium_speed(r_m, rj, cell_vf[first], creep[0], gamma) + pressure(r_m, rj, kp[0, first], gamma)
+    w_c = equilibrium_speed(r_c, rj, cell_vf[first], creep[1], gamma) + pressure(r_c, rj, kp[1, first], gamma)
     eff_m = a_m + alpha * a_c
     eff_c = a_m + a_c
     phi_m = a_m / eff_m if eff_m > 0.0 else 0.0
     phi_c = a_c / eff_c if eff_c > 0.0 else 0.0
-    s_m = class_supply(w_m, phi_m, vel[0, first, s], rj, kp[0], gamma)
-    s_c = class_supply(w_c, phi_c, vel[1, first, s], rj, kp[1], gamma)
+    s_m = class_supply(w_m, phi_m, vel[0, first, s], rj, kp[0, first], gamma)
+    s_c = class_supply(w_c, phi_c, vel[1, first, s], rj, kp[1, first], gamma)
     cap = space_supply(rm + rc, rj, c_bound)
     f_m, f_c = limit_factors(a_m, a_c, s_m, s_c, cap)
     in_m = a_m * f_m
@@ -322,7 +325,7 @@ def update_cell(
     for k in range(2):
         rk = rho[k, i, s]
         r = effective_density(rm, rc, k, alpha)
-        p = pressure(r, rj, kp[k], gamma)
+        p = pressure(r, rj, kp[k, i], gamma)
         v_eq = equilibrium_speed(r, rj, vf, creep[k], gamma)
         decay = decay_m if k == 0 else decay_c
         yk = relaxed_y(rk, y[k, i, s], p, v_eq, decay)

@@ -24,8 +24,8 @@ class SimConfig:
     """Model parameters (SI units) and numerics options; defaults are justified in docs/model.md."""
 
     rho_jam_per_lane: float = 0.15  # veh/m per lane, both classes together
-    k_pressure_m: float = 16.0  # K_m, m/s
-    k_pressure_c: float = 16.0  # K_c, m/s
+    pressure_scale_m: float = 1.0  # K_m = scale * (v_free - creep) of the link, m/s
+    pressure_scale_c: float = 1.0  # K_c = scale * v_free of the link, m/s
     gamma: int = 1  # pressure exponent (1..4), integer so the hot loop avoids pow
     alpha: float = 0.5  # weight of a car in the density motorcycles perceive
     tau_m: float = 5.0  # relaxation time of motorcycles, s
@@ -44,7 +44,7 @@ class SimConfig:
 
     def validate(self) -> None:
         positive = (
-            "rho_jam_per_lane", "k_pressure_m", "k_pressure_c", "tau_m", "tau_c", "observe_length_m",
+            "rho_jam_per_lane", "pressure_scale_m", "pressure_scale_c", "tau_m", "tau_c", "observe_length_m",
             "eps_density", "exit_capacity_factor",
         )
         for name in positive:
@@ -234,6 +234,10 @@ class Simulator:
     def cumulative_delay(self) -> np.ndarray:
         return self._engine.counter("delay")
 
+    def cumulative_link_outflow(self) -> np.ndarray:
+        """(B, n_links) vehicles that have left each link through its downstream end."""
+        return self._engine.link_outflow()
+
     def queue_lengths(self) -> np.ndarray:
         return self._engine.queue().sum(axis=0).T.copy()
 
@@ -315,7 +319,7 @@ class Simulator:
         cfg, st = self.config, self._static
         rj = st["cell_rj"][:, None]
         eff = [physics.effective_density(rho[0], rho[1], k, cfg.alpha) for k in range(2)]
-        return np.stack([physics.pressure(eff[k], rj, st["kp"][k], cfg.gamma) for k in range(2)])
+        return np.stack([physics.pressure(eff[k], rj, st["kp"][k][:, None], cfg.gamma) for k in range(2)])
 
     def _speeds(self, rho: np.ndarray, y: np.ndarray) -> np.ndarray:
         present = rho > self.config.eps_density
@@ -355,16 +359,21 @@ def _static_arrays(network: Network, cfg: SimConfig) -> dict[str, Any]:
     jn_out_ptr[1:] = np.cumsum([len(o) for o in outs])
     jn_out_link = np.array([lk for o in outs for lk in o], dtype=np.int64)
 
-    kp = np.array([cfg.k_pressure_m, cfg.k_pressure_c])
     creep = np.array([cfg.creep_speed_mps, 0.0])
-    vf_max = float(a["link_free_speed"].max())
-    w_max = max(vf_max, float(np.max(kp + creep)))
+    if np.any(a["link_free_speed"] <= cfg.creep_speed_mps):
+        raise ConfigError(
+            f"SimConfig.creep_speed_mps={cfg.creep_speed_mps} must be below every link's free speed "
+            f"(slowest {a['link_free_speed'].min():.2f} m/s)"
+        )
+    scale = np.array([cfg.pressure_scale_m, cfg.pressure_scale_c])
+    kp = np.ascontiguousarray(scale[:, None] * (cell_vf[None, :] - creep[:, None]))
+    # largest w anywhere: the equilibrium w_e = V_e + p peaks at r = 0 or at r = rho_jam
+    w_max = float(np.max(np.maximum(cell_vf[None, :], creep[:, None] + kp)))
     c_bound = max(w_max, cfg.gamma * float(kp.max()))
     exit_links = np.array(network.exit_links, dtype=np.int64)
-    exit_cap = np.array(
-        [cfg.exit_capacity_factor * _capacity(cfg.rho_jam_per_lane * network.links[lk].lanes, w_max, cfg)
-         for lk in exit_links]
-    )
+    ends = link_first[exit_links + 1] - 1
+    factor = cfg.exit_capacity_factor
+    exit_cap = np.array([factor * _capacity(cell_rj[i], w_max, kp[1, i], cfg) for i in ends])
     return {
         "cell_rj": cell_rj, "cell_vf": cell_vf, "cell_dx": cell_dx, "cell_first": cell_first,
         "cell_link": cell_link, "interior": interior, "link_first": link_first,
@@ -379,10 +388,10 @@ def _static_arrays(network: Network, cfg: SimConfig) -> dict[str, Any]:
     }
 
 
-def _capacity(rho_jam: float, w: float, cfg: SimConfig) -> float:
-    """Largest flow (veh/s) a cell of jam density rho_jam sends on the car curve of the largest w."""
-    rc = physics.critical_density(w, rho_jam, cfg.k_pressure_c, cfg.gamma)
-    return physics.curve_flow(rc, w, rho_jam, cfg.k_pressure_c, cfg.gamma)
+def _capacity(rho_jam: float, w: float, k_press: float, cfg: SimConfig) -> float:
+    """Largest flow (veh/s) a cell sends on the car curve of the largest w: no demand exceeds it."""
+    rc = physics.critical_density(w, rho_jam, k_press, cfg.gamma)
+    return physics.curve_flow(rc, w, rho_jam, k_press, cfg.gamma)
 
 
 def _make_engine(backend: str, sim: Simulator) -> Any:
