@@ -9,7 +9,9 @@ hang into an error), and progress shows as a tqdm bar on stderr plus `eval_progr
 least every few seconds.
 
 Per episode the metrics are read from the info of its final step: `mean_delay_s` (delay per
-vehicle entered), `exited` (throughput), `mean_queue_veh`, and the episode's summed reward.
+vehicle entered), `exited` (throughput), `mean_queue_veh`, and the episode's summed reward
+(its return: `mean_reward` is the mean return over episodes). `entered_veh` is kept per episode
+to show that every controller faced the same arrivals.
 """
 
 from __future__ import annotations
@@ -129,6 +131,7 @@ def evaluate(
             "throughput_veh": float(f["exited"]),
             "mean_queue_veh": float(f["mean_queue_veh"]),
             "mean_reward": float(r),
+            "entered_veh": float(f["entered"]),
             "seed": seed + i,
         }
         for i, (f, r) in enumerate(zip(finals, returns, strict=True))

@@ -1,0 +1,133 @@
+"""Evaluation: same seeds and demands for every controller, metrics from the final infos, no hang."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+from matplotlib.figure import Figure
+
+from lib import events, plots, pool
+from lib.controllers import Actuated, WebsterFixedTime
+from lib.env import SignalBatch
+from lib.evaluate import Evaluation, evaluate, relative_change, results_markdown
+from lib.network import load_network
+from lib.train import RunResult
+from lib.vecenv import TrafficVecEnv
+
+
+@pytest.fixture(autouse=True)
+def quiet_pool():
+    pool.reset_pool()
+    events.set_stream(io.StringIO())
+    yield
+    events.set_stream(None)
+    pool.reset_pool()
+
+
+@pytest.fixture
+def vec():
+    env = TrafficVecEnv(3, backend="cpu", episode_seconds=150.0)
+    yield env
+    env.close()
+
+
+def _run(env, controller, seed=7):
+    return evaluate(controller.name, controller.act, env, seed, reset=controller.reset, progress_bar=False)
+
+
+def test_every_controller_faces_the_same_arrivals_and_results_repeat(vec):
+    first = _run(vec, WebsterFixedTime())
+    again = _run(vec, WebsterFixedTime())
+    other = _run(vec, Actuated())
+    assert first.episodes == again.episodes
+    entered = [e["entered_veh"] for e in first.episodes]
+    assert entered == [e["entered_veh"] for e in other.episodes]
+    assert len(set(entered)) == 3  # three seeds, three different demands
+    assert [e["seed"] for e in first.episodes] == [7, 8, 9]
+
+
+def test_metrics_are_those_of_the_final_step(vec):
+    controller = Actuated()
+    result = _run(vec, controller, seed=11)
+    vec.seed(11)
+    vec.reset()
+    controller.reset(vec)
+    total = np.zeros(3)
+    for _ in range(10):
+        _, rewards, dones, infos = vec.step(controller.act(None, vec))
+        total += rewards
+    assert dones.all()
+    for episode, info, ret in zip(result.episodes, infos, total, strict=True):
+        assert episode["mean_delay_s"] == pytest.approx(info["mean_delay_s"])
+        assert episode["throughput_veh"] == pytest.approx(info["exited"])
+        assert episode["mean_queue_veh"] == pytest.approx(info["mean_queue_veh"])
+        assert episode["mean_reward"] == pytest.approx(ret, rel=1e-5)
+    assert result.link_speed_mps.shape == (vec.network.n_links,)
+    assert np.all(result.link_density_vpm >= 0) and result.link_density_vpm.max() > 0
+
+
+def test_an_episode_that_never_ends_raises_instead_of_hanging(vec, monkeypatch):
+    real = SignalBatch.step
+
+    def never_truncates(self, bits):
+        obs, reward, truncated = real(self, bits)
+        return obs, reward, np.zeros_like(truncated)
+
+    monkeypatch.setattr(SignalBatch, "step", never_truncates)
+    with pytest.raises(RuntimeError, match="did not end"):
+        _run(vec, Actuated())
+
+
+def test_progress_events_name_the_controller(vec):
+    stream = io.StringIO()
+    events.set_stream(stream)
+    _run(vec, Actuated())
+    records = [events.parse_line(line) for line in stream.getvalue().splitlines()]
+    progress = [r for r in records if r and r["event"] == "eval_progress"]
+    assert progress and all(r["controller"] == "actuated" for r in progress)
+    assert progress[-1]["episode"] == progress[-1]["episodes"] == 3
+
+
+RESULTS = {
+    "dqn": {"mean_delay_s": 30.0, "throughput_veh": 110.0, "mean_queue_veh": 5.0, "mean_reward": -2.0},
+    "webster": {"mean_delay_s": 40.0, "throughput_veh": 100.0, "mean_queue_veh": 10.0, "mean_reward": -4.0},
+}
+for _r in RESULTS.values():
+    _r.update({f"{k}_std": 1.0 for k in list(_r)}, episodes=5)
+
+
+def test_relative_change_and_table():
+    change = relative_change(RESULTS, "dqn", "webster")
+    assert change["mean_delay_s"] == pytest.approx(-0.25)
+    assert change["throughput_veh"] == pytest.approx(0.10)
+    assert change["mean_reward"] == pytest.approx(0.5)
+    table = results_markdown(RESULTS, "dqn", ("webster", "max_pressure"))
+    assert "| webster | -25.0% | +10.0% | -50.0% | +50.0% |" in table
+    assert "30.00 ± 1.00" in table and "max_pressure |" not in table
+
+
+def test_summary_spread_is_the_sample_std():
+    episodes = [
+        {"mean_delay_s": d, "throughput_veh": 1.0, "mean_queue_veh": 0.0, "mean_reward": 0.0} for d in (1, 3)
+    ]
+    summary = Evaluation("x", episodes, np.zeros(1), np.zeros(1)).summary()
+    assert summary["mean_delay_s"] == 2.0
+    assert summary["mean_delay_s_std"] == pytest.approx(np.sqrt(2.0))
+    assert summary["throughput_veh_std"] == 0.0
+
+
+def test_plots_return_figures_and_the_map_credits_osm():
+    result = RunResult(
+        status="ok", output_dir=None, results=RESULTS, training_curve=[(100, -3.0), (200, -2.0)], policy="dqn"
+    )
+    assert isinstance(plots.training_curve(result), Figure)
+    comparison = plots.controller_comparison(result)
+    assert len(comparison.axes) == len(plots.PANELS)
+    network = load_network()
+    fig = plots.corridor_map(network, np.arange(network.n_links, dtype=float), "speed (m/s)")
+    assert any(plots.ATTRIBUTION in t.get_text() for t in fig.texts)
+    assert len(fig.axes[0].collections[0].get_segments()) == network.n_links
+    with pytest.raises(ValueError, match="one number per link"):
+        plots.corridor_map(network, [1.0, 2.0], "x")

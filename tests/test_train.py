@@ -1,0 +1,172 @@
+"""run(): one build, phases and events in order, learning happens, checkpoints, resume, interrupt."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import signal
+import warnings
+
+import pytest
+
+from lib import events, pool
+from lib.config import ConfigError
+from lib.sim import Simulator
+from lib.train import ProgressCallback, RunConfig, RunFailed, run
+from lib.warn import capture_warnings, numba_performance_warnings
+
+SMALL = {
+    "steps": 300,
+    "episode_seconds": 300.0,
+    "n_envs": 2,
+    "eval_episodes": 2,
+    "backend": "cpu",
+    "progress_bar": False,
+    "seed": 1,
+}
+CONTROLLERS = {"dqn", "webster", "max_pressure", "actuated", "random"}
+PHASES = ["config", "build", "sanity", "train", "eval", "baselines", "save"]
+
+
+@pytest.fixture
+def log():
+    """Fresh pool (as in a new process) and the run's events, parsed."""
+    pool.reset_pool()
+    stream = io.StringIO()
+    events.set_stream(stream)
+    yield lambda: [events.parse_line(line) for line in stream.getvalue().splitlines()]
+    events.set_stream(None)
+    pool.reset_pool()
+
+
+def named(records, name):
+    return [r for r in records if r["event"] == name]
+
+
+def test_a_300_step_dqn_run_learns_builds_once_and_writes_everything(tmp_path, log):
+    result = run(RunConfig(**SMALL, output_dir=str(tmp_path)))
+    records = log()
+    assert result.status == "ok"
+    assert records[0]["event"] == "run_start" and records[-1]["event"] == "run_end"
+    assert records[-1]["status"] == "ok"
+    assert set(records[0]["versions"]) >= {"python", "numba", "torch", "stable_baselines3", "gymnasium"}
+    assert len(named(records, "network_build")) == 1 and result.builds == 1
+    assert [r["phase"] for r in named(records, "phase_start")] == PHASES
+    assert [r["phase"] for r in named(records, "phase_end")] == PHASES
+    assert len(named(records, "sanity")) == 5 and all(r["passed"] for r in named(records, "sanity"))
+    assert result.steps == 300 and result.updates >= 1
+    assert named(records, "train_progress")[-1]["steps"] == 300
+    assert {r["controller"] for r in named(records, "eval_result")} == CONTROLLERS
+    for name in ("model.zip", "results.json", "results.md", "training_curve.png", "comparison.png"):
+        assert (tmp_path / name).stat().st_size > 0, name
+    assert list((tmp_path / "checkpoints").glob("step_000000300*")), "final checkpoint with replay buffer"
+    saved = json.loads((tmp_path / "results.json").read_text())
+    assert set(saved["results"]) == CONTROLLERS
+    for metrics in saved["results"].values():
+        assert metrics["episodes"] == 2
+        assert {"mean_delay_s", "throughput_veh", "mean_queue_veh", "mean_reward", "mean_delay_s_std"} <= set(
+            metrics
+        )
+    assert set(saved["relative_change"]) == {"webster", "max_pressure"}
+    n_links = len(saved["link_names"])
+    assert (
+        len(result.link_metrics["mean_speed_mps"]) == len(result.link_metrics["mean_density_vpm"]) == n_links
+    )
+
+
+def test_resume_continues_from_the_latest_checkpoint(tmp_path, log):
+    first = run(
+        RunConfig(
+            **{**SMALL, "steps": 200}, checkpoint_every=100, keep_checkpoints=2, output_dir=str(tmp_path)
+        )
+    )
+    assert first.steps == 200
+    with pytest.raises(RunFailed, match="resume=True"):
+        run(RunConfig(**{**SMALL, "steps": 400}, output_dir=str(tmp_path)))
+    second = run(
+        RunConfig(
+            **{**SMALL, "steps": 400},
+            checkpoint_every=100,
+            keep_checkpoints=2,
+            resume=True,
+            output_dir=str(tmp_path),
+        )
+    )
+    records = log()
+    assert second.status == "ok" and second.steps == 400 and second.updates > first.updates
+    train_end = [r for r in named(records, "phase_end") if r["phase"] == "train"][-1]
+    assert train_end["resumed_from"].endswith("step_000000200.zip")
+    assert named(records, "train_progress")[-1]["steps"] == 400
+    assert [p.name for p in sorted((tmp_path / "checkpoints").glob("*.zip"))] == [
+        "step_000000300.zip",
+        "step_000000400.zip",
+    ]
+
+
+def test_sigterm_saves_a_checkpoint_and_reports_interrupted(tmp_path, log, monkeypatch):
+    real_on_step = ProgressCallback._on_step
+
+    def on_step(self):
+        if self.model.num_timesteps >= 150:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return real_on_step(self)
+
+    monkeypatch.setattr(ProgressCallback, "_on_step", on_step)
+    previous = signal.getsignal(signal.SIGTERM)
+    result = run(RunConfig(**SMALL, output_dir=str(tmp_path)))
+    records = log()
+    assert signal.getsignal(signal.SIGTERM) is previous
+    assert result.status == "interrupted"
+    assert records[-1]["event"] == "run_end" and records[-1]["status"] == "interrupted"
+    saved = named(records, "checkpoint")
+    assert saved and 150 <= saved[-1]["steps"] < 300
+    assert os.path.exists(saved[-1]["path"])
+    assert named(records, "phase_end")[-1] == {
+        **named(records, "phase_end")[-1],
+        "phase": "train",
+        "status": "interrupted",
+    }
+
+
+def test_a_failed_sanity_check_stops_before_training(tmp_path, log, monkeypatch):
+    monkeypatch.setattr(Simulator, "advance", lambda self, seconds: None)
+    with pytest.raises(RunFailed, match="state_changes") as failure:
+        run(RunConfig(**SMALL, output_dir=str(tmp_path)))
+    records = log()
+    assert failure.value.result.status == "error"
+    assert records[-1]["event"] == "run_end" and records[-1]["status"] == "error"
+    assert "state_changes" in records[-1]["error"]
+    assert "train" not in [r["phase"] for r in named(records, "phase_start")]
+
+
+def test_strict_config_names_the_closest_key_and_refuses_a_run_that_cannot_learn():
+    with pytest.raises(ConfigError, match="'steps'"):
+        RunConfig(stpes=10)
+    with pytest.raises(ConfigError, match="'learning_starts'"):
+        RunConfig.from_dict({"learning_start": 10})
+    with pytest.raises(ConfigError, match="never make a gradient update"):
+        RunConfig(steps=100, learning_starts=100)
+    with pytest.raises(ConfigError, match="moto_share"):
+        RunConfig(env_options={"moto_share": 2.0})
+    with pytest.raises(ConfigError, match="RunConfig fields"):
+        RunConfig(env_options={"reward": "queue"})
+    assert RunConfig().learning_starts < RunConfig().steps
+
+
+def test_repeated_warnings_become_one_event_each_plus_a_count(log):
+    perf = numba_performance_warnings()
+    assert perf, "numba's NumbaPerformanceWarning must be importable"
+    with capture_warnings():
+        for grid in range(40):
+            warnings.warn(
+                perf[0](f"Grid size {grid} will likely result in GPU under-utilization"), stacklevel=1
+            )
+        warnings.warn("something else", UserWarning, stacklevel=1)
+        warnings.warn("something else", UserWarning, stacklevel=1)
+    records = named(log(), "warning")
+    first = [r for r in records if not r.get("final")]
+    final = {r["category"]: r["count"] for r in records if r.get("final")}
+    assert [r["category"] for r in first] == ["NumbaPerformanceWarning", "UserWarning"]
+    assert "Grid size 0" in first[0]["message"]
+    assert final == {"NumbaPerformanceWarning": 40, "UserWarning": 2}
