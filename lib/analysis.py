@@ -142,7 +142,8 @@ class Analysis:
 
     def _on_network_build(self, record: dict[str, Any], at: float) -> None:
         keys = ("n", "key", "links", "nodes", "cells", "scenarios", "backend", "seconds", "bytes")
-        item = {"at": at, **{k: record[k] for k in keys if k in record}}
+        seconds = _number(record.get("seconds"))
+        item = {"at": at - (seconds or 0.0), "end": at, **{k: record[k] for k in keys if k in record}}
         item["phase"] = self.timeline.current()
         item["context"] = list(self.context)
         self.builds.add(item)

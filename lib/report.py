@@ -16,6 +16,7 @@ from typing import Any
 
 PLOT_SIZE_PX = (1000, 400)
 PLOT_DPI = 100
+GAP_SHARE = 0.002  # unaccounted gaps shorter than this share of the run are not drawn
 _STATUS = {
     "completed": "COMPLETED",
     "error": "ERROR",
@@ -245,9 +246,14 @@ def _throughput(analysis: dict[str, Any]) -> Section:
 
 def _metrics(analysis: dict[str, Any]) -> Section:
     metrics = analysis["metrics"]
-    keys = _union_keys(*metrics.values()) if metrics else []
-    rows = [[name] + [_fmt(values.get(k)) for k in keys] for name, values in metrics.items()]
+    keys = [k for k in _union_keys(*metrics.values()) if not k.endswith("_std")] if metrics else []
+    rows = [[name] + [_with_std(values, k) for k in keys] for name, values in metrics.items()]
     return Section("Final metrics per controller", [], ["controller", *keys], rows)
+
+
+def _with_std(values: dict[str, Any], key: str) -> str:
+    std = values.get(key + "_std")
+    return _fmt(values.get(key)) + (f" ± {_fmt(std)}" if _is_number(std) else "")
 
 
 def _warnings(analysis: dict[str, Any]) -> Section:
@@ -261,7 +267,7 @@ def _warnings(analysis: dict[str, Any]) -> Section:
 
 
 def _gaps(timeline: dict[str, Any]) -> list[tuple[float, float]]:
-    """The stretches of [0, total] that no phase covers."""
+    """The stretches of [0, total] that no phase covers (long enough to see on the chart)."""
     gaps, reach = [], 0.0
     for item in sorted(timeline["intervals"], key=lambda i: i["start"]):
         if item["start"] > reach:
@@ -269,7 +275,8 @@ def _gaps(timeline: dict[str, Any]) -> list[tuple[float, float]]:
         reach = max(reach, item["end"])
     if timeline["total_s"] > reach:
         gaps.append((reach, timeline["total_s"]))
-    return gaps
+    visible = GAP_SHARE * timeline["total_s"]
+    return [(a, b) for a, b in gaps if b - a >= visible]
 
 
 def _phase_seconds(analysis: dict[str, Any]) -> dict[str, Any]:

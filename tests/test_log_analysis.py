@@ -12,6 +12,7 @@ Fixtures in tests/fixtures/logs/ (written for these tests):
 
 from __future__ import annotations
 
+import io
 import json
 import struct
 import subprocess
@@ -19,8 +20,10 @@ import sys
 import textwrap
 from pathlib import Path
 
+import numpy as np
 import pytest
 
+from lib import events
 from lib.analysis import EXPECTED_BUILDS, PHASES, analyse, analyse_path
 from lib.logs import LogLine, LogReader, sniff
 from lib.report import PLOT_SIZE_PX, compare, render_compare, render_markdown, render_text, write_outputs
@@ -112,6 +115,31 @@ def test_run_end_error_is_reported_with_its_message() -> None:
                                      '"seconds": 5.0, "error": "CUDA out of memory"}')]
     ending = analyse(lines)["ending"]
     assert ending == {"status": "error", "seconds": 5.0, "error": "CUDA out of memory"}
+
+
+def test_lines_written_by_lib_events_are_understood() -> None:
+    buffer = io.StringIO()
+    events.set_stream(buffer)
+    try:
+        events.start_clock()
+        events.emit("run_start", run_id="w", commit="c", params={}, backend="cpu", device="cpu", versions={})
+        for phase in PHASES:
+            events.emit("phase_start", phase=phase)
+            if phase == "build":
+                events.emit("network_build", n=1, key="k", links=26, nodes=21, cells=500, scenarios=4,
+                            backend="cpu", seconds=0.0, bytes=np.int64(1 << 20))
+            events.emit("phase_end", phase=phase, seconds=0.0, status="ok")
+        events.emit("eval_result", controller="dqn", episodes=2, mean_delay_s=np.float64(4.5),
+                    throughput_veh=10.0, mean_queue_veh=float("nan"), mean_reward=-1.0)
+        events.emit("run_end", status="ok", seconds=round(events.elapsed(), 3), builds=1)
+    finally:
+        events.set_stream(None)
+    a = analyse(LogLine(None, "stdout", line) for line in buffer.getvalue().splitlines())
+    assert a["events"] == 2 * len(PHASES) + 4 and a["malformed_events"] == 0 and not a["unknown_events"]
+    assert [r["phase"] for r in a["timeline"]["phases"]] == [*PHASES, "unaccounted"]
+    assert a["builds"]["items"][0]["bytes"] == 1 << 20 and a["builds"]["items"][0]["phase"] == "build"
+    assert a["metrics"]["dqn"]["mean_delay_s"] == 4.5 and a["metrics"]["dqn"]["mean_queue_veh"] is None
+    assert a["ending"]["status"] == "completed" and not a["notes"]
 
 
 def test_run_end_build_count_disagreeing_with_the_log_is_noted() -> None:
