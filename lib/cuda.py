@@ -1,0 +1,270 @@
+"""CUDA backend: numba.cuda kernels running the per-cell physics of lib/physics.py.
+
+One launch per stage per substep over all (cell, scenario) pairs, thread index with the scenario
+fastest so neighbouring threads touch neighbouring addresses ([class][cell][scenario] layout).
+Per-scenario tallies (entries, exits, link outflow, delay) run one thread per scenario looping in
+the same order as the CPU kernel, so both backends add the same numbers in the same order. The
+state stays on the device; read-outs copy what they are asked for.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+from numba import cuda
+
+from lib import physics
+
+_P = physics.compile_for(cuda.jit(device=True))
+eval_cell = _P.eval_cell
+interior_flux = _P.interior_flux
+junction_flow = _P.junction_flow
+entry_flow = _P.entry_flow
+exit_flow = _P.exit_flow
+update_cell = _P.update_cell
+
+THREADS = 128
+
+
+@cuda.jit(cache=True)
+def k_eval(rho, y, cell_rj, cell_vf, kp, creep, alpha, gamma, eps, dem, wv, vel, phi):
+    t = cuda.grid(1)
+    n_scen = rho.shape[2]
+    if t < rho.shape[1] * n_scen:
+        i = t // n_scen
+        eval_cell(i, t % n_scen, rho, y, cell_rj, cell_vf, kp, creep, alpha, gamma, eps, dem, wv, vel, phi)
+
+
+@cuda.jit(cache=True)
+def k_interior(interior, rho, cell_rj, kp, gamma, c_bound, dem, wv, vel, phi, gout, gyout):
+    t = cuda.grid(1)
+    n_scen = rho.shape[2]
+    if t < interior.shape[0] * n_scen:
+        i = interior[t // n_scen]
+        interior_flux(i, t % n_scen, rho, cell_rj, kp, gamma, c_bound, dem, wv, vel, phi, gout, gyout)
+
+
+@cuda.jit(cache=True)
+def k_zero_links(lin, lyin):
+    t = cuda.grid(1)
+    n_scen = lin.shape[2]
+    if t < lin.shape[1] * n_scen:
+        lk = t // n_scen
+        s = t % n_scen
+        for k in range(2):
+            lin[k, lk, s] = 0.0
+            lyin[k, lk, s] = 0.0
+
+
+@cuda.jit(cache=True)
+def k_junctions(
+    t_local, rho, cell_rj, kp, gamma, c_bound, dem, wv, vel, phi, gout, gyout, lin, lyin,
+    jn_mov_ptr, jn_out_ptr, jn_out_link, mov_in, mov_out, mov_ratio, mov_signal, mov_phase,
+    sig_phase, sig_amber, link_first, sd, sdw, sdp,
+):
+    t = cuda.grid(1)
+    n_scen = rho.shape[2]
+    if t < (jn_mov_ptr.shape[0] - 1) * n_scen:
+        n = t // n_scen
+        junction_flow(
+            n, t % n_scen, t_local, rho, cell_rj, kp, gamma, c_bound, dem, wv, vel, phi, gout, gyout,
+            lin, lyin, jn_mov_ptr, jn_out_ptr, jn_out_link, mov_in, mov_out, mov_ratio, mov_signal, mov_phase,
+            sig_phase, sig_amber, link_first, sd, sdw, sdp,
+        )
+
+
+@cuda.jit(cache=True)
+def k_boundaries(
+    h, rho, cell_rj, cell_vf, kp, creep, alpha, gamma, c_bound, dem, wv, vel, gout, gyout, lin, lyin,
+    entry_link, exit_link, exit_cap, link_first, queue, rate, entered, exited, link_out,
+):
+    """One thread per scenario: entries, exits and link outflow tallies, in the CPU's order."""
+    s = cuda.grid(1)
+    if s < rho.shape[2]:
+        for e in range(entry_link.shape[0]):
+            entered[s] += entry_flow(
+                e, s, h, rho, cell_rj, cell_vf, kp, creep, alpha, gamma, c_bound, vel, lin, lyin,
+                entry_link, link_first, queue, rate,
+            )
+        for x in range(exit_link.shape[0]):
+            exited[s] += exit_flow(x, s, h, dem, wv, gout, gyout, exit_link, exit_cap, link_first)
+        for lk in range(link_out.shape[0]):
+            last = link_first[lk + 1] - 1
+            link_out[lk, s] += h * (gout[0, last, s] + gout[1, last, s])
+
+
+@cuda.jit(cache=True)
+def k_update(
+    h, rho, y, cell_rj, cell_vf, cell_dx, cell_first, cell_link, kp, creep, alpha, gamma,
+    decay_m, decay_c, gout, gyout, lin, lyin, cell_delay,
+):
+    t = cuda.grid(1)
+    n_scen = rho.shape[2]
+    if t < rho.shape[1] * n_scen:
+        i = t // n_scen
+        s = t % n_scen
+        cell_delay[i, s] = update_cell(
+            i, s, h, rho, y, cell_rj, cell_vf, cell_dx, cell_first, cell_link, kp, creep, alpha, gamma,
+            decay_m, decay_c, gout, gyout, lin, lyin,
+        )
+
+
+@cuda.jit(cache=True)
+def k_tally_delay(h, cell_delay, queue, delay):
+    """One thread per scenario: cells' delay in cell order, then the entry queues (as on the CPU)."""
+    s = cuda.grid(1)
+    if s < delay.shape[0]:
+        acc = delay[s]
+        for i in range(cell_delay.shape[0]):
+            acc += cell_delay[i, s]
+        for e in range(queue.shape[1]):
+            acc += h * (queue[0, e, s] + queue[1, e, s])
+        delay[s] = acc
+
+
+@cuda.jit(cache=True)
+def k_reset(rho, y, queue, rho0, y0, mask, entered, exited, delay, link_out):
+    t = cuda.grid(1)
+    n_scen = rho.shape[2]
+    if t < rho.shape[1] * n_scen:
+        i = t // n_scen
+        s = t % n_scen
+        if mask[s]:
+            for k in range(2):
+                rho[k, i, s] = rho0[k, i]
+                y[k, i, s] = y0[k, i]
+            if i == 0:
+                entered[s] = 0.0
+                exited[s] = 0.0
+                delay[s] = 0.0
+                for e in range(queue.shape[1]):
+                    queue[0, e, s] = 0.0
+                    queue[1, e, s] = 0.0
+                for lk in range(link_out.shape[0]):
+                    link_out[lk, s] = 0.0
+
+
+def _blocks(n: int) -> int:
+    return max(1, (n + THREADS - 1) // THREADS)
+
+
+class CudaEngine:
+    """State, scratch and static arrays of a Simulator on the GPU."""
+
+    def __init__(self, sim: Any) -> None:
+        st, B = sim._static, sim.n_scenarios
+        nc, nl = len(st["cell_rj"]), len(st["link_first"]) - 1
+        ne = len(st["entry_link"])
+        ns = len(sim.network.signals)
+        self._cfg = sim.config
+        self._st = st
+        self.B = B
+        arrays = {name: v for name, v in st.items() if isinstance(v, np.ndarray)}
+        self.d = {name: cuda.to_device(np.ascontiguousarray(v)) for name, v in arrays.items()}
+        zeros = cuda.device_array
+        self.rho = cuda.to_device(np.zeros((2, nc, B)))
+        self.y = cuda.to_device(np.zeros((2, nc, B)))
+        self.queue_ = cuda.to_device(np.zeros((2, ne, B)))
+        self.rate = cuda.to_device(np.zeros((2, ne, B)))
+        self.counters = {name: cuda.to_device(np.zeros(B)) for name in ("entered", "exited", "delay")}
+        self.link_out = cuda.to_device(np.zeros((nl, B)))
+        self.sig_phase = cuda.to_device(np.zeros((ns, B), dtype=np.int64))
+        self.sig_amber = cuda.to_device(np.zeros((ns, B)))
+        self.cell_scr = [zeros((2, nc, B)) for _ in range(6)]
+        self.link_scr = [zeros((2, nl, B)) for _ in range(5)]
+        self.cell_delay = zeros((nc, B))
+        self.rho0 = None
+        self.y0 = None
+
+    @property
+    def nbytes(self) -> int:
+        arrays = [self.rho, self.y, self.queue_, self.rate, self.link_out, self.sig_phase, self.sig_amber,
+                  self.cell_delay, *self.cell_scr, *self.link_scr, *self.counters.values(), *self.d.values()]
+        return int(sum(a.nbytes for a in arrays))
+
+    def reset(self, idx: np.ndarray, rho0: np.ndarray, y0: np.ndarray) -> None:
+        if self.rho0 is None:
+            self.rho0 = cuda.to_device(np.ascontiguousarray(rho0))
+            self.y0 = cuda.to_device(np.ascontiguousarray(y0))
+        mask = np.zeros(self.B, dtype=np.uint8)
+        mask[idx] = 1
+        n = self.rho.shape[1] * self.B
+        k_reset[_blocks(n), THREADS](
+            self.rho, self.y, self.queue_, self.rho0, self.y0, cuda.to_device(mask),
+            self.counters["entered"], self.counters["exited"], self.counters["delay"], self.link_out,
+        )
+
+    def upload_signals(self, phase: np.ndarray, amber: np.ndarray) -> None:
+        self.sig_phase.copy_to_device(np.ascontiguousarray(phase))
+        self.sig_amber.copy_to_device(np.ascontiguousarray(amber))
+
+    def set_rate(self, rate: np.ndarray) -> None:
+        self.rate.copy_to_device(np.ascontiguousarray(rate))
+
+    def set_cells(self, rho: np.ndarray, y: np.ndarray) -> None:
+        self.rho.copy_to_device(np.ascontiguousarray(rho))
+        self.y.copy_to_device(np.ascontiguousarray(y))
+
+    def cells(self) -> tuple[np.ndarray, np.ndarray]:
+        return self.rho.copy_to_host(), self.y.copy_to_host()
+
+    def queue(self) -> np.ndarray:
+        return self.queue_.copy_to_host()
+
+    def counter(self, name: str) -> np.ndarray:
+        return self.counters[name].copy_to_host()
+
+    def link_outflow(self) -> np.ndarray:
+        return self.link_out.copy_to_host().T.copy()
+
+    def advance(self, n_steps: int, dt: float, dt_last: float) -> None:
+        d, cfg, B = self.d, self._cfg, self.B
+        alpha, gamma, eps = float(cfg.alpha), int(cfg.gamma), float(cfg.eps_density)
+        c_bound = float(self._st["c_bound"])
+        dem, wv, vel, phi, gout, gyout = self.cell_scr
+        lin, lyin, sd, sdw, sdp = self.link_scr
+        nc, nl = self.rho.shape[1], lin.shape[1]
+        n_int, n_jn = d["interior"].shape[0], d["jn_mov_ptr"].shape[0] - 1
+        tau = self._st["tau"]
+        for step in range(n_steps):
+            h = dt if step < n_steps - 1 else dt_last
+            t_local = step * dt
+            k_eval[_blocks(nc * B), THREADS](
+                self.rho, self.y, d["cell_rj"], d["cell_vf"], d["kp"], d["creep"], alpha, gamma, eps,
+                dem, wv, vel, phi,
+            )
+            if n_int:
+                k_interior[_blocks(n_int * B), THREADS](
+                    d["interior"], self.rho, d["cell_rj"], d["kp"], gamma, c_bound, dem, wv, vel, phi, gout,
+                    gyout,
+                )
+            k_zero_links[_blocks(nl * B), THREADS](lin, lyin)
+            if n_jn:
+                k_junctions[_blocks(n_jn * B), THREADS](
+                    t_local, self.rho, d["cell_rj"], d["kp"], gamma, c_bound, dem, wv, vel, phi, gout, gyout,
+                    lin, lyin, d["jn_mov_ptr"], d["jn_out_ptr"], d["jn_out_link"], d["mov_in"], d["mov_out"],
+                    d["mov_ratio"], d["mov_signal"], d["mov_phase"], self.sig_phase, self.sig_amber,
+                    d["link_first"], sd, sdw, sdp,
+                )
+            k_boundaries[_blocks(B), THREADS](
+                h, self.rho, d["cell_rj"], d["cell_vf"], d["kp"], d["creep"], alpha, gamma, c_bound,
+                dem, wv, vel, gout, gyout, lin, lyin, d["entry_link"], d["exit_link"], d["exit_cap"],
+                d["link_first"], self.queue_, self.rate, self.counters["entered"], self.counters["exited"],
+                self.link_out,
+            )
+            k_update[_blocks(nc * B), THREADS](
+                h, self.rho, self.y, d["cell_rj"], d["cell_vf"], d["cell_dx"], d["cell_first"],
+                d["cell_link"], d["kp"], d["creep"], alpha, gamma, math.exp(-h / tau[0]),
+                math.exp(-h / tau[1]), gout, gyout, lin, lyin, self.cell_delay,
+            )
+            k_tally_delay[_blocks(B), THREADS](h, self.cell_delay, self.queue_, self.counters["delay"])
+
+
+KERNELS = (k_eval, k_interior, k_zero_links, k_junctions, k_boundaries, k_update, k_tally_delay, k_reset)
+
+
+def cache_hits() -> int:
+    """How many kernels this process loaded from numba's on-disk cache instead of compiling."""
+    return sum(sum(getattr(k, "_cache_hits", {}).values()) for k in KERNELS)
