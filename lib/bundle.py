@@ -131,8 +131,8 @@ def build_bundle(parameters: dict[str, Any], out_dir: Path, ref: str, accelerato
                  max_bytes: int = MAX_SOURCE_BYTES) -> Bundle:
     """Write `<slug>.ipynb` and `kernel-metadata.json` into `out_dir` and check them.
 
-    `parameters` are injected as given (resolve them first); `commit` is filled in when the
-    notebook has that parameter and it was left at its default.
+    `parameters` are injected as given (resolve them first); an empty `commit` becomes this
+    checkout's, since Kaggle has no git (the run adds the hash of lib/ to `run_start` itself).
     """
     import nbformat
     from papermill.iorw import load_notebook_node
@@ -143,8 +143,8 @@ def build_bundle(parameters: dict[str, Any], out_dir: Path, ref: str, accelerato
     lib_sha256 = hashlib.sha256(tar_bytes).hexdigest()
     commit = git_commit(lib_dir)
     params = dict(parameters)
-    if params.get("commit") in (None, "", "unknown"):
-        params["commit"] = f"{commit} lib-sha256:{lib_sha256[:12]}"
+    if "commit" in params and not params["commit"]:
+        params["commit"] = commit
     nb = load_notebook_node(str(notebook))
     nb.cells.insert(0, _bootstrap_cell(nbformat, tar_bytes, lib_sha256))
     nb = parameterize_notebook(nb, params)
@@ -160,7 +160,7 @@ def build_bundle(parameters: dict[str, Any], out_dir: Path, ref: str, accelerato
 
 
 def git_commit(path: Path = REPO_ROOT) -> str:
-    """HEAD's hash, with '-dirty' when lib/ or kernels/ differ from it; 'unknown' outside git."""
+    """HEAD's hash, with '-dirty' when the tree under `path` differs from it; 'unknown' outside git."""
     def git(*args: str) -> str:
         return subprocess.run(["git", *args], cwd=path, capture_output=True, text=True,
                               check=True).stdout.strip()

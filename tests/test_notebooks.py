@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import nbformat
@@ -9,10 +10,12 @@ import pytest
 from papermill.iorw import load_notebook_node
 from papermill.parameterize import parameterize_notebook
 
-from lib.bundle import REPO_ROOT, notebook_parameters
+from lib.bundle import REPO_ROOT, build_bundle, notebook_parameters, resolve_parameters, run_local
+from lib.events import parse_line
 
 NOTEBOOKS = sorted((REPO_ROOT / "kernels").glob("*.ipynb"))
 TRAIN = REPO_ROOT / "kernels" / "train.ipynb"
+TINY = {"steps": 128, "episode_seconds": 120.0, "eval_episodes": 1, "n_envs": 2, "run_id": "tiny"}
 REQUIRED = {"steps", "seed", "algorithm", "n_envs", "eval_episodes", "backend", "episode_seconds",
             "decision_interval", "run_id", "commit", "output_dir"}
 
@@ -65,3 +68,36 @@ def test_papermill_injects_after_the_parameters_cell() -> None:
     assert injected.metadata.tags == ["injected-parameters"]
     assert "steps = 64" in injected.source and 'algorithm = "ppo"' in injected.source
     nbformat.validate(nb)
+
+
+def test_training_defaults_match_run_config() -> None:
+    """One source of truth: the notebook's defaults are RunConfig's (output_dir: Kaggle's cwd)."""
+    from lib.train import RunConfig
+
+    defaults = RunConfig().to_dict()
+    params = notebook_parameters(TRAIN)
+    for name in REQUIRED - {"output_dir"}:
+        assert params[name] == defaults[name], name
+    assert params["output_dir"] == "."
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_notebook_runs_with_papermill_on_tiny_parameters(path: Path, tmp_path: Path) -> None:
+    """The bundle of each notebook, executed by papermill here exactly as push_kernel does."""
+    params = resolve_parameters({k: v for k, v in TINY.items() if k in notebook_parameters(path)}, path)
+    made = build_bundle(params, tmp_path / "bundle", "local/tiny-run", None, notebook=path)
+    result = run_local(made, tmp_path / "run")
+    assert result.status == "ok", result.error
+    executed = nbformat.read(tmp_path / "run" / made.notebook.name, as_version=4)
+    outputs = [o for c in executed.cells if c.cell_type == "code" for o in c.outputs]
+    assert not [o for o in outputs if o.output_type == "error"]
+    if path == TRAIN:
+        assert sum("image/png" in o.get("data", {}) for o in outputs) >= 3
+        log = json.loads((tmp_path / "run" / "run.log").read_text())
+        events = [e for e in (parse_line(r["data"]) for r in log if r["stream_name"] == "stdout") if e]
+        assert events[0]["event"] == "run_start" and events[0]["run_id"] == "tiny"
+        assert events[-1]["event"] == "run_end" and events[-1]["status"] == "ok"
+        assert any("OpenStreetMap contributors, ODbL" in r["data"] for r in log)
+        results = json.loads((tmp_path / "run" / "results.json").read_text())
+        assert results["steps"] == 128 and "webster" in results["results"]
