@@ -5,8 +5,9 @@
     python push_kernel.py --steps 5000 --wait     # push, poll until done, download, analyse
     python push_kernel.py --dry-run -p seed 3     # write the bundle to build/<slug>/, push nothing
 
-Outputs: a local run writes runs/<run_id>/ (executed notebook, run.log in Kaggle's log format,
-results.json, model, plots); a push records runs/last_push.json for `python fetch_logs.py`.
+Outputs (under the repository, or --runs-dir / --build-dir): a local run writes runs/<run_id>/
+(executed notebook, run.log in Kaggle's log format, results.json, model, plots); a push records
+runs/last_push.json for `python fetch_logs.py`; the bundle is written to build/<slug>/.
 See docs/kaggle.md. The work is done in lib/bundle.py and lib/kaggle_io.py.
 """
 
@@ -14,12 +15,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
+from lib.analysis import analyse_path
 from lib.bundle import REPO_ROOT, Bundle, BundleError, build_bundle, resolve_parameters, run_local
 from lib.kaggle_io import (
     CREDENTIALS_HELP,
@@ -32,6 +33,8 @@ from lib.kaggle_io import (
     username,
     wait_for_completion,
 )
+from lib.logs import find_log
+from lib.report import render_text, write_outputs
 
 DEFAULT_SLUG = "victoria-island-signals"
 DEFAULT_ACCELERATOR = "NvidiaTeslaT4"
@@ -60,6 +63,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--poll-interval", type=float, default=10.0,
                         help="first status poll interval with --wait, seconds (backs off to 60)")
     parser.add_argument("--dry-run", action="store_true", help="write the bundle, push or run nothing")
+    parser.add_argument("--runs-dir", type=Path, default=REPO_ROOT / "runs",
+                        help="where runs and last_push.json live (default: ./runs of the repository)")
+    parser.add_argument("--build-dir", type=Path, default=REPO_ROOT / "build",
+                        help="where the bundle is written (default: ./build of the repository)")
     return parser.parse_args(argv)
 
 
@@ -82,12 +89,12 @@ def _run(args: argparse.Namespace) -> int:
     params = resolve_parameters(_overrides(args))
     ref = _ref(args.slug, target == "kaggle" and not args.dry_run)
     slug = ref.split("/")[1]
-    bundle = build_bundle(params, Path("build") / slug, ref, accelerator)
+    bundle = build_bundle(params, args.build_dir / slug, ref, accelerator)
     if args.dry_run:
         _describe(bundle, "dry run: bundle written, nothing pushed or run")
         return 0
     if target == "local":
-        return _local(bundle, args.target == "auto")
+        return _local(bundle, args.runs_dir, args.target == "auto")
     return _kaggle(bundle, args, accelerator)
 
 
@@ -128,8 +135,8 @@ def _describe(bundle: Bundle, headline: str) -> None:
           f"\n  lib/ sha256 {bundle.lib_sha256[:12]}, commit {bundle.commit}\n  parameters: {params}")
 
 
-def _local(bundle: Bundle, automatic: bool) -> int:
-    run_dir = Path("runs") / str(bundle.parameters["run_id"])
+def _local(bundle: Bundle, runs_dir: Path, automatic: bool) -> int:
+    run_dir = runs_dir / str(bundle.parameters["run_id"])
     why = "no Kaggle credentials are configured" if automatic else "--target local"
     print(f"{RULE}\nLOCAL RUN ({why}): the notebook runs HERE, not on Kaggle.\n  outputs: {run_dir}/",
           flush=True)
@@ -156,7 +163,7 @@ def _kaggle(bundle: Bundle, args: argparse.Namespace, accelerator: str | None) -
           f"{bundle.source_bytes / 1e3:.0f} kB notebook, run_id {bundle.parameters['run_id']}) ...",
           flush=True)
     result = push(bundle.folder, args.timeout, accelerator)
-    record_push(result, Path("runs"))
+    record_push(result, args.runs_dir)
     print(f"Pushed version {result.version}: {result.url}", flush=True)
     if not args.wait:
         print("It runs on Kaggle now. When it is done: python fetch_logs.py")
@@ -164,7 +171,7 @@ def _kaggle(bundle: Bundle, args: argparse.Namespace, accelerator: str | None) -
     versioned = f"{result.ref}/{result.version}" if result.version else result.ref
     status, message = wait_for_completion(versioned, poll_s=args.poll_interval, on_poll=_show_poll)
     print(f"Kaggle run ended: {status}" + (f": {message}" if message else ""), flush=True)
-    folder = download_output(versioned, Path("runs"))
+    folder = download_output(versioned, args.runs_dir)
     print(f"Outputs downloaded to {folder}/", flush=True)
     _analyse(folder)
     return 0 if status == "COMPLETE" else 1
@@ -175,12 +182,14 @@ def _show_poll(status: str, elapsed: float) -> None:
 
 
 def _analyse(folder: Path) -> None:
-    """Print the run's analysis exactly as `python fetch_logs.py FOLDER` does."""
-    script = REPO_ROOT / "fetch_logs.py"
-    if not script.is_file():
-        print(f"fetch_logs.py is missing: the outputs are in {folder}/ unanalysed.")
+    """Print and save the run's analysis, as `python fetch_logs.py FOLDER` does."""
+    log = find_log(folder)
+    if log is None:
+        print(f"no log among the outputs in {folder}/: nothing to analyse.")
         return
-    subprocess.run([sys.executable, str(script), str(folder)], check=False)
+    analysis = analyse_path(log)
+    write_outputs(analysis, folder)
+    print(render_text(analysis))
 
 
 if __name__ == "__main__":

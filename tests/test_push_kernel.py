@@ -27,9 +27,11 @@ SCRIPT = REPO_ROOT / "push_kernel.py"
 
 
 def push_cli(args: list[str], cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """Run the CLI with its runs/ and build/ folders under `cwd` (a temporary folder)."""
     env = {**env, "PYTHONPATH": str(REPO_ROOT)}
-    return subprocess.run([sys.executable, str(SCRIPT), *args], cwd=cwd, env=env, capture_output=True,
-                          text=True, timeout=300)
+    folders = ["--runs-dir", str(cwd / "runs"), "--build-dir", str(cwd / "build")]
+    return subprocess.run([sys.executable, str(SCRIPT), *args, *folders], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=300)
 
 
 def cells_of(text: str) -> list[dict]:
@@ -71,6 +73,23 @@ def test_wait_reports_error_then_downloads(kaggle_stub, tmp_path: Path) -> None:
     folder = tmp_path / "runs" / "victoria-island-signals-v1"
     assert (folder / "results.json").read_bytes() == b"{}"
     assert kaggle_stub.calls("SaveKernel")[0].headers["Authorization"] == f"Bearer {kaggle_stub.token}"
+
+
+def test_wait_complete_downloads_and_prints_the_analysis(kaggle_stub, tmp_path: Path) -> None:
+    lines = ['[event] {"event": "run_start", "t": 0.0, "run_id": "k1", "commit": "abc", "params": {}}\n',
+             '[event] {"event": "run_end", "t": 42.0, "status": "ok", "seconds": 42.0}\n']
+    log = json.dumps([{"stream_name": "stdout", "time": 1.0 + i, "data": x} for i, x in enumerate(lines)])
+    kaggle_stub.add_kernel(REF, statuses=["QUEUED", "RUNNING", "COMPLETE"], log=log)
+    done = push_cli(["--steps", "300", "--wait", "--poll-interval", "0.01"], tmp_path,
+                    kaggle_stub.client_env(tmp_path / "home"))
+    assert done.returncode == 0, done.stderr
+    assert "QUEUED" in done.stdout and "Kaggle run ended: COMPLETE" in done.stdout
+    folder = tmp_path / "runs" / "victoria-island-signals-v1"
+    assert json.loads((folder / "victoria-island-signals.log").read_text())[1]["data"] == lines[1]
+    analysis = json.loads((folder / "analysis.json").read_text())
+    assert analysis["run"]["run_id"] == "k1" and analysis["ending"]["status"] == "completed"
+    assert "run k1 commit abc" in done.stdout
+    assert [c.body.get("versionLabel") for c in kaggle_stub.calls("GetKernelSessionStatus")] == ["v1"] * 3
 
 
 def test_save_error_field_fails_the_cli(kaggle_stub, tmp_path: Path) -> None:
