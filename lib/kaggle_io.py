@@ -34,6 +34,7 @@ RETRY_DELAYS_S = (2.0, 5.0, 10.0, 20.0)
 READ_RETRY_HTTP = (429, 500, 502, 503, 504)
 PUSH_RETRY_HTTP = (429, 503)
 LAST_PUSH_FILE = "last_push.json"
+PUSH = "push the kernel"
 REF_PATTERN = re.compile(r"^[A-Za-z0-9_-]+/[a-z0-9-]+(/\d+)?$")
 
 CREDENTIALS_HELP = """No Kaggle credentials found. To run on a Kaggle GPU, set up one of:
@@ -116,7 +117,7 @@ def push(folder: Path, timeout_s: int | None = None, accelerator: str | None = N
     api = _api()
     try:
         reply = _with_retry(lambda: _quiet(api.kernels_push, str(folder), timeout_s, accelerator),
-                            PUSH_RETRY_HTTP, "push the kernel")
+                            PUSH_RETRY_HTTP, PUSH)
     except ValueError as exc:
         raise KaggleError(f"the bundle in {folder} was refused by the client: {exc}") from exc
     if reply is None:
@@ -266,8 +267,9 @@ def _http_error(exc: Exception, status: int, what: str) -> KaggleError:
     if status == 429:
         return KaggleError(f"Kaggle kept rate-limiting the request to {what} (HTTP 429) after "
                            f"{len(RETRY_DELAYS_S)} retries; wait a few minutes and retry.")
-    return KaggleError(f"Kaggle failed to {what} (HTTP {status}: {exc}). If this was a push, a "
-                       "new version may or may not exist: check the kernel's page before retrying.")
+    advice = (" A new version may or may not exist: check the kernel's page before pushing again."
+              if what == PUSH else " Retry later; Kaggle's status page says whether it is down.")
+    return KaggleError(f"Kaggle failed to {what} (HTTP {status}: {exc}).{advice}")
 
 
 @contextlib.contextmanager

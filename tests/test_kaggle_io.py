@@ -91,6 +91,26 @@ def test_push_http_errors_are_not_retried_and_explained(kaggle_env, bundle_dir, 
     assert kaggle_env.key not in str(info.value)
 
 
+def test_rejected_token_exits_2_with_setup_help(kaggle_env, monkeypatch) -> None:
+    monkeypatch.delenv("KAGGLE_USERNAME")
+    monkeypatch.delenv("KAGGLE_KEY")
+    monkeypatch.setenv("KAGGLE_API_TOKEN", "KGAT_revoked-token")
+    with pytest.raises(KaggleError, match="did not accept the configured credentials") as info:
+        kaggle_io.kernel_status(REF)
+    assert info.value.exit_code == 2
+    assert [c.body["token"] for c in kaggle_env.calls("IntrospectToken")][-1] == "KGAT_revoked-token"
+    assert "KGAT_revoked-token" not in str(info.value)
+
+
+def test_wrong_key_is_refused_by_the_server(kaggle_env, monkeypatch) -> None:
+    kaggle_env.add_kernel(REF)
+    monkeypatch.setenv("KAGGLE_KEY", "0" * 32)
+    with pytest.raises(KaggleError) as info:
+        kaggle_io.kernel_status(REF)
+    assert info.value.exit_code == 2
+    assert "0" * 32 not in str(info.value)
+
+
 def test_status_reads_retry_server_errors(kaggle_env) -> None:
     kaggle_env.add_kernel(REF, statuses=["RUNNING"])
     kaggle_env.fail("GetKernelSessionStatus", 500, times=2)
@@ -146,7 +166,7 @@ def test_download_gets_all_pages_into_new_folders(kaggle_env, tmp_path: Path) ->
 def test_failed_download_leaves_no_half_folder(kaggle_env, tmp_path: Path) -> None:
     kaggle_env.add_kernel(REF, outputs={"a.txt": b"a"})
     kaggle_env.fail("download", 500, times=99)
-    with pytest.raises(KaggleError, match="HTTP 500"):
+    with pytest.raises(KaggleError, match="HTTP 500.*Retry later"):
         kaggle_io.download_output(REF + "/1", tmp_path / "runs")
     assert list((tmp_path / "runs").iterdir()) == []
 

@@ -122,8 +122,8 @@ def test_dry_run_with_retired_p100_writes_bundle_only(kaggle_stub, tmp_path: Pat
     assert kaggle_stub.requests == []
 
 
-def test_unknown_parameter_names_the_closest(tmp_path: Path) -> None:
-    done = push_cli(["--dry-run", "-p", "stpes", "3"], tmp_path, dict(os.environ))
+def test_unknown_parameter_names_the_closest(kaggle_stub, tmp_path: Path) -> None:
+    done = push_cli(["--dry-run", "-p", "stpes", "3"], tmp_path, kaggle_stub.client_env(tmp_path / "home"))
     assert done.returncode == 1
     assert "unknown notebook parameter 'stpes'" in done.stderr and "'steps'" in done.stderr
 
