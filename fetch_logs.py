@@ -46,6 +46,9 @@ def main(argv: list[str] | None = None) -> int:
     analysis = analyse_path(log)
     if kernel:
         analysis["kernel"] = {k: kernel[k] for k in ("ref", "status", "failure")}
+        if kernel["status"] not in kaggle_io.FINAL_STATUSES:
+            analysis["notes"].append(f"the kernel is still {kernel['status']}: its outputs may be partial "
+                                     "or from an earlier version; fetch again when it has ended")
     _write(analysis, args.out or (folder if folder.is_dir() else log.parent), say)
     print(to_json(analysis) if args.json else render_text(analysis))
     return 0 if analysis["lines"] else 1
@@ -76,7 +79,7 @@ def _error(message: str) -> None:
 def _fetch(ref: str, runs_dir: Path, say) -> dict[str, Any]:
     """Print the kernel's status, download its outputs into a new run folder."""
     try:
-        status, failure = kaggle_io.kernel_status("/".join(ref.split("/")[:2]))
+        status, failure = kaggle_io.kernel_status(ref)
         say(f"Kaggle kernel {ref}: {status}" + (f": {failure}" if failure else ""))
         folder = kaggle_io.download_output(ref, runs_dir)
     except kaggle_io.KaggleError as error:

@@ -132,10 +132,21 @@ def test_kernel_ref_downloads_into_a_new_folder(kaggle_env, tmp_path: Path, caps
     analysis = json.loads((folder / "analysis.json").read_text())
     assert analysis["kernel"] == {"ref": f"{REF}/3", "status": "COMPLETE", "failure": None}
     assert analysis["ending"]["status"] == "completed"
-    assert kaggle_env.calls("GetKernelSessionStatus") and kaggle_env.calls("ListKernelSessionOutput")
+    assert kaggle_env.calls("GetKernelSessionStatus")[0].body.get("versionLabel") == "v3"
+    assert kaggle_env.calls("ListKernelSessionOutput")
     assert fetch_logs.main([f"{REF}/3", "--runs-dir", str(runs)]) == 0
     assert (runs / "victoria-run-v3-2" / "analysis.json").is_file()
     assert json.loads((folder / "analysis.json").read_text()) == analysis
+
+
+def test_running_kernel_is_noted(kaggle_env, tmp_path: Path, capsys) -> None:
+    kaggle_env.add_kernel(REF, statuses=["RUNNING"], log=(FIXTURES / "cut_off_eval.log").read_text())
+    assert fetch_logs.main([REF, "--runs-dir", str(tmp_path / "runs"), "--json"]) == 0
+    captured = capsys.readouterr()
+    assert f"Kaggle kernel {REF}: RUNNING" in captured.err
+    analysis = json.loads(captured.out)
+    assert any("still RUNNING" in note for note in analysis["notes"])
+    assert analysis["ending"]["status"] == "cut_off"
 
 
 def test_no_argument_fetches_the_last_push_when_newer(kaggle_env, tmp_path: Path, capsys) -> None:
