@@ -10,6 +10,7 @@ came from. Logs can be 100 MB or more, so everything here streams with bounded m
 
 from __future__ import annotations
 
+import codecs
 import json
 import re
 from collections.abc import Iterator
@@ -83,14 +84,18 @@ class LogReader:
                     yield LogLine(None, "stdout", text)
 
     def _elements(self, handle: BinaryIO) -> Iterator[dict]:
-        """The JSON objects of a Kaggle output log, read a chunk at a time."""
+        """The JSON objects of a Kaggle output log, read a chunk at a time.
+
+        The incremental UTF-8 decoder keeps a character split across two chunks whole.
+        """
         decoder = json.JSONDecoder()
+        utf8 = codecs.getincrementaldecoder("utf-8")(errors="replace")
         buf, pos, eof = "", 0, False
         while True:
             if not eof and len(buf) - pos < SNIFF:
                 chunk = handle.read(CHUNK)
                 eof = not chunk
-                buf = buf[pos:] + chunk.decode("utf-8", errors="replace")
+                buf = buf[pos:] + utf8.decode(chunk, final=eof)
                 pos = 0
             pos = _skip_separators(buf, pos)
             if pos >= len(buf):
@@ -106,7 +111,7 @@ class LogReader:
                 if not eof and len(buf) - pos < MAX_ELEMENT:
                     chunk = handle.read(CHUNK)
                     eof = not chunk
-                    buf += chunk.decode("utf-8", errors="replace")
+                    buf += utf8.decode(chunk, final=eof)
                     continue
                 if eof and _NEXT_ELEMENT.search(buf, pos + 1) is None:
                     self._note_truncated("the Kaggle log ends inside an element (cut off mid-line)")

@@ -25,7 +25,7 @@ import pytest
 
 from lib import events
 from lib.analysis import EXPECTED_BUILDS, PHASES, analyse, analyse_path
-from lib.logs import LogLine, LogReader, sniff
+from lib.logs import CHUNK, LogLine, LogReader, sniff
 from lib.report import PLOT_SIZE_PX, compare, render_compare, render_markdown, render_text, write_outputs
 
 FIXTURES = Path(__file__).parent / "fixtures" / "logs"
@@ -203,6 +203,15 @@ def test_lines_split_across_elements_are_joined_per_stream(tmp_path: Path) -> No
         (1.5, "stderr", "warn two"),
         (2.0, "stdout", "third"),
     ]
+
+
+def test_multibyte_characters_across_chunk_boundaries_stay_whole(tmp_path: Path) -> None:
+    text = "✅ █ " * (CHUNK // 3)  # raw UTF-8 inside the JSON, several 1 MB chunks
+    path = tmp_path / "utf8.log"
+    path.write_text("[" + json.dumps({"stream_name": "stdout", "time": 1, "data": text + "\n"},
+                                     ensure_ascii=False) + "]", encoding="utf-8")
+    (line,) = list(LogReader(path))
+    assert line.text == text and "\ufffd" not in line.text
 
 
 def test_kaggle_array_on_one_line_and_bad_elements(tmp_path: Path) -> None:
