@@ -326,7 +326,11 @@ def run_local(bundle: Bundle, run_dir: Path) -> LocalRun:
     """
     import papermill
 
-    run_dir.mkdir(parents=True, exist_ok=False)
+    try:
+        run_dir.mkdir(parents=True)
+    except FileExistsError as exc:
+        raise BundleError(f"{run_dir} already exists: a run never overwrites another; "
+                          "choose another --run-id.") from exc
     log = KaggleStyleLog(run_dir / "run.log")
     try:
         papermill.execute_notebook(

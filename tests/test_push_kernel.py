@@ -232,6 +232,8 @@ def test_failing_cell_is_named_and_partial_log_kept(fake_lib: Path, tmp_path: Pa
     assert {"stream_name": "stdout", "data": "before the failure 5\n"}.items() <= {
         **next(r for r in records if "before" in r["data"])}.items()
     assert (tmp_path / "runs" / "r1" / made.notebook.name).is_file()
+    with pytest.raises(BundleError, match="already exists"):
+        run_local(made, tmp_path / "runs" / "r1")
 
 
 @pytest.mark.slow
