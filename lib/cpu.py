@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import numba
 import numpy as np
 from numba import njit, prange
 
@@ -27,7 +28,7 @@ exit_flow = _P.exit_flow
 update_cell = _P.update_cell
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, fastmath=True)
 def advance_kernel(  # noqa: PLR0913
     rho, y, queue, rate, sig_phase, sig_amber, entered, exited, delay, link_out,
     cell_rj, cell_vf, cell_dx, cell_first, cell_link, interior,
@@ -93,12 +94,12 @@ def advance_kernel(  # noqa: PLR0913
 
 
 def cache_hits() -> int:
-    """How many signatures of the kernel this process loaded from numba's on-disk cache."""
+    """How many kernel signatures this process loaded from numba's on-disk cache."""
     return int(sum(advance_kernel.stats.cache_hits.values()))
 
 
 class CpuEngine:
-    """State and scratch buffers of a Simulator on the host, advanced by `advance_kernel`."""
+    """State and scratch buffers of a Simulator on the host, advanced by the compiled kernels."""
 
     def __init__(self, sim: Any) -> None:
         st, B = sim._static, sim.n_scenarios
@@ -156,6 +157,18 @@ class CpuEngine:
         return self.link_out.T.copy()
 
     def advance(self, n_steps: int, dt: float, dt_last: float) -> None:
+        cfg = self._cfg
+        n_chunks = -(-self.rho.shape[2] // cfg.cpu_chunk)
+        threads = numba.get_num_threads()
+        # Waking idle pool threads costs 10+ ms per call on a busy 2-core machine (more than a 30 s
+        # advance of one scenario takes), so use no more threads than there are chunks.
+        numba.set_num_threads(max(1, min(threads, n_chunks)))
+        try:
+            self._launch(n_steps, dt, dt_last)
+        finally:
+            numba.set_num_threads(threads)
+
+    def _launch(self, n_steps: int, dt: float, dt_last: float) -> None:
         st, cfg = self._st, self._cfg
         advance_kernel(
             self.rho, self.y, self.queue_, self.rate, self.sig_phase, self.sig_amber,

@@ -1,0 +1,91 @@
+"""Simulator throughput: B = 1, 16, 64 (and more on a GPU) scenarios of the Victoria Island corridor.
+
+Prints, all measured in this one run after JIT warm-up: simulated seconds per wall second,
+cell-updates per second, scenario-seconds per second and the batched-vs-single ratio; then the
+JIT compile time cold (empty cache dir) and cached (second process), each in a fresh process.
+
+    python bench/sim.py [--backend cpu|cuda|auto] [--hours 1] [--sizes 1 16 64]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from lib.network import load_network  # noqa: E402
+from lib.sim import Simulator, compile_kernels  # noqa: E402
+
+COMPILE_SNIPPET = "import json; from lib.sim import compile_kernels; print(json.dumps(compile_kernels({!r})))"
+
+
+def run_hour(sim: Simulator, hours: float, cycle_s: float = 30.0) -> float:
+    """Wall seconds to simulate `hours` with 800 veh/h per entry and phases flipping every cycle_s."""
+    net = sim.network
+    sim.reset()
+    sim.set_demand(np.full(net.n_entries, 800.0))
+    phases = np.zeros(net.n_signals, dtype=np.int64)
+    start = time.perf_counter()
+    for k in range(int(hours * 3600 / cycle_s)):
+        phases[:] = k % 2
+        sim.set_phase(phases)
+        sim.advance(cycle_s)
+    return time.perf_counter() - start
+
+
+def compile_times(backend: str) -> tuple[tuple[float, bool], tuple[float, bool]]:
+    """(cold, cached) compile in fresh processes sharing a new, empty numba cache directory."""
+    with tempfile.TemporaryDirectory() as cache:
+        env = {**os.environ, "NUMBA_CACHE_DIR": cache}
+        results = []
+        for _ in range(2):
+            done = subprocess.run([sys.executable, "-c", COMPILE_SNIPPET.format(backend)], cwd=ROOT, env=env,
+                                  capture_output=True, text=True, check=True)
+            results.append(tuple(json.loads(done.stdout.strip().splitlines()[-1])))
+    return results[0], results[1]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--backend", default="auto", choices=("auto", "cpu", "cuda"))
+    parser.add_argument("--hours", type=float, default=1.0)
+    parser.add_argument("--sizes", type=int, nargs="+", default=None)
+    args = parser.parse_args()
+    net = load_network()
+    probe = Simulator(net, backend=args.backend)
+    backend = probe.backend
+    sizes = args.sizes or ([1, 16, 64] if backend == "cpu" else [1, 16, 64, 256, 1024, 4096])
+    compile_kernels(backend)
+    steps_per_hour = int(np.ceil(3600.0 / probe.dt))
+    print(f"backend {backend}; {net.n_cells} cells, {net.n_links} links; dt {probe.dt:.4f} s "
+          f"({steps_per_hour} steps per simulated hour); {os.cpu_count()} CPU cores")
+    print(f"{'B':>6} {'wall s':>8} {'sim s/wall s':>13} {'scen-s/s':>11} {'Mcell-upd/s':>12} {'vs B=1':>7}")
+    base = None
+    for b in sizes:
+        sim = Simulator(net, n_scenarios=b, backend=backend)
+        run_hour(sim, min(args.hours, 0.05))  # warm-up: caches, threads, first touch
+        wall = run_hour(sim, args.hours)
+        sim_s = args.hours * 3600.0
+        scen_rate = b * sim_s / wall
+        steps = int(args.hours * 3600 / 30.0) * int(np.ceil(30.0 / sim.dt - 1e-9))
+        mcups = net.n_cells * steps * b / wall / 1e6
+        base = base or scen_rate
+        ratio = scen_rate / base
+        print(f"{b:>6} {wall:>8.3f} {sim_s / wall:>13.0f} {scen_rate:>11.0f} {mcups:>12.1f} {ratio:>7.2f}")
+    (cold_s, cold_hit), (warm_s, warm_hit) = compile_times(backend)
+    print(f"JIT compile ({backend}): cold {cold_s:.1f} s (cache hit: {cold_hit}), "
+          f"cached {warm_s:.2f} s (cache hit: {warm_hit})")
+
+
+if __name__ == "__main__":
+    main()
