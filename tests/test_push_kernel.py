@@ -237,12 +237,12 @@ def test_failing_cell_is_named_and_partial_log_kept(fake_lib: Path, tmp_path: Pa
 
 
 @pytest.mark.slow
-def test_auto_without_credentials_runs_here_and_says_so(kaggle_stub, tmp_path: Path) -> None:
-    env = kaggle_stub.client_env(tmp_path / "home", credentials=None)
-    done = push_cli(["--steps", "128", "--episode-seconds", "120", "--eval-episodes", "1", "--n-envs", "2",
-                     "--run-id", "local-tiny"], tmp_path, env)
+def test_target_local_runs_here_even_with_credentials(kaggle_stub, tmp_path: Path) -> None:
+    env = kaggle_stub.client_env(tmp_path / "home", credentials="key")
+    done = push_cli(["--target", "local", "--steps", "128", "--episode-seconds", "120", "--eval-episodes",
+                     "1", "--n-envs", "2", "--run-id", "local-tiny"], tmp_path, env)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    assert "LOCAL RUN (no Kaggle credentials are configured)" in done.stdout
+    assert "LOCAL RUN (--target local)" in done.stdout
     assert "LOCAL RUN finished (ran here, not on Kaggle)" in done.stdout
     assert '"event": "run_end"' in done.stdout
     run_dir = tmp_path / "runs" / "local-tiny"
@@ -250,4 +250,16 @@ def test_auto_without_credentials_runs_here_and_says_so(kaggle_stub, tmp_path: P
         assert (run_dir / name).is_file(), name
     log = json.loads((run_dir / "run.log").read_text())
     assert {r["stream_name"] for r in log} == {"stdout", "stderr"}
+    assert kaggle_stub.requests == []
+
+
+def test_auto_without_credentials_runs_here_and_names_a_failing_cell(kaggle_stub, tmp_path: Path) -> None:
+    env = kaggle_stub.client_env(tmp_path / "home", credentials=None)
+    done = push_cli(["--n-envs", "0", "--run-id", "bad"], tmp_path, env)
+    assert done.returncode == 1
+    assert "LOCAL RUN (no Kaggle credentials are configured)" in done.stdout
+    assert "LOCAL RUN FAILED" in done.stdout and "raised ConfigError: RunConfig.n_envs" in done.stdout
+    log = json.loads((tmp_path / "runs" / "bad" / "run.log").read_text())
+    assert any("unpacked to" in r["data"] for r in log)
+    assert (tmp_path / "runs" / "bad" / "victoria-island-signals.ipynb").is_file()
     assert kaggle_stub.requests == []
