@@ -26,7 +26,16 @@ sys.path.insert(0, str(ROOT))
 from lib.network import load_network  # noqa: E402
 from lib.sim import Simulator, compile_kernels  # noqa: E402
 
-COMPILE_SNIPPET = "import json; from lib.sim import compile_kernels; print(json.dumps(compile_kernels({!r})))"
+COMPILE_SNIPPET = """
+import json
+from lib.sim import compile_kernels
+seconds, cached = compile_kernels({backend!r})
+mix = None
+if {backend!r} == "cpu" and not cached:
+    from lib import cpu
+    mix = cpu.instruction_mix()
+print(json.dumps([seconds, cached, mix]))
+"""
 
 
 def run_hour(sim: Simulator, hours: float, cycle_s: float = 30.0) -> float:
@@ -43,16 +52,17 @@ def run_hour(sim: Simulator, hours: float, cycle_s: float = 30.0) -> float:
     return time.perf_counter() - start
 
 
-def compile_times(backend: str) -> tuple[tuple[float, bool], tuple[float, bool]]:
-    """(cold, cached) compile in fresh processes sharing a new, empty numba cache directory."""
+def compile_times(backend: str) -> list[list]:
+    """[seconds, cache hit, instruction mix] of a cold and then a cached compile, each in a fresh
+    process, sharing a new, empty numba cache directory."""
     with tempfile.TemporaryDirectory() as cache:
         env = {**os.environ, "NUMBA_CACHE_DIR": cache}
         results = []
         for _ in range(2):
-            done = subprocess.run([sys.executable, "-c", COMPILE_SNIPPET.format(backend)], cwd=ROOT, env=env,
-                                  capture_output=True, text=True, check=True)
-            results.append(tuple(json.loads(done.stdout.strip().splitlines()[-1])))
-    return results[0], results[1]
+            done = subprocess.run([sys.executable, "-c", COMPILE_SNIPPET.format(backend=backend)], cwd=ROOT,
+                                  env=env, capture_output=True, text=True, check=True)
+            results.append(json.loads(done.stdout.strip().splitlines()[-1]))
+    return results
 
 
 def main() -> None:
@@ -68,7 +78,8 @@ def main() -> None:
     compile_kernels(backend)
     steps_per_hour = int(np.ceil(3600.0 / probe.dt))
     print(f"backend {backend}; {net.n_cells} cells, {net.n_links} links; dt {probe.dt:.4f} s "
-          f"({steps_per_hour} steps per simulated hour); {os.cpu_count()} CPU cores")
+          f"({steps_per_hour} steps per simulated hour); {os.cpu_count()} CPU cores; "
+          f"load average {os.getloadavg()[0]:.2f}")
     print(f"{'B':>6} {'wall s':>8} {'sim s/wall s':>13} {'scen-s/s':>11} {'Mcell-upd/s':>12} {'vs B=1':>7}")
     base = None
     for b in sizes:
@@ -82,9 +93,13 @@ def main() -> None:
         base = base or scen_rate
         ratio = scen_rate / base
         print(f"{b:>6} {wall:>8.3f} {sim_s / wall:>13.0f} {scen_rate:>11.0f} {mcups:>12.1f} {ratio:>7.2f}")
-    (cold_s, cold_hit), (warm_s, warm_hit) = compile_times(backend)
+    print(f"load average after: {os.getloadavg()[0]:.2f}")
+    (cold_s, cold_hit, mix), (warm_s, warm_hit, _) = compile_times(backend)
     print(f"JIT compile ({backend}): cold {cold_s:.1f} s (cache hit: {cold_hit}), "
           f"cached {warm_s:.2f} s (cache hit: {warm_hit})")
+    if mix:
+        print(f"kernel double-precision arithmetic: {mix['packed']} packed (SIMD) and {mix['scalar']} scalar "
+              "instructions")
 
 
 if __name__ == "__main__":

@@ -1,95 +1,145 @@
-"""CPU backend: the whole substep loop of `advance` in one compiled call.
+"""CPU backend: the whole substep loop of `advance` in one compiled call per thread.
 
-`prange` splits the scenarios into chunks; each chunk runs every substep in lockstep over its own
-scenarios (no fork/join per substep), and the innermost loops run over the chunk's scenarios,
-which are contiguous in memory ([class][cell][scenario] layout) so LLVM can vectorise them.
-The per-cell math is lib/physics.py inlined. Kernels are cached on disk (`cache=True`); numba's
-cache tracks this file only, so after editing lib/physics.py delete lib/__pycache__/cpu.*.nbi/nbc
-(or touch this file) to force a rebuild.
+Layout: every per-scenario array is cut into chunks of W scenarios (SimConfig.cpu_chunk), chunk
+first and the W scenarios ("lanes") last: rho[chunk, class, cell, lane]. One chunk runs all its
+substeps in lockstep, and every stage loops over cells (or links, movements, entries) with the
+lanes innermost; each lane loop is straight-line code over contiguous memory, which LLVM turns
+into SIMD instructions. A chunk's arrays and scratch (a few hundred kB) stay in the core's cache.
+
+Threads: the chunks are split into one contiguous range per thread; the kernel is compiled with
+`nogil=True`, so plain Python threads run the ranges in parallel (no numba threading layer, whose
+`parallel=True` compilation is slow). One chunk runs on the calling thread alone.
+The per-cell math is lib/physics.py inlined. Kernels are cached on disk (`cache=True`).
 """
 
 from __future__ import annotations
 
 import math
+import os
+import re
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-import numba
 import numpy as np
-from numba import njit, prange
+from numba import njit
+from numba.core.compiler import Compiler
 
 from lib import physics
 
-_P = physics.compile_for(njit(inline="always", cache=False))
+_P = physics.compile_for(njit(forceinline=True, fastmath=True, error_model="numpy", cache=False))
 eval_cell = _P.eval_cell
 interior_flux = _P.interior_flux
-junction_flow = _P.junction_flow
+junction_open = _P.junction_open
+movement_clear = _P.movement_clear
+movement_demand = _P.movement_demand
+outgoing_factors = _P.outgoing_factors
+movement_flow = _P.movement_flow
 entry_flow = _P.entry_flow
 exit_flow = _P.exit_flow
 update_cell = _P.update_cell
 
 
-@njit(parallel=True, cache=True, fastmath=True)
+class NoAliasCompiler(Compiler):
+    """numba's default pipeline, with `noalias` on the kernel's array arguments.
+
+    Why: without it LLVM must assume that a store to one array (dem, wv, ...) may change any
+    other (rho, y, ...), and gives up vectorising the lane loops (measured 4x slower). numba makes
+    the same promise for its own `prange` bodies. It is sound because the engine passes arrays that
+    are separate allocations, never views of one another."""
+
+    def __init__(self, typingctx, targetctx, library, args, return_type, flags, locals):  # noqa: ANN001, A002
+        flags.noalias = True
+        super().__init__(typingctx, targetctx, library, args, return_type, flags, locals)
+
+
+@njit(nogil=True, cache=True, fastmath=True, error_model="numpy", pipeline_class=NoAliasCompiler)
 def advance_kernel(  # noqa: PLR0913
-    rho, y, queue, rate, sig_phase, sig_amber, entered, exited, delay, link_out,
+    c0, c1, n_steps, dt, dt_last,
+    rho_all, y_all, queue_all, rate_all, phase_all, amber_all, entered_all, exited_all, delay_all, out_all,
     cell_rj, cell_vf, cell_dx, cell_first, cell_link, interior,
-    link_first, jn_mov_ptr, jn_out_ptr, jn_out_link, mov_in, mov_out, mov_ratio, mov_signal, mov_phase,
+    link_first, jn_out_link, mov_in, mov_out, mov_ratio, mov_signal, mov_phase,
     entry_link, exit_link, exit_cap, kp, creep, tau,
     dem, wv, vel, phi, gout, gyout, lin, lyin, sd, sdw, sdp,
-    alpha, gamma, eps, c_bound, dt, dt_last, n_steps, chunk,
+    alpha, gamma_marker, eps, c_bound,
 ):
-    """Advance every scenario by n_steps substeps (the last one dt_last long)."""
-    n_scen = rho.shape[2]
-    n_cells = rho.shape[1]
+    """Advance chunks c0..c1-1 by n_steps substeps (the last one dt_last long).
+
+    The pressure exponent comes as `gamma_marker`, a tuple of gamma zeros: its length is part of
+    the argument type, so numba compiles one specialisation per gamma in which gamma is a constant,
+    and the integer powers and roots unroll into a few multiplications, with no loop or branch left
+    in the lane loops. (`numba.literally` does the same but re-dispatches on every call: 0.6 s.)"""
+    gamma = len(gamma_marker)
+    n_cells = rho_all.shape[2]
     n_links = lin.shape[1]
-    n_chunks = (n_scen + chunk - 1) // chunk
-    for c in prange(n_chunks):
-        s0 = c * chunk
-        s1 = min(n_scen, s0 + chunk)
+    n_lanes = rho_all.shape[3]
+    for c in range(c0, c1):
+        rho = rho_all[c]
+        y = y_all[c]
+        queue = queue_all[c]
+        rate = rate_all[c]
+        sig_phase = phase_all[c]
+        sig_amber = amber_all[c]
+        entered = entered_all[c]
+        exited = exited_all[c]
+        delay = delay_all[c]
+        link_out = out_all[c]
         for step in range(n_steps):
             h = dt if step < n_steps - 1 else dt_last
             t_local = step * dt
             decay_m = math.exp(-h / tau[0])
             decay_c = math.exp(-h / tau[1])
             for i in range(n_cells):
-                for s in range(s0, s1):
+                for s in range(n_lanes):
                     eval_cell(i, s, rho, y, cell_rj, cell_vf, kp, creep, alpha, gamma, eps, dem, wv, vel, phi)
             for q in range(interior.shape[0]):
                 i = interior[q]
-                for s in range(s0, s1):
+                for s in range(n_lanes):
                     interior_flux(i, s, rho, cell_rj, kp, gamma, c_bound, dem, wv, vel, phi, gout, gyout)
             for lk in range(n_links):
                 for k in range(2):
-                    for s in range(s0, s1):
+                    for s in range(n_lanes):
                         lin[k, lk, s] = 0.0
                         lyin[k, lk, s] = 0.0
-            for n in range(jn_mov_ptr.shape[0] - 1):
-                for s in range(s0, s1):
-                    junction_flow(
-                        n, s, t_local, rho, cell_rj, kp, gamma, c_bound, dem, wv, vel, phi, gout, gyout,
-                        lin, lyin, jn_mov_ptr, jn_out_ptr, jn_out_link, mov_in, mov_out, mov_ratio,
-                        mov_signal, mov_phase, sig_phase, sig_amber, link_first, sd, sdw, sdp,
-                    )
+            for q in range(jn_out_link.shape[0]):
+                for s in range(n_lanes):
+                    junction_open(q, s, jn_out_link, sd, sdw, sdp)
+            for m in range(mov_in.shape[0]):
+                for s in range(n_lanes):
+                    movement_clear(m, s, mov_in, link_first, gout, gyout)
+            for m in range(mov_in.shape[0]):
+                for s in range(n_lanes):
+                    movement_demand(m, s, t_local, dem, wv, phi, mov_in, mov_out, mov_ratio, mov_signal,
+                                    mov_phase, sig_phase, sig_amber, link_first, sd, sdw, sdp)
+            for q in range(jn_out_link.shape[0]):
+                for s in range(n_lanes):
+                    outgoing_factors(q, s, rho, cell_rj, kp, gamma, c_bound, vel, jn_out_link, link_first, sd,
+                                     sdw, sdp)
+            for m in range(mov_in.shape[0]):
+                for s in range(n_lanes):
+                    movement_flow(m, s, t_local, dem, wv, mov_in, mov_out, mov_ratio, mov_signal, mov_phase,
+                                  sig_phase, sig_amber, link_first, sd, gout, gyout, lin, lyin)
             for e in range(entry_link.shape[0]):
-                for s in range(s0, s1):
+                for s in range(n_lanes):
                     entered[s] += entry_flow(
                         e, s, h, rho, cell_rj, cell_vf, kp, creep, alpha, gamma, c_bound, vel, lin, lyin,
                         entry_link, link_first, queue, rate,
                     )
             for x in range(exit_link.shape[0]):
-                for s in range(s0, s1):
+                for s in range(n_lanes):
                     exited[s] += exit_flow(x, s, h, dem, wv, gout, gyout, exit_link, exit_cap, link_first)
             for lk in range(n_links):
                 last = link_first[lk + 1] - 1
-                for s in range(s0, s1):
+                for s in range(n_lanes):
                     link_out[lk, s] += h * (gout[0, last, s] + gout[1, last, s])
             for i in range(n_cells):
-                for s in range(s0, s1):
+                for s in range(n_lanes):
                     delay[s] += update_cell(
                         i, s, h, rho, y, cell_rj, cell_vf, cell_dx, cell_first, cell_link, kp, creep,
                         alpha, gamma, decay_m, decay_c, gout, gyout, lin, lyin,
                     )
             for e in range(entry_link.shape[0]):
-                for s in range(s0, s1):
+                for s in range(n_lanes):
                     delay[s] += h * (queue[0, e, s] + queue[1, e, s])
 
 
@@ -98,86 +148,149 @@ def cache_hits() -> int:
     return int(sum(advance_kernel.stats.cache_hits.values()))
 
 
+_ARITHMETIC = re.compile(r"^\s+v?(?:add|sub|mul|div|max|min|sqrt|fn?m(?:add|sub)\w*)(pd|sd)\s", re.M)
+
+
+def instruction_mix() -> dict[str, int]:
+    """Double-precision arithmetic instructions in the compiled kernel: packed (SIMD, several
+    scenarios per instruction) and scalar. The check that the lane loops really vectorise.
+    Needs the kernel compiled in this process: numba keeps no assembly for cached code."""
+    if cache_hits():
+        raise RuntimeError("instruction_mix() needs a kernel compiled in this process, not loaded from "
+                           "numba's cache: run it with NUMBA_CACHE_DIR set to an empty folder.")
+    counts = {"packed": 0, "scalar": 0}
+    for asm in advance_kernel.inspect_asm().values():
+        for kind in _ARITHMETIC.findall(asm):
+            counts["packed" if kind == "pd" else "scalar"] += 1
+    return counts
+
+
+def cpu_threads() -> int:
+    """Cores this process may use (the affinity mask, not the machine's count)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+_POOL: ThreadPoolExecutor | None = None
+_POOL_LOCK = threading.Lock()
+
+
+def _pool() -> ThreadPoolExecutor:
+    """One shared pool of helper threads; the calling thread always runs a share itself."""
+    global _POOL
+    with _POOL_LOCK:
+        if _POOL is None:
+            _POOL = ThreadPoolExecutor(max_workers=max(1, cpu_threads() - 1), thread_name_prefix="sim-cpu")
+        return _POOL
+
+
 class CpuEngine:
-    """State and scratch buffers of a Simulator on the host, advanced by the compiled kernels."""
+    """State and scratch buffers of a Simulator on the host, in the chunked layout, advanced by
+    the compiled kernel. Every array is its own allocation (the kernel's noalias promise)."""
 
     def __init__(self, sim: Any) -> None:
         st, B = sim._static, sim.n_scenarios
         nc, nl = len(st["cell_rj"]), len(st["link_first"]) - 1
-        ne = len(st["entry_link"])
+        ne, ns = len(st["entry_link"]), len(sim.network.signals)
         self._cfg = sim.config
         self._st = st
-        self.rho = np.zeros((2, nc, B))
-        self.y = np.zeros((2, nc, B))
-        self.queue_ = np.zeros((2, ne, B))
-        self.rate = np.zeros((2, ne, B))
-        self.counters = {name: np.zeros(B) for name in ("entered", "exited", "delay")}
-        self.link_out = np.zeros((nl, B))
-        self.sig_phase = np.zeros((len(sim.network.signals), B), dtype=np.int64)
-        self.sig_amber = np.zeros((len(sim.network.signals), B))
-        self.scratch = [np.zeros((2, nc, B)) for _ in range(6)] + [np.zeros((2, nl, B)) for _ in range(5)]
+        self.B = B
+        threads = sim.config.cpu_threads or cpu_threads()
+        # lanes per chunk: up to cpu_chunk, but narrow enough that every thread gets a chunk
+        self.W = max(1, min(sim.config.cpu_chunk, -(-B // threads)))
+        self.n_chunks = -(-B // self.W)
+        chunked = (self.n_chunks,)
+        W = (self.W,)
+        self.rho = np.zeros(chunked + (2, nc) + W)
+        self.y = np.zeros(chunked + (2, nc) + W)
+        self.queue_ = np.zeros(chunked + (2, ne) + W)
+        self.rate = np.zeros(chunked + (2, ne) + W)
+        self.counters = {name: np.zeros(chunked + W) for name in ("entered", "exited", "delay")}
+        self.link_out = np.zeros(chunked + (nl,) + W)
+        self.ns = ns  # the signal arrays keep one row even without signals (physics.movement_gate)
+        self.sig_phase = np.zeros(chunked + (max(ns, 1),) + W, dtype=np.int64)
+        self.sig_amber = np.zeros(chunked + (max(ns, 1),) + W)
+        self.n_threads = max(1, min(threads, self.n_chunks))
+        self.scratch = [
+            [np.zeros((2, nc) + W) for _ in range(6)] + [np.zeros((2, nl) + W) for _ in range(5)]
+            for _ in range(self.n_threads)
+        ]
 
     @property
     def nbytes(self) -> int:
         arrays = [self.rho, self.y, self.queue_, self.rate, self.sig_phase, self.sig_amber, self.link_out]
-        arrays += self.scratch
+        arrays += [a for per_thread in self.scratch for a in per_thread]
         arrays += list(self.counters.values())
         arrays += [v for v in self._st.values() if isinstance(v, np.ndarray)]
         return int(sum(a.nbytes for a in arrays))
 
+    # ------------------------------------------------------------------ layout
+
+    def _to_chunks(self, a: np.ndarray) -> np.ndarray:
+        """(..., B) -> (n_chunks, ..., W), padding lanes past B with zeros."""
+        pad = self.n_chunks * self.W - self.B
+        a = np.concatenate([a, np.zeros(a.shape[:-1] + (pad,), dtype=a.dtype)], axis=-1) if pad else a
+        a = a.reshape(a.shape[:-1] + (self.n_chunks, self.W))
+        return np.moveaxis(a, -2, 0)
+
+    def _from_chunks(self, a: np.ndarray) -> np.ndarray:
+        """(n_chunks, ..., W) -> (..., B), a new array."""
+        a = np.moveaxis(a, 0, -2)
+        return a.reshape(a.shape[:-2] + (self.n_chunks * self.W,))[..., : self.B].copy()
+
+    def _lanes(self, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return idx // self.W, idx % self.W
+
+    # ------------------------------------------------------------------ engine interface
+
     def reset(self, idx: np.ndarray, rho0: np.ndarray, y0: np.ndarray) -> None:
-        self.rho[:, :, idx] = rho0[:, :, None]
-        self.y[:, :, idx] = y0[:, :, None]
-        self.queue_[:, :, idx] = 0.0
-        for c in self.counters.values():
-            c[idx] = 0.0
-        self.link_out[:, idx] = 0.0
+        c, lane = self._lanes(idx)
+        self.rho[c, :, :, lane] = rho0
+        self.y[c, :, :, lane] = y0
+        self.queue_[c, :, :, lane] = 0.0
+        for counter in self.counters.values():
+            counter[c, lane] = 0.0
+        self.link_out[c, :, lane] = 0.0
 
     def upload_signals(self, phase: np.ndarray, amber: np.ndarray) -> None:
-        self.sig_phase[...] = phase
-        self.sig_amber[...] = amber
+        self.sig_phase[:, : self.ns] = self._to_chunks(phase)
+        self.sig_amber[:, : self.ns] = self._to_chunks(amber)
 
     def set_rate(self, rate: np.ndarray) -> None:
-        self.rate[...] = rate
+        self.rate[...] = self._to_chunks(rate)
 
     def set_cells(self, rho: np.ndarray, y: np.ndarray) -> None:
-        self.rho[...] = rho
-        self.y[...] = y
+        self.rho[...] = self._to_chunks(rho)
+        self.y[...] = self._to_chunks(y)
 
     def cells(self) -> tuple[np.ndarray, np.ndarray]:
-        return self.rho, self.y
+        return self._from_chunks(self.rho), self._from_chunks(self.y)
 
     def queue(self) -> np.ndarray:
-        return self.queue_
+        return self._from_chunks(self.queue_)
 
     def counter(self, name: str) -> np.ndarray:
-        return self.counters[name].copy()
+        return self._from_chunks(self.counters[name])
 
     def link_outflow(self) -> np.ndarray:
-        return self.link_out.T.copy()
+        return self._from_chunks(self.link_out).T.copy()
 
     def advance(self, n_steps: int, dt: float, dt_last: float) -> None:
-        cfg = self._cfg
-        n_chunks = -(-self.rho.shape[2] // cfg.cpu_chunk)
-        threads = numba.get_num_threads()
-        # Waking idle pool threads costs 10+ ms per call on a busy 2-core machine (more than a 30 s
-        # advance of one scenario takes), so use no more threads than there are chunks.
-        numba.set_num_threads(max(1, min(threads, n_chunks)))
-        try:
-            self._launch(n_steps, dt, dt_last)
-        finally:
-            numba.set_num_threads(threads)
+        bounds = np.linspace(0, self.n_chunks, self.n_threads + 1).round().astype(int)
+        jobs = [(int(a), int(b), t) for t, (a, b) in enumerate(zip(bounds[:-1], bounds[1:], strict=True))]
+        helpers = [_pool().submit(self._launch, *job, n_steps, dt, dt_last) for job in jobs[1:]]
+        self._launch(*jobs[0], n_steps, dt, dt_last)
+        for future in helpers:
+            future.result()
 
-    def _launch(self, n_steps: int, dt: float, dt_last: float) -> None:
+    def _launch(self, c0: int, c1: int, thread: int, n_steps: int, dt: float, dt_last: float) -> None:
         st, cfg = self._st, self._cfg
         advance_kernel(
+            c0, c1, int(n_steps), float(dt), float(dt_last),
             self.rho, self.y, self.queue_, self.rate, self.sig_phase, self.sig_amber,
             self.counters["entered"], self.counters["exited"], self.counters["delay"], self.link_out,
             st["cell_rj"], st["cell_vf"], st["cell_dx"], st["cell_first"], st["cell_link"], st["interior"],
-            st["link_first"], st["jn_mov_ptr"], st["jn_out_ptr"], st["jn_out_link"], st["mov_in"],
-            st["mov_out"], st["mov_ratio"], st["mov_signal"], st["mov_phase"],
-            st["entry_link"], st["exit_link"], st["exit_cap"], st["kp"], st["creep"], st["tau"],
-            *self.scratch,
-            float(cfg.alpha), int(cfg.gamma), float(cfg.eps_density), float(st["c_bound"]),
-            float(dt), float(dt_last), int(n_steps), int(cfg.cpu_chunk),
+            st["link_first"], st["jn_out_link"], st["mov_in"], st["mov_out"], st["mov_ratio"],
+            st["mov_signal"], st["mov_phase"], st["entry_link"], st["exit_link"], st["exit_cap"], st["kp"],
+            st["creep"], st["tau"], *self.scratch[thread],
+            float(cfg.alpha), (0,) * int(cfg.gamma), float(cfg.eps_density), float(st["c_bound"]),
         )

@@ -170,8 +170,9 @@ class CudaEngine:
         self.rate = cuda.to_device(np.zeros((2, ne, B)))
         self.counters = {name: cuda.to_device(np.zeros(B)) for name in ("entered", "exited", "delay")}
         self.link_out = cuda.to_device(np.zeros((nl, B)))
-        self.sig_phase = cuda.to_device(np.zeros((ns, B), dtype=np.int64))
-        self.sig_amber = cuda.to_device(np.zeros((ns, B)))
+        self.ns = ns  # the signal arrays keep one row even without signals (physics.movement_gate)
+        self.sig_phase = cuda.to_device(np.zeros((max(ns, 1), B), dtype=np.int64))
+        self.sig_amber = cuda.to_device(np.zeros((max(ns, 1), B)))
         self.cell_scr = [zeros((2, nc, B)) for _ in range(6)]
         self.link_scr = [zeros((2, nl, B)) for _ in range(5)]
         self.cell_delay = zeros((nc, B))
@@ -197,8 +198,13 @@ class CudaEngine:
         )
 
     def upload_signals(self, phase: np.ndarray, amber: np.ndarray) -> None:
-        self.sig_phase.copy_to_device(np.ascontiguousarray(phase))
-        self.sig_amber.copy_to_device(np.ascontiguousarray(amber))
+        rows = self.sig_phase.shape[0]
+        padded_phase = np.zeros((rows, self.B), dtype=np.int64)
+        padded_amber = np.zeros((rows, self.B))
+        padded_phase[: self.ns] = phase
+        padded_amber[: self.ns] = amber
+        self.sig_phase.copy_to_device(padded_phase)
+        self.sig_amber.copy_to_device(padded_amber)
 
     def set_rate(self, rate: np.ndarray) -> None:
         self.rate.copy_to_device(np.ascontiguousarray(rate))

@@ -26,6 +26,14 @@ from collections.abc import Callable
 from typing import Any
 
 # ----------------------------------------------------------------------------- scalar model
+#
+# The hot functions are branch-free: both sides of a choice are computed (with denominators kept
+# away from 0 by TINY) and a conditional expression picks one, which LLVM turns into a select.
+# An `if` that returns early, or a sum updated inside an `if`, stops LLVM from vectorising the
+# CPU kernel's loop over scenarios (measured: the relaxation ran 6.8x faster per scenario
+# once branch-free). The value picked is the one the branchy form computed, (denominators below TINY aside).
+
+TINY = 1e-300  # a denominator floor: only ever used where the other branch is picked at 0
 
 
 def ipow(x: float, n: int) -> float:
@@ -82,9 +90,9 @@ def class_demand(rho_k: float, r: float, w: float, rho_jam: float, k_press: floa
     the CFL condition keeps densities non-negative.
     """
     rc = critical_density(w, rho_jam, k_press, gamma)
-    if r <= rc:
-        return rho_k * max(w - pressure(r, rho_jam, k_press, gamma), 0.0)
-    return rho_k / r * curve_flow(rc, w, rho_jam, k_press, gamma)
+    free = rho_k * max(w - pressure(r, rho_jam, k_press, gamma), 0.0)
+    congested = rho_k / max(r, TINY) * curve_flow(rc, w, rho_jam, k_press, gamma)
+    return free if r <= rc else congested
 
 
 def class_supply(
@@ -115,22 +123,18 @@ def limit_factors(
     """Fractions of the class demands d_k that pass: min(1, s_k / d_k) per class, then both
     scaled down together so the total fits the space supply `cap` (shares proportional to
     demand). Every interface, junction, entry and exit goes through this one rule."""
-    f_m = 1.0 if d_m <= s_m else s_m / d_m
-    f_c = 1.0 if d_c <= s_c else s_c / d_c
+    f_m = 1.0 if d_m <= s_m else s_m / max(d_m, TINY)
+    f_c = 1.0 if d_c <= s_c else s_c / max(d_c, TINY)
     total = f_m * d_m + f_c * d_c
-    if total > cap:
-        g = cap / total
-        f_m *= g
-        f_c *= g
-    return f_m, f_c
+    g = cap / max(total, TINY) if total > cap else 1.0
+    return f_m * g, f_c * g
 
 
 def relaxed_y(rho: float, y: float, p: float, v_eq: float, decay: float) -> float:
     """Exact relaxation of v toward V_e over one step at fixed rho: v' = V_e + (v - V_e) e^{-dt/tau}."""
-    if rho <= 0.0:
-        return y
-    v = y / rho - p
-    return rho * (v_eq + (v - v_eq) * decay + p)
+    v = y / max(rho, TINY) - p
+    relaxed = rho * (v_eq + (v - v_eq) * decay + p)
+    return relaxed if rho > 0.0 else y
 
 
 # ----------------------------------------------------------------------------- stage functions
@@ -149,14 +153,13 @@ def eval_cell(i, s, rho, y, cell_rj, cell_vf, kp, creep, alpha, gamma, eps, dem,
         rk = rho[k, i, s]
         r = effective_density(rm, rc, k, alpha)
         p = pressure(r, rj, kp[k, i], gamma)
-        if rk > eps:
-            w = y[k, i, s] / rk
-        else:
-            w = equilibrium_speed(r, rj, cell_vf[i], creep[k], gamma) + p
+        w_own = y[k, i, s] / max(rk, TINY)
+        w_eq = equilibrium_speed(r, rj, cell_vf[i], creep[k], gamma) + p
+        w = w_own if rk > eps else w_eq
         wv[k, i, s] = w
         vel[k, i, s] = max(w - p, 0.0)
         dem[k, i, s] = class_demand(rk, r, w, rj, kp[k, i], gamma)
-        phi[k, i, s] = rk / r if r > eps else 0.0
+        phi[k, i, s] = rk / max(r, TINY) if r > eps else 0.0
 
 
 def interior_flux(i, s, rho, cell_rj, kp, gamma, c_bound, dem, wv, vel, phi, gout, gyout):  # noqa: ANN001
@@ -176,14 +179,83 @@ def interior_flux(i, s, rho, cell_rj, kp, gamma, c_bound, dem, wv, vel, phi, gou
 def movement_gate(m, s, t_local, mov_signal, mov_phase, sig_phase, sig_amber):  # noqa: ANN001
     """1.0 when movement m may flow in scenario s at time t_local into the advance, else 0.0.
 
-    Phase -1 always flows; otherwise only in its signal's phase, and never during the amber."""
+    Phase -1 always flows; otherwise only in its signal's phase, and never during the amber.
+    Branch-free (`&`, `|`): an unsignalised movement reads signal row 0, so the signal arrays
+    always have at least one row."""
     ph = mov_phase[m]
-    if ph < 0:
-        return 1.0
-    g = mov_signal[m]
-    if sig_phase[g, s] == ph and t_local >= sig_amber[g, s]:
-        return 1.0
-    return 0.0
+    g = max(mov_signal[m], 0)
+    green = (sig_phase[g, s] == ph) & (t_local >= sig_amber[g, s])
+    return 1.0 if (ph < 0) | green else 0.0
+
+
+def junction_open(q, s, jn_out_link, sd, sdw, sdp):  # noqa: ANN001
+    """Clear the demand sums of outgoing slot q (one link leaving a junction)."""
+    lk = jn_out_link[q]
+    for k in range(2):
+        sd[k, lk, s] = 0.0
+        sdw[k, lk, s] = 0.0
+        sdp[k, lk, s] = 0.0
+
+
+def movement_clear(m, s, mov_in, link_first, gout, gyout):  # noqa: ANN001
+    """Clear the outflow of movement m's incoming cell (movements add to it in `movement_flow`)."""
+    last = link_first[mov_in[m] + 1] - 1
+    for k in range(2):
+        gout[k, last, s] = 0.0
+        gyout[k, last, s] = 0.0
+
+
+def movement_demand(
+    m, s, t_local, dem, wv, phi, mov_in, mov_out, mov_ratio, mov_signal, mov_phase, sig_phase, sig_amber,
+    link_first, sd, sdw, sdp,
+):  # noqa: ANN001
+    """Add movement m's demand (ratio x gate x class demand of its incoming cell) and its
+    demand-weighted w and phi to the sums of its outgoing link."""
+    gate = mov_ratio[m] * movement_gate(m, s, t_local, mov_signal, mov_phase, sig_phase, sig_amber)
+    last = link_first[mov_in[m] + 1] - 1
+    lk = mov_out[m]
+    for k in range(2):
+        d = gate * dem[k, last, s]
+        sd[k, lk, s] += d
+        sdw[k, lk, s] += d * wv[k, last, s]
+        sdp[k, lk, s] += d * phi[k, last, s]
+
+
+def outgoing_factors(q, s, rho, cell_rj, kp, gamma, c_bound, vel, jn_out_link, link_first, sd, sdw, sdp):  # noqa: ANN001
+    """Outgoing slot q: its first cell's class and space supplies against the summed demands, with
+    the flux-weighted w and phi as the incoming state; leaves the pass factor per class in sd."""
+    lk = jn_out_link[q]
+    first = link_first[lk]
+    rj = cell_rj[first]
+    d_m = sd[0, lk, s]
+    d_c = sd[1, lk, s]
+    tiny = 1e-300
+    s_m = class_supply(sdw[0, lk, s] / max(d_m, tiny), sdp[0, lk, s] / max(d_m, tiny), vel[0, first, s], rj,
+                       kp[0, first], gamma)
+    s_c = class_supply(sdw[1, lk, s] / max(d_c, tiny), sdp[1, lk, s] / max(d_c, tiny), vel[1, first, s], rj,
+                       kp[1, first], gamma)
+    cap = space_supply(rho[0, first, s] + rho[1, first, s], rj, c_bound)
+    f_m, f_c = limit_factors(d_m, d_c, s_m if d_m > 0.0 else 0.0, s_c if d_c > 0.0 else 0.0, cap)
+    sd[0, lk, s] = f_m
+    sd[1, lk, s] = f_c
+
+
+def movement_flow(
+    m, s, t_local, dem, wv, mov_in, mov_out, mov_ratio, mov_signal, mov_phase, sig_phase, sig_amber,
+    link_first, sd, gout, gyout, lin, lyin,
+):  # noqa: ANN001
+    """Movement m passes its demand times its outgoing link's factor: the same flux leaves the
+    incoming cell (gout) and enters the outgoing link (lin), each with the incoming w."""
+    gate = mov_ratio[m] * movement_gate(m, s, t_local, mov_signal, mov_phase, sig_phase, sig_amber)
+    last = link_first[mov_in[m] + 1] - 1
+    lk = mov_out[m]
+    for k in range(2):
+        f = gate * dem[k, last, s] * sd[k, lk, s]
+        fy = f * wv[k, last, s]
+        gout[k, last, s] += f
+        gyout[k, last, s] += fy
+        lin[k, lk, s] += f
+        lyin[k, lk, s] += fy
 
 
 def junction_flow(
@@ -194,56 +266,22 @@ def junction_flow(
     """Movements of junction n: demand = ratio x gate x class demand of the incoming link's last
     cell; each outgoing link's supply is shared among its movements in proportion to their
     demands (non-FIFO: a blocked turn does not hold the others); the outgoing link receives the
-    flux-weighted w. The same flux leaves one cell and enters the other: mass is exact."""
+    flux-weighted w. The same flux leaves one cell and enters the other: mass is exact.
+
+    The five passes are separate functions so that the CPU kernel can run each one over all
+    junctions with the scenarios innermost (vectorised); the CUDA kernel runs them per junction."""
     for q in range(jn_out_ptr[n], jn_out_ptr[n + 1]):
-        lk = jn_out_link[q]
-        for k in range(2):
-            sd[k, lk, s] = 0.0
-            sdw[k, lk, s] = 0.0
-            sdp[k, lk, s] = 0.0
+        junction_open(q, s, jn_out_link, sd, sdw, sdp)
     for m in range(jn_mov_ptr[n], jn_mov_ptr[n + 1]):
-        last = link_first[mov_in[m] + 1] - 1
-        for k in range(2):
-            gout[k, last, s] = 0.0
-            gyout[k, last, s] = 0.0
+        movement_clear(m, s, mov_in, link_first, gout, gyout)
     for m in range(jn_mov_ptr[n], jn_mov_ptr[n + 1]):
-        gate = mov_ratio[m] * movement_gate(m, s, t_local, mov_signal, mov_phase, sig_phase, sig_amber)
-        last = link_first[mov_in[m] + 1] - 1
-        lk = mov_out[m]
-        for k in range(2):
-            d = gate * dem[k, last, s]
-            sd[k, lk, s] += d
-            sdw[k, lk, s] += d * wv[k, last, s]
-            sdp[k, lk, s] += d * phi[k, last, s]
+        movement_demand(m, s, t_local, dem, wv, phi, mov_in, mov_out, mov_ratio, mov_signal, mov_phase,
+                        sig_phase, sig_amber, link_first, sd, sdw, sdp)
     for q in range(jn_out_ptr[n], jn_out_ptr[n + 1]):
-        lk = jn_out_link[q]
-        first = link_first[lk]
-        rj = cell_rj[first]
-        d_m = sd[0, lk, s]
-        d_c = sd[1, lk, s]
-        s_m = 0.0
-        s_c = 0.0
-        if d_m > 0.0:
-            s_m = class_supply(sdw[0, lk, s] / d_m, sdp[0, lk, s] / d_m, vel[0, first, s], rj, kp[0, first],
-                               gamma)
-        if d_c > 0.0:
-            s_c = class_supply(sdw[1, lk, s] / d_c, sdp[1, lk, s] / d_c, vel[1, first, s], rj, kp[1, first],
-                               gamma)
-        cap = space_supply(rho[0, first, s] + rho[1, first, s], rj, c_bound)
-        f_m, f_c = limit_factors(d_m, d_c, s_m, s_c, cap)
-        sd[0, lk, s] = f_m
-        sd[1, lk, s] = f_c
+        outgoing_factors(q, s, rho, cell_rj, kp, gamma, c_bound, vel, jn_out_link, link_first, sd, sdw, sdp)
     for m in range(jn_mov_ptr[n], jn_mov_ptr[n + 1]):
-        gate = mov_ratio[m] * movement_gate(m, s, t_local, mov_signal, mov_phase, sig_phase, sig_amber)
-        last = link_first[mov_in[m] + 1] - 1
-        lk = mov_out[m]
-        for k in range(2):
-            f = gate * dem[k, last, s] * sd[k, lk, s]
-            fy = f * wv[k, last, s]
-            gout[k, last, s] += f
-            gyout[k, last, s] += fy
-            lin[k, lk, s] += f
-            lyin[k, lk, s] += fy
+        movement_flow(m, s, t_local, dem, wv, mov_in, mov_out, mov_ratio, mov_signal, mov_phase, sig_phase,
+                      sig_amber, link_first, sd, gout, gyout, lin, lyin)
 
 
 def entry_flow(
@@ -265,8 +303,8 @@ def entry_flow(
     w_c = equilibrium_speed(r_c, rj, cell_vf[first], creep[1], gamma) + pressure(r_c, rj, kp[1, first], gamma)
     eff_m = a_m + alpha * a_c
     eff_c = a_m + a_c
-    phi_m = a_m / eff_m if eff_m > 0.0 else 0.0
-    phi_c = a_c / eff_c if eff_c > 0.0 else 0.0
+    phi_m = a_m / max(eff_m, TINY) if eff_m > 0.0 else 0.0
+    phi_c = a_c / max(eff_c, TINY) if eff_c > 0.0 else 0.0
     s_m = class_supply(w_m, phi_m, vel[0, first, s], rj, kp[0, first], gamma)
     s_c = class_supply(w_c, phi_c, vel[1, first, s], rj, kp[1, first], gamma)
     cap = space_supply(rm + rc, rj, c_bound)
@@ -307,17 +345,18 @@ def update_cell(
     (veh*s lost against free flow)."""
     lam = h / cell_dx[i]
     first = cell_first[i]
+    lk = cell_lnk[i]
+    before = max(i - 1, 0)
     rj = cell_rj[i]
     vf = cell_vf[i]
     delay = 0.0
     for k in range(2):
-        if first:
-            lk = cell_lnk[i]
-            fin = lin[k, lk, s]
-            fyin = lyin[k, lk, s]
-        else:
-            fin = gout[k, i - 1, s]
-            fyin = gyout[k, i - 1, s]
+        from_link = lin[k, lk, s]
+        from_cell = gout[k, before, s]
+        fin = from_link if first else from_cell
+        from_link_y = lyin[k, lk, s]
+        from_cell_y = gyout[k, before, s]
+        fyin = from_link_y if first else from_cell_y
         rho[k, i, s] += lam * (fin - gout[k, i, s])
         y[k, i, s] += lam * (fyin - gyout[k, i, s])
     rm = rho[0, i, s]
@@ -330,9 +369,9 @@ def update_cell(
         decay = decay_m if k == 0 else decay_c
         yk = relaxed_y(rk, y[k, i, s], p, v_eq, decay)
         y[k, i, s] = yk
-        if rk > 0.0:
-            v = max(yk / rk - p, 0.0)
-            delay += rk * max(1.0 - v / vf, 0.0)
+        v = max(yk / max(rk, TINY) - p, 0.0)
+        lost = rk * max(1.0 - v / vf, 0.0)
+        delay += lost if rk > 0.0 else 0.0
     return delay * cell_dx[i] * h
 
 
@@ -341,8 +380,8 @@ def update_cell(
 FUNCTIONS = (
     "ipow", "iroot", "effective_density", "pressure", "equilibrium_speed", "critical_density",
     "curve_flow", "class_demand", "class_supply", "space_supply", "limit_factors", "relaxed_y",
-    "eval_cell", "interior_flux", "movement_gate", "junction_flow", "entry_flow", "exit_flow",
-    "update_cell",
+    "eval_cell", "interior_flux", "movement_gate", "junction_open", "movement_clear", "movement_demand",
+    "outgoing_factors", "movement_flow", "junction_flow", "entry_flow", "exit_flow", "update_cell",
 )
 
 

@@ -41,7 +41,8 @@ class SimConfig:
     observe_length_m: float = 100.0  # approach_state looks at this many metres before the stop line
     queue_speed_mps: float = 2.0  # cells slower than this count as queue
     eps_density: float = 1e-12  # veh/m below which a class is treated as absent from a cell
-    cpu_chunk: int = 8  # scenarios per CPU thread chunk
+    cpu_chunk: int = 16  # most scenarios per CPU chunk (SIMD lanes advanced together, docs/PERFORMANCE.md)
+    cpu_threads: int = 0  # CPU threads for one Simulator; 0 = every core this process may use
 
     def validate(self) -> None:
         positive = (
@@ -63,6 +64,8 @@ class SimConfig:
                 raise ConfigError(f"SimConfig.{name} must be >= 0, got {getattr(self, name)!r}.")
         if self.cpu_chunk < 1:
             raise ConfigError(f"SimConfig.cpu_chunk must be >= 1, got {self.cpu_chunk!r}.")
+        if self.cpu_threads < 0:
+            raise ConfigError(f"SimConfig.cpu_threads must be >= 0 (0 = all cores), got {self.cpu_threads!r}.")
 
 
 def cuda_available() -> bool:
