@@ -21,7 +21,6 @@ import io
 import json
 import lzma
 import re
-import subprocess
 import sys
 import tarfile
 import time
@@ -30,6 +29,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from lib.kaggle_io import credential_values
+from lib.provenance import git_commit
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK = REPO_ROOT / "kernels" / "train.ipynb"
@@ -157,19 +157,6 @@ def build_bundle(parameters: dict[str, Any], out_dir: Path, ref: str, accelerato
     metadata = _metadata(ref, nb_path.name, accelerator)
     (out_dir / "kernel-metadata.json").write_text(json.dumps(metadata, indent=2) + "\n")
     return Bundle(out_dir, nb_path, metadata, params, lib_sha256, commit, len(text.encode()))
-
-
-def git_commit(path: Path = REPO_ROOT) -> str:
-    """HEAD's hash, with '-dirty' when the tree under `path` differs from it; 'unknown' outside git."""
-    def git(*args: str) -> str:
-        return subprocess.run(["git", *args], cwd=path, capture_output=True, text=True,
-                              check=True).stdout.strip()
-    try:
-        head = git("rev-parse", "--short=12", "HEAD")
-        dirty = git("status", "--porcelain", "--", ".")
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-    return head + ("-dirty" if dirty else "")
 
 
 def pinned_requirements(path: Path = REQUIREMENTS) -> dict[str, str]:

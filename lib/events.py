@@ -39,7 +39,7 @@ def set_stream(stream: TextIO | None) -> None:
 def emit(event: str, **keys: Any) -> dict[str, Any]:
     """Print one event line and return the record that was printed."""
     record = {"event": event, "t": round(elapsed(), 3), **keys}
-    line = PREFIX + json.dumps(_jsonable(record), allow_nan=False)
+    line = PREFIX + json.dumps(jsonable(record), allow_nan=False)
     stream = _stream if _stream is not None else sys.stdout
     stream.write(line + "\n")
     stream.flush()
@@ -60,14 +60,14 @@ def parse_line(line: str) -> dict[str, Any] | None:
     return record
 
 
-def _jsonable(value: Any) -> Any:
-    """Plain JSON types: numpy scalars and arrays become Python ones, NaN and inf become None."""
+def jsonable(value: Any) -> Any:
+    """Plain (strict) JSON types: numpy scalars and arrays become Python ones, NaN and inf become None."""
     if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
+        return {str(k): jsonable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
+        return [jsonable(v) for v in value]
     if hasattr(value, "tolist"):
-        return _jsonable(value.tolist())
+        return jsonable(value.tolist())
     if isinstance(value, float) and not math.isfinite(value):
         return None
     if isinstance(value, (str, int, float, bool)) or value is None:

@@ -15,12 +15,10 @@ line, also on errors and interruptions). Why it is shaped this way (docs/trainin
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import json
 import platform
 import signal
-import subprocess
 import sys
 import threading
 import time
@@ -43,13 +41,13 @@ from lib.config import ConfigError, strict_config
 from lib.controllers import baselines
 from lib.env import EnvConfig, TrafficSignalEnv
 from lib.evaluate import Evaluation, evaluate, relative_change, report, results_markdown
-from lib.events import emit, start_clock
+from lib.events import emit, jsonable, start_clock
+from lib.provenance import git_commit, lib_hash
 from lib.sanity import run_checks
 from lib.sim import pick_backend
 from lib.vecenv import TrafficVecEnv
 from lib.warn import capture_warnings
 
-LIB_DIR = Path(__file__).resolve().parent
 # Evaluation seeds start here, far from the training seeds (seed .. seed + n_envs - 1).
 EVAL_SEED_OFFSET = 1_000_000
 SANITY_SEED_OFFSET = 2_000_000
@@ -367,7 +365,7 @@ class _Run:
             "link_metrics": self.result.link_metrics,
             "link_names": [link.name for link in self.train_env.network.links],
         }
-        (self.out / "results.json").write_text(json.dumps(plain_json(payload), indent=2, allow_nan=False))
+        (self.out / "results.json").write_text(json.dumps(jsonable(payload), indent=2, allow_nan=False))
         (self.out / "results.md").write_text(results_markdown(results, policy, REFERENCES))
         for name, figure in (
             ("training_curve.png", plots.training_curve(self.result)),
@@ -573,25 +571,6 @@ def sigterm_interrupts() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
-def git_commit() -> str:
-    """The repository's HEAD commit, or "unknown" outside a git checkout (e.g. a Kaggle bundle)."""
-    try:
-        done = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=LIB_DIR, capture_output=True, text=True, timeout=5
-        )
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-    return done.stdout.strip() if done.returncode == 0 and done.stdout.strip() else "unknown"
-
-
-def lib_hash() -> str:
-    """A hash of lib/*.py: tells two runs of the same commit with edited code apart."""
-    digest = hashlib.sha256()
-    for path in sorted(LIB_DIR.glob("*.py")):
-        digest.update(path.name.encode() + b"\0" + path.read_bytes())
-    return digest.hexdigest()[:16]
-
-
 def device_name(backend: str) -> str:
     """The GPU's name when the simulator will run on CUDA, else "cpu"."""
     if pick_backend(backend) != "cuda":
@@ -617,16 +596,3 @@ def versions() -> dict[str, str]:
     }
 
 
-def plain_json(value: Any) -> Any:
-    """JSON-safe copy: tuples and arrays become lists, NaN and infinities null (strict JSON)."""
-    if isinstance(value, dict):
-        return {str(k): plain_json(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [plain_json(v) for v in value]
-    if hasattr(value, "tolist"):
-        return plain_json(value.tolist())
-    if isinstance(value, float) and not np.isfinite(value):
-        return None
-    if isinstance(value, (str, int, float, bool)) or value is None:
-        return value
-    return str(value)

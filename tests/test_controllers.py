@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import io
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
 from lib import controllers as ctl
-from lib import events, pool
 from lib.env import EnvConfig, TrafficSignalEnv
 from lib.network import load_network
 from lib.sim import SimConfig
@@ -17,13 +15,7 @@ from lib.sim import SimConfig
 NETWORK = load_network()
 
 
-@pytest.fixture(autouse=True)
-def quiet_pool():
-    pool.reset_pool()
-    events.set_stream(io.StringIO())
-    yield
-    events.set_stream(None)
-    pool.reset_pool()
+pytestmark = pytest.mark.usefixtures("quiet_pool")
 
 
 class FakeSim:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import warnings
 
 import gymnasium as gym
@@ -11,7 +10,7 @@ import pytest
 from gymnasium.utils.env_checker import check_env as gym_check_env
 from stable_baselines3.common.env_checker import check_env as sb3_check_env
 
-from lib import events, pool
+from lib import pool
 from lib.config import ConfigError
 from lib.demand import default_demand
 from lib.env import EnvConfig, TrafficSignalEnv
@@ -20,13 +19,7 @@ from lib.reward import REWARD_SCALE
 SHORT = {"backend": "cpu", "episode_seconds": 300.0, "randomize_demand": False}
 
 
-@pytest.fixture(autouse=True)
-def quiet_pool():
-    pool.reset_pool()
-    events.set_stream(io.StringIO())
-    yield
-    events.set_stream(None)
-    pool.reset_pool()
+pytestmark = pytest.mark.usefixtures("quiet_pool")
 
 
 def _rollout(env: TrafficSignalEnv, seed: int, actions: list) -> list:

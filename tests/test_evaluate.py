@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from matplotlib.figure import Figure
 
-from lib import events, plots, pool
+from lib import events, plots
 from lib.controllers import Actuated, WebsterFixedTime
 from lib.env import SignalBatch
 from lib.evaluate import Evaluation, evaluate, relative_change, results_markdown
@@ -16,14 +16,7 @@ from lib.network import load_network
 from lib.train import RunResult
 from lib.vecenv import TrafficVecEnv
 
-
-@pytest.fixture(autouse=True)
-def quiet_pool():
-    pool.reset_pool()
-    events.set_stream(io.StringIO())
-    yield
-    events.set_stream(None)
-    pool.reset_pool()
+pytestmark = pytest.mark.usefixtures("quiet_pool")
 
 
 @pytest.fixture

@@ -7,18 +7,11 @@ import io
 import numpy as np
 import pytest
 
-from lib import events, pool, sanity
+from lib import events, sanity
 from lib.env import SignalBatch, TrafficSignalEnv
 from lib.sim import Simulator
 
-
-@pytest.fixture(autouse=True)
-def quiet_pool():
-    pool.reset_pool()
-    events.set_stream(io.StringIO())
-    yield
-    events.set_stream(None)
-    pool.reset_pool()
+pytestmark = pytest.mark.usefixtures("quiet_pool")
 
 
 @pytest.fixture

@@ -2,27 +2,19 @@
 
 from __future__ import annotations
 
-import io
-
 import numpy as np
 import pytest
 from stable_baselines3 import DQN, PPO
 from stable_baselines3.common.vec_env import VecMonitor
 
-from lib import events, pool
+from lib import pool
 from lib.env import TrafficSignalEnv
 from lib.vecenv import TrafficVecEnv
 
 OPTIONS = {"backend": "cpu", "episode_seconds": 90.0}
 
 
-@pytest.fixture(autouse=True)
-def quiet_pool():
-    pool.reset_pool()
-    events.set_stream(io.StringIO())
-    yield
-    events.set_stream(None)
-    pool.reset_pool()
+pytestmark = pytest.mark.usefixtures("quiet_pool")
 
 
 def _same_info(single: dict, batched: dict) -> None:
