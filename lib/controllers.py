@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from lib import physics
-from lib.demand import default_demand
+from lib.env import base_demand
 from lib.network import Network
 from lib.sim import SimConfig
 
@@ -191,9 +191,7 @@ def saturation_flow_veh_h(network: Network, config: SimConfig) -> np.ndarray:
 
 def scenario_demand(env: Any) -> np.ndarray:
     """The mean demand (veh/h per entry) of the env's episodes: its base demand x demand_scale."""
-    config = env.config
-    base = default_demand(env.network) if config.demand_veh_h is None else np.array(config.demand_veh_h)
-    return base * config.demand_scale
+    return base_demand(env.config, env.network)
 
 
 class WebsterFixedTime(PhaseController):

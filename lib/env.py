@@ -118,7 +118,7 @@ class SignalBatch:
         self.n_phases = np.array([s.n_phases for s in network.signals], dtype=np.int64)
         self.interval = float(config.decision_interval)
         self.horizon = math.ceil(config.episode_seconds / self.interval - 1e-9)
-        self.base_demand = _base_demand(config, network)
+        self.base_demand = base_demand(config, network)
         self.reward = Reward(config.reward, network, self.interval)
         self._bits = np.arange(self.n_signals, dtype=np.int64)
         self._init_observation(network, sim.config)
@@ -286,7 +286,8 @@ class SignalBatch:
         return every if indices is None else [every[i] for i in indices]
 
 
-def _base_demand(config: EnvConfig, network: Network) -> np.ndarray:
+def base_demand(config: EnvConfig, network: Network) -> np.ndarray:
+    """The mean demand (veh/h per entry) of the episodes: configured or default, x demand_scale."""
     if config.demand_veh_h is None:
         base = default_demand(network)
     elif len(config.demand_veh_h) != network.n_entries:
