@@ -9,7 +9,8 @@ into SIMD instructions. A chunk's arrays and scratch (a few hundred kB) stay in 
 Threads: the chunks are split into one contiguous range per thread; the kernel is compiled with
 `nogil=True`, so plain Python threads run the ranges in parallel (no numba threading layer, whose
 `parallel=True` compilation is slow). One chunk runs on the calling thread alone.
-The per-cell math is lib/physics.py inlined. Kernels are cached on disk (`cache=True`).
+The per-cell math is lib/physics.py inlined. The kernel is cached on disk (`cache=True`) in a
+folder keyed by the hash of lib/physics.py and this file (`physics.source_keyed`).
 """
 
 from __future__ import annotations
@@ -53,7 +54,9 @@ class NoAliasCompiler(Compiler):
         super().__init__(typingctx, targetctx, library, args, return_type, flags, locals)
 
 
-@njit(nogil=True, cache=True, fastmath=True, error_model="numpy", pipeline_class=NoAliasCompiler)
+@physics.source_keyed(
+    njit(nogil=True, cache=True, fastmath=True, error_model="numpy", pipeline_class=NoAliasCompiler), __file__
+)
 def advance_kernel(  # noqa: PLR0913
     c0, c1, n_steps, dt, dt_last,
     rho_all, y_all, queue_all, rate_all, phase_all, amber_all, entered_all, exited_all, delay_all, out_all,

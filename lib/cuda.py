@@ -5,6 +5,8 @@ fastest so neighbouring threads touch neighbouring addresses ([class][cell][scen
 Per-scenario tallies (entries, exits, link outflow, delay) run one thread per scenario looping in
 the same order as the CPU kernel, so both backends add the same numbers in the same order. The
 state stays on the device; read-outs copy what they are asked for.
+The kernels are cached on disk in a folder keyed by the hash of lib/physics.py and this file
+(`physics.source_keyed`).
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ update_cell = _P.update_cell
 THREADS = 128
 
 
-@cuda.jit(cache=True)
+@physics.source_keyed(cuda.jit(cache=True), __file__)
 def k_eval(rho, y, cell_rj, cell_vf, kp, creep, alpha, gamma, eps, dem, wv, vel, phi):
     t = cuda.grid(1)
     n_scen = rho.shape[2]
@@ -37,7 +39,7 @@ def k_eval(rho, y, cell_rj, cell_vf, kp, creep, alpha, gamma, eps, dem, wv, vel,
         eval_cell(i, t % n_scen, rho, y, cell_rj, cell_vf, kp, creep, alpha, gamma, eps, dem, wv, vel, phi)
 
 
-@cuda.jit(cache=True)
+@physics.source_keyed(cuda.jit(cache=True), __file__)
 def k_interior(interior, rho, cell_rj, kp, gamma, c_bound, dem, wv, vel, phi, gout, gyout):
     t = cuda.grid(1)
     n_scen = rho.shape[2]
@@ -46,7 +48,7 @@ def k_interior(interior, rho, cell_rj, kp, gamma, c_bound, dem, wv, vel, phi, go
         interior_flux(i, t % n_scen, rho, cell_rj, kp, gamma, c_bound, dem, wv, vel, phi, gout, gyout)
 
 
-@cuda.jit(cache=True)
+@physics.source_keyed(cuda.jit(cache=True), __file__)
 def k_zero_links(lin, lyin):
     t = cuda.grid(1)
     n_scen = lin.shape[2]
@@ -58,7 +60,7 @@ def k_zero_links(lin, lyin):
             lyin[k, lk, s] = 0.0
 
 
-@cuda.jit(cache=True)
+@physics.source_keyed(cuda.jit(cache=True), __file__)
 def k_junctions(
     t_local, rho, cell_rj, kp, gamma, c_bound, dem, wv, vel, phi, gout, gyout, lin, lyin,
     jn_mov_ptr, jn_out_ptr, jn_out_link, mov_in, mov_out, mov_ratio, mov_signal, mov_phase,
@@ -75,7 +77,7 @@ def k_junctions(
         )
 
 
-@cuda.jit(cache=True)
+@physics.source_keyed(cuda.jit(cache=True), __file__)
 def k_boundaries(
     h, rho, cell_rj, cell_vf, kp, creep, alpha, gamma, c_bound, dem, wv, vel, gout, gyout, lin, lyin,
     entry_link, exit_link, exit_cap, link_first, queue, rate, entered, exited, link_out,
@@ -95,7 +97,7 @@ def k_boundaries(
             link_out[lk, s] += h * (gout[0, last, s] + gout[1, last, s])
 
 
-@cuda.jit(cache=True)
+@physics.source_keyed(cuda.jit(cache=True), __file__)
 def k_update(
     h, rho, y, cell_rj, cell_vf, cell_dx, cell_first, cell_link, kp, creep, alpha, gamma,
     decay_m, decay_c, gout, gyout, lin, lyin, cell_delay,
@@ -111,7 +113,7 @@ def k_update(
         )
 
 
-@cuda.jit(cache=True)
+@physics.source_keyed(cuda.jit(cache=True), __file__)
 def k_tally_delay(h, cell_delay, queue, delay):
     """One thread per scenario: cells' delay in cell order, then the entry queues (as on the CPU)."""
     s = cuda.grid(1)
@@ -124,7 +126,7 @@ def k_tally_delay(h, cell_delay, queue, delay):
         delay[s] = acc
 
 
-@cuda.jit(cache=True)
+@physics.source_keyed(cuda.jit(cache=True), __file__)
 def k_reset(rho, y, queue, rho0, y0, mask, entered, exited, delay, link_out):
     t = cuda.grid(1)
     n_scen = rho.shape[2]

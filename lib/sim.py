@@ -65,7 +65,7 @@ class SimConfig:
         if self.cpu_chunk < 1:
             raise ConfigError(f"SimConfig.cpu_chunk must be >= 1, got {self.cpu_chunk!r}.")
         if self.cpu_threads < 0:
-            raise ConfigError(f"SimConfig.cpu_threads must be >= 0 (0 = all cores), got {self.cpu_threads!r}.")
+            raise ConfigError(f"SimConfig.cpu_threads must be >= 0 (0: all cores), got {self.cpu_threads!r}")
 
 
 def cuda_available() -> bool:
