@@ -4,7 +4,7 @@ Prints, all measured in this one run after JIT warm-up: simulated seconds per wa
 cell-updates per second, scenario-seconds per second and the batched-vs-single ratio; then the
 JIT compile time cold (empty cache dir) and cached (second process), each in a fresh process.
 
-    python bench/sim.py [--backend cpu|cuda|auto] [--hours 1] [--sizes 1 16 64]
+    python bench/sim.py [--backend cpu|cuda|auto] [--hours 1] [--sizes 1 16 64] [--order 1|2]
 """
 
 from __future__ import annotations
@@ -24,12 +24,12 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from lib.network import load_network  # noqa: E402
-from lib.sim import Simulator, compile_kernels  # noqa: E402
+from lib.sim import SimConfig, Simulator, compile_kernels  # noqa: E402
 
 COMPILE_SNIPPET = """
 import json
-from lib.sim import compile_kernels
-seconds, cached = compile_kernels({backend!r})
+from lib.sim import SimConfig, compile_kernels
+seconds, cached = compile_kernels({backend!r}, SimConfig(order={order}))
 mix = None
 if {backend!r} == "cpu" and not cached:
     from lib import cpu
@@ -52,15 +52,16 @@ def run_hour(sim: Simulator, hours: float, cycle_s: float = 30.0) -> float:
     return time.perf_counter() - start
 
 
-def compile_times(backend: str) -> list[list]:
+def compile_times(backend: str, order: int) -> list[list]:
     """[seconds, cache hit, instruction mix] of a cold and then a cached compile, each in a fresh
     process, sharing a new, empty numba cache directory."""
     with tempfile.TemporaryDirectory() as cache:
         env = {**os.environ, "NUMBA_CACHE_DIR": cache}
         results = []
         for _ in range(2):
-            done = subprocess.run([sys.executable, "-c", COMPILE_SNIPPET.format(backend=backend)], cwd=ROOT,
-                                  env=env, capture_output=True, text=True, check=True)
+            snippet = COMPILE_SNIPPET.format(backend=backend, order=order)
+            done = subprocess.run([sys.executable, "-c", snippet], cwd=ROOT, env=env, capture_output=True,
+                                  text=True, check=True)
             results.append(json.loads(done.stdout.strip().splitlines()[-1]))
     return results
 
@@ -70,20 +71,22 @@ def main() -> None:
     parser.add_argument("--backend", default="auto", choices=("auto", "cpu", "cuda"))
     parser.add_argument("--hours", type=float, default=1.0)
     parser.add_argument("--sizes", type=int, nargs="+", default=None)
+    parser.add_argument("--order", type=int, default=1, choices=(1, 2), help="SimConfig.order")
     args = parser.parse_args()
     net = load_network()
-    probe = Simulator(net, backend=args.backend)
+    config = SimConfig(order=args.order)
+    probe = Simulator(net, backend=args.backend, config=config)
     backend = probe.backend
     sizes = args.sizes or ([1, 16, 64] if backend == "cpu" else [1, 16, 64, 256, 1024, 4096])
-    compile_kernels(backend)
+    compile_kernels(backend, config)
     steps_per_hour = int(np.ceil(3600.0 / probe.dt))
-    print(f"backend {backend}; {net.n_cells} cells, {net.n_links} links; dt {probe.dt:.4f} s "
-          f"({steps_per_hour} steps per simulated hour); {os.cpu_count()} CPU cores; "
+    print(f"backend {backend}, order {args.order}; {net.n_cells} cells, {net.n_links} links; "
+          f"dt {probe.dt:.4f} s ({steps_per_hour} steps per simulated hour); {os.cpu_count()} CPU cores; "
           f"load average {os.getloadavg()[0]:.2f}")
     print(f"{'B':>6} {'wall s':>8} {'sim s/wall s':>13} {'scen-s/s':>11} {'Mcell-upd/s':>12} {'vs B=1':>7}")
     base = None
     for b in sizes:
-        sim = Simulator(net, n_scenarios=b, backend=backend)
+        sim = Simulator(net, n_scenarios=b, backend=backend, config=config)
         run_hour(sim, min(args.hours, 0.05))  # warm-up: caches, threads, first touch
         wall = run_hour(sim, args.hours)
         sim_s = args.hours * 3600.0
@@ -94,7 +97,7 @@ def main() -> None:
         ratio = scen_rate / base
         print(f"{b:>6} {wall:>8.3f} {sim_s / wall:>13.0f} {scen_rate:>11.0f} {mcups:>12.1f} {ratio:>7.2f}")
     print(f"load average after: {os.getloadavg()[0]:.2f}")
-    (cold_s, cold_hit, mix), (warm_s, warm_hit, _) = compile_times(backend)
+    (cold_s, cold_hit, mix), (warm_s, warm_hit, _) = compile_times(backend, args.order)
     print(f"JIT compile ({backend}): cold {cold_s:.1f} s (cache hit: {cold_hit}), "
           f"cached {warm_s:.2f} s (cache hit: {warm_hit})")
     if mix:

@@ -28,7 +28,8 @@ from numba.core.compiler import Compiler
 
 from lib import physics
 
-_P = physics.compile_for(njit(forceinline=True, fastmath=True, error_model="numpy", cache=False))
+_INLINE = njit(forceinline=True, fastmath=True, error_model="numpy", cache=False)
+_P = physics.compile_for(_INLINE)
 eval_cell = _P.eval_cell
 interior_flux = _P.interior_flux
 junction_open = _P.junction_open
@@ -38,7 +39,11 @@ outgoing_factors = _P.outgoing_factors
 movement_flow = _P.movement_flow
 entry_flow = _P.entry_flow
 exit_flow = _P.exit_flow
+transport_cell = _P.transport_cell
+relax_cell = _P.relax_cell
 update_cell = _P.update_cell
+reconstruct_cell = _P.reconstruct_cell
+face_speed = _P.face_speed
 
 
 class NoAliasCompiler(Compiler):
@@ -54,9 +59,66 @@ class NoAliasCompiler(Compiler):
         super().__init__(typingctx, targetctx, library, args, return_type, flags, locals)
 
 
-@physics.source_keyed(
-    njit(nogil=True, cache=True, fastmath=True, error_model="numpy", pipeline_class=NoAliasCompiler), __file__
-)
+KERNEL = njit(nogil=True, cache=True, fastmath=True, error_model="numpy", pipeline_class=NoAliasCompiler)
+# Loop-carrying helpers inlined into the kernels: numba optimises (and vectorises) each function
+# on its own before inlining, so they need the kernel's noalias promise too (measured: 2x slower
+# per scenario without it). Arrays they receive twice (rho as rho_recv) are only read.
+_INLINE_LOOPS = njit(forceinline=True, fastmath=True, error_model="numpy", cache=False,
+                     pipeline_class=NoAliasCompiler)
+
+
+@_INLINE_LOOPS
+def fluxes(  # noqa: PLR0913
+    t_local, h, rho, rho_recv, vel, queue, rate, sig_phase, sig_amber, entered, exited, link_out,
+    cell_rj, cell_vf, interior, link_first, jn_out_link, mov_in, mov_out, mov_ratio, mov_signal, mov_phase,
+    entry_link, exit_link, exit_cap, kp, creep, dem, wv, phi, gout, gyout, lin, lyin, sd, sdw, sdp,
+    alpha, gamma, c_bound,
+):
+    """Every flux of one substep of one chunk, from the sending states (dem, wv, phi) and the
+    receiving states (rho_recv, vel) evaluated before: cell interfaces, junctions (its five
+    passes over all junctions, scenarios innermost), entries, exits; and the counters."""
+    n_lanes = rho.shape[2]
+    for q in range(interior.shape[0]):
+        i = interior[q]
+        for s in range(n_lanes):
+            interior_flux(i, s, rho_recv, cell_rj, kp, gamma, c_bound, dem, wv, vel, phi, gout, gyout)
+    for lk in range(lin.shape[1]):
+        for k in range(2):
+            for s in range(n_lanes):
+                lin[k, lk, s] = 0.0
+                lyin[k, lk, s] = 0.0
+    for q in range(jn_out_link.shape[0]):
+        for s in range(n_lanes):
+            junction_open(q, s, jn_out_link, sd, sdw, sdp)
+    for m in range(mov_in.shape[0]):
+        for s in range(n_lanes):
+            movement_clear(m, s, mov_in, link_first, gout, gyout)
+    for m in range(mov_in.shape[0]):
+        for s in range(n_lanes):
+            movement_demand(m, s, t_local, dem, wv, phi, mov_in, mov_out, mov_ratio, mov_signal, mov_phase,
+                            sig_phase, sig_amber, link_first, sd, sdw, sdp)
+    for q in range(jn_out_link.shape[0]):
+        for s in range(n_lanes):
+            outgoing_factors(q, s, rho, cell_rj, kp, gamma, c_bound, vel, jn_out_link, link_first, sd, sdw,
+                             sdp)
+    for m in range(mov_in.shape[0]):
+        for s in range(n_lanes):
+            movement_flow(m, s, t_local, dem, wv, mov_in, mov_out, mov_ratio, mov_signal, mov_phase,
+                          sig_phase, sig_amber, link_first, sd, gout, gyout, lin, lyin)
+    for e in range(entry_link.shape[0]):
+        for s in range(n_lanes):
+            entered[s] += entry_flow(e, s, h, rho, cell_rj, cell_vf, kp, creep, alpha, gamma, c_bound, vel,
+                                     lin, lyin, entry_link, link_first, queue, rate)
+    for x in range(exit_link.shape[0]):
+        for s in range(n_lanes):
+            exited[s] += exit_flow(x, s, h, dem, wv, gout, gyout, exit_link, exit_cap, link_first)
+    for lk in range(link_out.shape[0]):
+        last = link_first[lk + 1] - 1
+        for s in range(n_lanes):
+            link_out[lk, s] += h * (gout[0, last, s] + gout[1, last, s])
+
+
+@physics.source_keyed(KERNEL, __file__)
 def advance_kernel(  # noqa: PLR0913
     c0, c1, n_steps, dt, dt_last,
     rho_all, y_all, queue_all, rate_all, phase_all, amber_all, entered_all, exited_all, delay_all, out_all,
@@ -66,7 +128,7 @@ def advance_kernel(  # noqa: PLR0913
     dem, wv, vel, phi, gout, gyout, lin, lyin, sd, sdw, sdp,
     alpha, gamma_marker, eps, c_bound,
 ):
-    """Advance chunks c0..c1-1 by n_steps substeps (the last one dt_last long).
+    """First order: advance chunks c0..c1-1 by n_steps substeps (the last one dt_last long).
 
     The pressure exponent comes as `gamma_marker`, a tuple of gamma zeros: its length is part of
     the argument type, so numba compiles one specialisation per gamma in which gamma is a constant,
@@ -74,67 +136,21 @@ def advance_kernel(  # noqa: PLR0913
     in the lane loops. (`numba.literally` does the same but re-dispatches on every call: 0.6 s.)"""
     gamma = len(gamma_marker)
     n_cells = rho_all.shape[2]
-    n_links = lin.shape[1]
     n_lanes = rho_all.shape[3]
     for c in range(c0, c1):
-        rho = rho_all[c]
-        y = y_all[c]
-        queue = queue_all[c]
-        rate = rate_all[c]
-        sig_phase = phase_all[c]
-        sig_amber = amber_all[c]
-        entered = entered_all[c]
-        exited = exited_all[c]
-        delay = delay_all[c]
-        link_out = out_all[c]
+        rho, y, queue, delay = rho_all[c], y_all[c], queue_all[c], delay_all[c]
         for step in range(n_steps):
             h = dt if step < n_steps - 1 else dt_last
-            t_local = step * dt
             decay_m = math.exp(-h / tau[0])
             decay_c = math.exp(-h / tau[1])
             for i in range(n_cells):
                 for s in range(n_lanes):
                     eval_cell(i, s, rho, y, cell_rj, cell_vf, kp, creep, alpha, gamma, eps, dem, wv, vel, phi)
-            for q in range(interior.shape[0]):
-                i = interior[q]
-                for s in range(n_lanes):
-                    interior_flux(i, s, rho, cell_rj, kp, gamma, c_bound, dem, wv, vel, phi, gout, gyout)
-            for lk in range(n_links):
-                for k in range(2):
-                    for s in range(n_lanes):
-                        lin[k, lk, s] = 0.0
-                        lyin[k, lk, s] = 0.0
-            for q in range(jn_out_link.shape[0]):
-                for s in range(n_lanes):
-                    junction_open(q, s, jn_out_link, sd, sdw, sdp)
-            for m in range(mov_in.shape[0]):
-                for s in range(n_lanes):
-                    movement_clear(m, s, mov_in, link_first, gout, gyout)
-            for m in range(mov_in.shape[0]):
-                for s in range(n_lanes):
-                    movement_demand(m, s, t_local, dem, wv, phi, mov_in, mov_out, mov_ratio, mov_signal,
-                                    mov_phase, sig_phase, sig_amber, link_first, sd, sdw, sdp)
-            for q in range(jn_out_link.shape[0]):
-                for s in range(n_lanes):
-                    outgoing_factors(q, s, rho, cell_rj, kp, gamma, c_bound, vel, jn_out_link, link_first, sd,
-                                     sdw, sdp)
-            for m in range(mov_in.shape[0]):
-                for s in range(n_lanes):
-                    movement_flow(m, s, t_local, dem, wv, mov_in, mov_out, mov_ratio, mov_signal, mov_phase,
-                                  sig_phase, sig_amber, link_first, sd, gout, gyout, lin, lyin)
-            for e in range(entry_link.shape[0]):
-                for s in range(n_lanes):
-                    entered[s] += entry_flow(
-                        e, s, h, rho, cell_rj, cell_vf, kp, creep, alpha, gamma, c_bound, vel, lin, lyin,
-                        entry_link, link_first, queue, rate,
-                    )
-            for x in range(exit_link.shape[0]):
-                for s in range(n_lanes):
-                    exited[s] += exit_flow(x, s, h, dem, wv, gout, gyout, exit_link, exit_cap, link_first)
-            for lk in range(n_links):
-                last = link_first[lk + 1] - 1
-                for s in range(n_lanes):
-                    link_out[lk, s] += h * (gout[0, last, s] + gout[1, last, s])
+            fluxes(step * dt, h, rho, rho, vel, queue, rate_all[c], phase_all[c], amber_all[c],
+                   entered_all[c], exited_all[c], out_all[c], cell_rj, cell_vf, interior, link_first,
+                   jn_out_link, mov_in, mov_out, mov_ratio, mov_signal, mov_phase, entry_link, exit_link,
+                   exit_cap, kp, creep, dem, wv, phi, gout, gyout, lin, lyin, sd, sdw, sdp, alpha, gamma,
+                   c_bound)
             for i in range(n_cells):
                 for s in range(n_lanes):
                     delay[s] += update_cell(
@@ -146,23 +162,96 @@ def advance_kernel(  # noqa: PLR0913
                     delay[s] += h * (queue[0, e, s] + queue[1, e, s])
 
 
+@_INLINE_LOOPS
+def average_into(a, b):
+    """a <- (a + b) / 2, elementwise: the last stage of SSP-RK2 (Heun)."""
+    flat_a = a.reshape(a.size)
+    flat_b = b.reshape(b.size)
+    for j in range(flat_a.size):
+        flat_a[j] = 0.5 * (flat_a[j] + flat_b[j])
+
+
+@physics.source_keyed(KERNEL, __file__)
+def advance_kernel2(  # noqa: PLR0913
+    c0, c1, n_steps, dt, dt_last,
+    rho_all, y_all, queue_all, rate_all, phase_all, amber_all, entered_all, exited_all, delay_all, out_all,
+    cell_rj, cell_vf, cell_dx, cell_first, cell_last, cell_link, interior,
+    link_first, jn_out_link, mov_in, mov_out, mov_ratio, mov_signal, mov_phase,
+    entry_link, exit_link, exit_cap, kp, creep, tau,
+    dem, wv, vel, phi, gout, gyout, lin, lyin, sd, sdw, sdp,
+    rho_l, y_l, rho_r, y_r, rho0, y0, queue0, entered0, exited0, out0,
+    alpha, gamma_marker, eps, c_bound,
+):
+    """Second order (SimConfig.order = 2): MUSCL faces inside links and SSP-RK2 (Heun) in time:
+    u1 = u + h L(u), u <- (u + u1 + h L(u1)) / 2, for the cells and for the entry queues and
+    counters alike (so mass stays exact); then exact relaxation and the delay tally."""
+    gamma = len(gamma_marker)
+    n_cells = rho_all.shape[2]
+    n_lanes = rho_all.shape[3]
+    for c in range(c0, c1):
+        rho, y, queue, delay = rho_all[c], y_all[c], queue_all[c], delay_all[c]
+        entered, exited, link_out = entered_all[c], exited_all[c], out_all[c]
+        for step in range(n_steps):
+            h = dt if step < n_steps - 1 else dt_last
+            rho0[...] = rho
+            y0[...] = y
+            queue0[...] = queue
+            entered0[...] = entered
+            exited0[...] = exited
+            out0[...] = link_out
+            for _ in range(2):
+                for i in range(n_cells):
+                    for s in range(n_lanes):
+                        reconstruct_cell(i, s, rho, y, cell_first, cell_last, eps, rho_l, y_l, rho_r, y_r)
+                for i in range(n_cells):
+                    for s in range(n_lanes):
+                        eval_cell(i, s, rho_r, y_r, cell_rj, cell_vf, kp, creep, alpha, gamma, eps, dem, wv,
+                                  vel, phi)
+                for i in range(n_cells):
+                    for s in range(n_lanes):
+                        face_speed(i, s, rho_l, y_l, cell_rj, cell_vf, kp, creep, alpha, gamma, eps, vel)
+                fluxes(step * dt, h, rho, rho_l, vel, queue, rate_all[c], phase_all[c], amber_all[c],
+                       entered, exited, link_out, cell_rj, cell_vf, interior, link_first, jn_out_link, mov_in,
+                       mov_out, mov_ratio, mov_signal, mov_phase, entry_link, exit_link, exit_cap, kp, creep,
+                       dem, wv, phi, gout, gyout, lin, lyin, sd, sdw, sdp, alpha, gamma, c_bound)
+                for i in range(n_cells):
+                    for s in range(n_lanes):
+                        transport_cell(i, s, h, rho, y, cell_dx, cell_first, cell_link, gout, gyout, lin,
+                                       lyin)
+            average_into(rho, rho0)
+            average_into(y, y0)
+            average_into(queue, queue0)
+            average_into(entered, entered0)
+            average_into(exited, exited0)
+            average_into(link_out, out0)
+            decay_m = math.exp(-h / tau[0])
+            decay_c = math.exp(-h / tau[1])
+            for i in range(n_cells):
+                for s in range(n_lanes):
+                    delay[s] += relax_cell(i, s, h, rho, y, cell_rj, cell_vf, cell_dx, kp, creep, alpha,
+                                           gamma, decay_m, decay_c)
+            for e in range(entry_link.shape[0]):
+                for s in range(n_lanes):
+                    delay[s] += h * (queue[0, e, s] + queue[1, e, s])
+
+
 def cache_hits() -> int:
     """How many kernel signatures this process loaded from numba's on-disk cache."""
-    return int(sum(advance_kernel.stats.cache_hits.values()))
+    return int(sum(sum(k.stats.cache_hits.values()) for k in (advance_kernel, advance_kernel2)))
 
 
 _ARITHMETIC = re.compile(r"^\s+v?(?:add|sub|mul|div|max|min|sqrt|fn?m(?:add|sub)\w*)(pd|sd)\s", re.M)
 
 
 def instruction_mix() -> dict[str, int]:
-    """Double-precision arithmetic instructions in the compiled kernel: packed (SIMD, several
+    """Double-precision arithmetic instructions in the compiled kernels: packed (SIMD, several
     scenarios per instruction) and scalar. The check that the lane loops really vectorise.
     Needs the kernel compiled in this process: numba keeps no assembly for cached code."""
     if cache_hits():
         raise RuntimeError("instruction_mix() needs a kernel compiled in this process, not loaded from "
                            "numba's cache: run it with NUMBA_CACHE_DIR set to an empty folder.")
     counts = {"packed": 0, "scalar": 0}
-    for asm in advance_kernel.inspect_asm().values():
+    for asm in [*advance_kernel.inspect_asm().values(), *advance_kernel2.inspect_asm().values()]:
         for kind in _ARITHMETIC.findall(asm):
             counts["packed" if kind == "pd" else "scalar"] += 1
     return counts
@@ -213,10 +302,17 @@ class CpuEngine:
         self.sig_phase = np.zeros(chunked + (max(ns, 1),) + W, dtype=np.int64)
         self.sig_amber = np.zeros(chunked + (max(ns, 1),) + W)
         self.n_threads = max(1, min(threads, self.n_chunks))
-        self.scratch = [
-            [np.zeros((2, nc) + W) for _ in range(6)] + [np.zeros((2, nl) + W) for _ in range(5)]
-            for _ in range(self.n_threads)
-        ]
+        self.scratch = [self._scratch(nc, nl, ne) for _ in range(self.n_threads)]
+
+    def _scratch(self, nc: int, nl: int, ne: int) -> list[np.ndarray]:
+        """One thread's scratch: cell and link stage arrays, and for order 2 the face states and
+        the state at the start of the step (cells, queues, counters)."""
+        W = (self.W,)
+        arrays = [np.zeros((2, nc) + W) for _ in range(6)] + [np.zeros((2, nl) + W) for _ in range(5)]
+        if self._cfg.order == 2:
+            arrays += [np.zeros((2, nc) + W) for _ in range(6)]
+            arrays += [np.zeros((2, ne) + W), np.zeros(W), np.zeros(W), np.zeros((nl,) + W)]
+        return arrays
 
     @property
     def nbytes(self) -> int:
@@ -287,13 +383,15 @@ class CpuEngine:
 
     def _launch(self, c0: int, c1: int, thread: int, n_steps: int, dt: float, dt_last: float) -> None:
         st, cfg = self._st, self._cfg
-        advance_kernel(
+        second = cfg.order == 2
+        cells = (st["cell_rj"], st["cell_vf"], st["cell_dx"], st["cell_first"])
+        cells += (st["cell_last"], st["cell_link"]) if second else (st["cell_link"],)
+        (advance_kernel2 if second else advance_kernel)(
             c0, c1, int(n_steps), float(dt), float(dt_last),
             self.rho, self.y, self.queue_, self.rate, self.sig_phase, self.sig_amber,
             self.counters["entered"], self.counters["exited"], self.counters["delay"], self.link_out,
-            st["cell_rj"], st["cell_vf"], st["cell_dx"], st["cell_first"], st["cell_link"], st["interior"],
-            st["link_first"], st["jn_out_link"], st["mov_in"], st["mov_out"], st["mov_ratio"],
-            st["mov_signal"], st["mov_phase"], st["entry_link"], st["exit_link"], st["exit_cap"], st["kp"],
-            st["creep"], st["tau"], *self.scratch[thread],
+            *cells, st["interior"], st["link_first"], st["jn_out_link"], st["mov_in"], st["mov_out"],
+            st["mov_ratio"], st["mov_signal"], st["mov_phase"], st["entry_link"], st["exit_link"],
+            st["exit_cap"], st["kp"], st["creep"], st["tau"], *self.scratch[thread],
             float(cfg.alpha), (0,) * int(cfg.gamma), float(cfg.eps_density), float(st["c_bound"]),
         )

@@ -26,6 +26,10 @@ junction_flow = _P.junction_flow
 entry_flow = _P.entry_flow
 exit_flow = _P.exit_flow
 update_cell = _P.update_cell
+transport_cell = _P.transport_cell
+relax_cell = _P.relax_cell
+reconstruct_cell = _P.reconstruct_cell
+face_speed = _P.face_speed
 
 THREADS = 128
 
@@ -114,6 +118,59 @@ def k_update(
 
 
 @physics.source_keyed(cuda.jit(cache=True), __file__)
+def k_reconstruct(rho, y, cell_first, cell_last, eps, rho_l, y_l, rho_r, y_r):
+    """Order 2: MUSCL face states of every (cell, scenario)."""
+    t = cuda.grid(1)
+    n_scen = rho.shape[2]
+    if t < rho.shape[1] * n_scen:
+        reconstruct_cell(t // n_scen, t % n_scen, rho, y, cell_first, cell_last, eps, rho_l, y_l, rho_r, y_r)
+
+
+@physics.source_keyed(cuda.jit(cache=True), __file__)
+def k_face_speed(rho_f, y_f, cell_rj, cell_vf, kp, creep, alpha, gamma, eps, vel):
+    t = cuda.grid(1)
+    n_scen = rho_f.shape[2]
+    if t < rho_f.shape[1] * n_scen:
+        face_speed(t // n_scen, t % n_scen, rho_f, y_f, cell_rj, cell_vf, kp, creep, alpha, gamma, eps, vel)
+
+
+@physics.source_keyed(cuda.jit(cache=True), __file__)
+def k_transport(h, rho, y, cell_dx, cell_first, cell_link, gout, gyout, lin, lyin):
+    t = cuda.grid(1)
+    n_scen = rho.shape[2]
+    if t < rho.shape[1] * n_scen:
+        transport_cell(t // n_scen, t % n_scen, h, rho, y, cell_dx, cell_first, cell_link, gout, gyout, lin,
+                       lyin)
+
+
+@physics.source_keyed(cuda.jit(cache=True), __file__)
+def k_relax(h, rho, y, cell_rj, cell_vf, cell_dx, kp, creep, alpha, gamma, decay_m, decay_c, cell_delay):
+    t = cuda.grid(1)
+    n_scen = rho.shape[2]
+    if t < rho.shape[1] * n_scen:
+        i = t // n_scen
+        s = t % n_scen
+        cell_delay[i, s] = relax_cell(i, s, h, rho, y, cell_rj, cell_vf, cell_dx, kp, creep, alpha, gamma,
+                                      decay_m, decay_c)
+
+
+@physics.source_keyed(cuda.jit(cache=True), __file__)
+def k_copy(src, dst):
+    """dst <- src over flat (1-D views of contiguous) arrays."""
+    t = cuda.grid(1)
+    if t < src.shape[0]:
+        dst[t] = src[t]
+
+
+@physics.source_keyed(cuda.jit(cache=True), __file__)
+def k_average(a, b):
+    """a <- (a + b) / 2 over flat arrays: the last stage of SSP-RK2 (Heun), as on the CPU."""
+    t = cuda.grid(1)
+    if t < a.shape[0]:
+        a[t] = 0.5 * (a[t] + b[t])
+
+
+@physics.source_keyed(cuda.jit(cache=True), __file__)
 def k_tally_delay(h, cell_delay, queue, delay):
     """One thread per scenario: cells' delay in cell order, then the entry queues (as on the CPU)."""
     s = cuda.grid(1)
@@ -178,13 +235,19 @@ class CudaEngine:
         self.cell_scr = [zeros((2, nc, B)) for _ in range(6)]
         self.link_scr = [zeros((2, nl, B)) for _ in range(5)]
         self.cell_delay = zeros((nc, B))
+        self.face_scr: list[Any] = []
+        self.saved: list[Any] = []
+        if sim.config.order == 2:
+            self.face_scr = [zeros((2, nc, B)) for _ in range(4)]
+            self.saved = [zeros(a.size) for a in self._evolving()]
         self.rho0 = None
         self.y0 = None
 
     @property
     def nbytes(self) -> int:
         arrays = [self.rho, self.y, self.queue_, self.rate, self.link_out, self.sig_phase, self.sig_amber,
-                  self.cell_delay, *self.cell_scr, *self.link_scr, *self.counters.values(), *self.d.values()]
+                  self.cell_delay, *self.cell_scr, *self.link_scr, *self.counters.values(), *self.d.values(),
+                  *self.face_scr, *self.saved]
         return int(sum(a.nbytes for a in arrays))
 
     def reset(self, idx: np.ndarray, rho0: np.ndarray, y0: np.ndarray) -> None:
@@ -230,47 +293,92 @@ class CudaEngine:
     def advance(self, n_steps: int, dt: float, dt_last: float) -> None:
         d, cfg, B = self.d, self._cfg, self.B
         alpha, gamma, eps = float(cfg.alpha), int(cfg.gamma), float(cfg.eps_density)
+        dem, wv, vel, phi, gout, gyout = self.cell_scr
+        lin, lyin = self.link_scr[:2]
+        nc = self.rho.shape[1]
+        tau = self._st["tau"]
+        cell_args = (d["cell_rj"], d["cell_vf"], d["kp"], d["creep"], alpha, gamma, eps)
+        for step in range(n_steps):
+            h = dt if step < n_steps - 1 else dt_last
+            decay_m, decay_c = math.exp(-h / tau[0]), math.exp(-h / tau[1])
+            if cfg.order == 1:
+                k_eval[_blocks(nc * B), THREADS](self.rho, self.y, *cell_args, dem, wv, vel, phi)
+                self._fluxes(step * dt, h, self.rho)
+                k_update[_blocks(nc * B), THREADS](
+                    h, self.rho, self.y, d["cell_rj"], d["cell_vf"], d["cell_dx"], d["cell_first"],
+                    d["cell_link"], d["kp"], d["creep"], alpha, gamma, decay_m, decay_c, gout, gyout, lin,
+                    lyin, self.cell_delay,
+                )
+            else:
+                self._heun_step(step * dt, h, cell_args)
+                k_relax[_blocks(nc * B), THREADS](
+                    h, self.rho, self.y, d["cell_rj"], d["cell_vf"], d["cell_dx"], d["kp"], d["creep"], alpha,
+                    gamma, decay_m, decay_c, self.cell_delay,
+                )
+            k_tally_delay[_blocks(B), THREADS](h, self.cell_delay, self.queue_, self.counters["delay"])
+
+    def _evolving(self) -> list[Any]:
+        """Flat views of everything one Euler stage changes: cells, queues, counters."""
+        counters = [self.counters["entered"], self.counters["exited"], self.link_out]
+        arrays = [self.rho, self.y, self.queue_, *counters]
+        return [a.reshape(a.size) for a in arrays]
+
+    def _heun_step(self, t_local: float, h: float, cell_args: tuple) -> None:
+        """Order 2 transport, as the CPU kernel does it: save, two Euler stages on MUSCL faces,
+        average with the saved state (SSP-RK2)."""
+        d, B = self.d, self.B
+        dem, wv, vel, phi, gout, gyout = self.cell_scr
+        lin, lyin = self.link_scr[:2]
+        rho_l, y_l, rho_r, y_r = self.face_scr
+        nc = self.rho.shape[1]
+        for now, saved in zip(self._evolving(), self.saved, strict=True):
+            k_copy[_blocks(now.size), THREADS](now, saved)
+        for _ in range(2):
+            k_reconstruct[_blocks(nc * B), THREADS](
+                self.rho, self.y, d["cell_first"], d["cell_last"], cell_args[-1], rho_l, y_l, rho_r, y_r,
+            )
+            k_eval[_blocks(nc * B), THREADS](rho_r, y_r, *cell_args, dem, wv, vel, phi)
+            k_face_speed[_blocks(nc * B), THREADS](rho_l, y_l, *cell_args, vel)
+            self._fluxes(t_local, h, rho_l)
+            k_transport[_blocks(nc * B), THREADS](
+                h, self.rho, self.y, d["cell_dx"], d["cell_first"], d["cell_link"], gout, gyout, lin, lyin,
+            )
+        for now, saved in zip(self._evolving(), self.saved, strict=True):
+            k_average[_blocks(now.size), THREADS](now, saved)
+
+    def _fluxes(self, t_local: float, h: float, rho_recv: Any) -> None:
+        """Every flux of one substep from the sending states (dem, wv, phi) and the receiving ones
+        (rho_recv at interior interfaces, vel): interfaces, junctions, entries, exits, counters."""
+        d, cfg, B = self.d, self._cfg, self.B
+        alpha, gamma = float(cfg.alpha), int(cfg.gamma)
         c_bound = float(self._st["c_bound"])
         dem, wv, vel, phi, gout, gyout = self.cell_scr
         lin, lyin, sd, sdw, sdp = self.link_scr
-        nc, nl = self.rho.shape[1], lin.shape[1]
+        nl = lin.shape[1]
         n_int, n_jn = d["interior"].shape[0], d["jn_mov_ptr"].shape[0] - 1
-        tau = self._st["tau"]
-        for step in range(n_steps):
-            h = dt if step < n_steps - 1 else dt_last
-            t_local = step * dt
-            k_eval[_blocks(nc * B), THREADS](
-                self.rho, self.y, d["cell_rj"], d["cell_vf"], d["kp"], d["creep"], alpha, gamma, eps,
-                dem, wv, vel, phi,
+        if n_int:
+            k_interior[_blocks(n_int * B), THREADS](
+                d["interior"], rho_recv, d["cell_rj"], d["kp"], gamma, c_bound, dem, wv, vel, phi, gout,
+                gyout,
             )
-            if n_int:
-                k_interior[_blocks(n_int * B), THREADS](
-                    d["interior"], self.rho, d["cell_rj"], d["kp"], gamma, c_bound, dem, wv, vel, phi, gout,
-                    gyout,
-                )
-            k_zero_links[_blocks(nl * B), THREADS](lin, lyin)
-            if n_jn:
-                k_junctions[_blocks(n_jn * B), THREADS](
-                    t_local, self.rho, d["cell_rj"], d["kp"], gamma, c_bound, dem, wv, vel, phi, gout, gyout,
-                    lin, lyin, d["jn_mov_ptr"], d["jn_out_ptr"], d["jn_out_link"], d["mov_in"], d["mov_out"],
-                    d["mov_ratio"], d["mov_signal"], d["mov_phase"], self.sig_phase, self.sig_amber,
-                    d["link_first"], sd, sdw, sdp,
-                )
-            k_boundaries[_blocks(B), THREADS](
-                h, self.rho, d["cell_rj"], d["cell_vf"], d["kp"], d["creep"], alpha, gamma, c_bound,
-                dem, wv, vel, gout, gyout, lin, lyin, d["entry_link"], d["exit_link"], d["exit_cap"],
-                d["link_first"], self.queue_, self.rate, self.counters["entered"], self.counters["exited"],
-                self.link_out,
+        k_zero_links[_blocks(nl * B), THREADS](lin, lyin)
+        if n_jn:
+            k_junctions[_blocks(n_jn * B), THREADS](
+                t_local, self.rho, d["cell_rj"], d["kp"], gamma, c_bound, dem, wv, vel, phi, gout, gyout,
+                lin, lyin, d["jn_mov_ptr"], d["jn_out_ptr"], d["jn_out_link"], d["mov_in"], d["mov_out"],
+                d["mov_ratio"], d["mov_signal"], d["mov_phase"], self.sig_phase, self.sig_amber,
+                d["link_first"], sd, sdw, sdp,
             )
-            k_update[_blocks(nc * B), THREADS](
-                h, self.rho, self.y, d["cell_rj"], d["cell_vf"], d["cell_dx"], d["cell_first"],
-                d["cell_link"], d["kp"], d["creep"], alpha, gamma, math.exp(-h / tau[0]),
-                math.exp(-h / tau[1]), gout, gyout, lin, lyin, self.cell_delay,
-            )
-            k_tally_delay[_blocks(B), THREADS](h, self.cell_delay, self.queue_, self.counters["delay"])
+        k_boundaries[_blocks(B), THREADS](
+            h, self.rho, d["cell_rj"], d["cell_vf"], d["kp"], d["creep"], alpha, gamma, c_bound,
+            dem, wv, vel, gout, gyout, lin, lyin, d["entry_link"], d["exit_link"], d["exit_cap"],
+            d["link_first"], self.queue_, self.rate, self.counters["entered"], self.counters["exited"],
+            self.link_out,
+        )
 
 
-KERNELS = (k_eval, k_interior, k_zero_links, k_junctions, k_boundaries, k_update, k_tally_delay, k_reset)
+KERNELS = (k_eval, k_interior, k_zero_links, k_junctions, k_boundaries, k_update, k_tally_delay, k_reset,
+           k_reconstruct, k_face_speed, k_transport, k_relax, k_copy, k_average)
 
 
 def cache_hits() -> int:

@@ -132,8 +132,8 @@ def limit_factors(
     """Fractions of the class demands d_k that pass: min(1, s_k / d_k) per class, then both
     scaled down together so the total fits the space supply `cap` (shares proportional to
     demand). Every interface, junction, entry and exit goes through this one rule."""
-    f_m = 1.0 if d_m <= s_m else s_m / max(d_m, TINY)
-    f_c = 1.0 if d_c <= s_c else s_c / max(d_c, TINY)
+    f_m = 1.0 if d_m <= s_m else max(s_m, 0.0) / max(d_m, TINY)
+    f_c = 1.0 if d_c <= s_c else max(s_c, 0.0) / max(d_c, TINY)
     total = f_m * d_m + f_c * d_c
     g = cap / max(total, TINY) if total > cap else 1.0
     return f_m * g, f_c * g
@@ -345,20 +345,15 @@ def exit_flow(x, s, h, dem, wv, gout, gyout, exit_link, exit_cap, link_first):  
     return h * (out_m + out_c)
 
 
-def update_cell(
-    i, s, h, rho, y, cell_rj, cell_vf, cell_dx, cell_first, cell_lnk, kp, creep, alpha, gamma,
-    decay_m, decay_c, gout, gyout, lin, lyin,
+def transport_cell(
+    i, s, h, rho, y, cell_dx, cell_first, cell_lnk, gout, gyout, lin, lyin,
 ):  # noqa: ANN001
-    """Conservative update of cell i (inflow from the cell before it, or from the link's junction
-    or entry when it is the first cell), then exact relaxation. Returns its delay this step
-    (veh*s lost against free flow)."""
+    """Conservative update of cell i: inflow from the cell before it, or from the link's junction
+    or entry when it is the first cell, minus its outflow."""
     lam = h / cell_dx[i]
     first = cell_first[i]
     lk = cell_lnk[i]
     before = max(i - 1, 0)
-    rj = cell_rj[i]
-    vf = cell_vf[i]
-    delay = 0.0
     for k in range(2):
         from_link = lin[k, lk, s]
         from_cell = gout[k, before, s]
@@ -368,8 +363,16 @@ def update_cell(
         fyin = from_link_y if first else from_cell_y
         rho[k, i, s] += lam * (fin - gout[k, i, s])
         y[k, i, s] += lam * (fyin - gyout[k, i, s])
+
+
+def relax_cell(i, s, h, rho, y, cell_rj, cell_vf, cell_dx, kp, creep, alpha, gamma, decay_m, decay_c):  # noqa: ANN001
+    """Exact relaxation of cell i over a step of h; returns its delay this step (veh*s lost
+    against free flow)."""
+    rj = cell_rj[i]
+    vf = cell_vf[i]
     rm = rho[0, i, s]
     rc = rho[1, i, s]
+    delay = 0.0
     for k in range(2):
         rk = rho[k, i, s]
         r = effective_density(rm, rc, k, alpha)
@@ -384,13 +387,111 @@ def update_cell(
     return delay * cell_dx[i] * h
 
 
+def update_cell(
+    i, s, h, rho, y, cell_rj, cell_vf, cell_dx, cell_first, cell_lnk, kp, creep, alpha, gamma,
+    decay_m, decay_c, gout, gyout, lin, lyin,
+):  # noqa: ANN001
+    """First-order step of cell i: conservative update, then exact relaxation. Returns its delay."""
+    transport_cell(i, s, h, rho, y, cell_dx, cell_first, cell_lnk, gout, gyout, lin, lyin)
+    return relax_cell(i, s, h, rho, y, cell_rj, cell_vf, cell_dx, kp, creep, alpha, gamma, decay_m, decay_c)
+
+
+# ----------------------------------------------------------------------------- second order (MUSCL)
+
+
+def mc_slope(q_before: float, q: float, q_after: float) -> float:
+    """Monotonised-central limited slope (change of q across one cell): the smallest of
+    2|q - q_before|, 2|q_after - q| and |q_after - q_before| / 2, and 0 at an extremum."""
+    d1 = q - q_before
+    d2 = q_after - q
+    size = min(2.0 * abs(d1), 2.0 * abs(d2), 0.5 * abs(d1 + d2))
+    return math.copysign(size, d1) if d1 * d2 > 0.0 else 0.0
+
+
+def weighted_faces(
+    q_before: float, q: float, q_after: float, m: float, m_left: float, m_right: float, eps: float
+) -> tuple[float, float]:
+    """Left and right face values of an intensive quantity q carried by a mass m (a share of the
+    density, or w carried by rho_k), whose face masses are m_left and m_right (their mean is m).
+
+    q_right = q + sigma m_left / 2m, q_left = q - sigma m_right / 2m: then
+    (m_left q_left + m_right q_right) / 2 = m q, so the face states average to the cell's
+    conserved quantity exactly, and the slope sigma is scaled down so both faces stay between the
+    neighbours' values (no new extremum: the bounds of q hold at the faces). No mass, no slope."""
+    sigma = mc_slope(q_before, q, q_after)
+    m2 = 2.0 * m
+    push_right = abs(sigma) * m_left
+    push_left = abs(sigma) * m_right
+    # fractions <= 1 written without overflow (fastmath assumes no inf)
+    fit_right = min(push_right, m2 * abs(q_after - q)) / max(push_right, TINY) if push_right > TINY else 1.0
+    fit_left = min(push_left, m2 * abs(q - q_before)) / max(push_left, TINY) if push_left > TINY else 1.0
+    sigma = sigma * min(fit_right, fit_left) if m > eps else 0.0
+    return q - sigma * m_right / max(m2, TINY), q + sigma * m_left / max(m2, TINY)
+
+
+def reconstruct_cell(i, s, rho, y, cell_first, cell_last, eps, rho_l, y_l, rho_r, y_r):  # noqa: ANN001
+    """MUSCL face states of cell i (left face rho_l, y_l; right face rho_r, y_r), per class.
+
+    Reconstructed variables: total density R (linear, MC slope), the motorcycle share R_m / R
+    weighted by R, and each class's w weighted by its density (`weighted_faces`). So every face
+    state has rho_k >= 0, R <= rho_jam and each w between its neighbours' values, and the two faces
+    average to the cell's rho_k and y_k exactly. The first and last cells of a link keep a flat
+    profile (first order at junction and boundary interfaces)."""
+    b = max(i - 1, 0)
+    a = min(i + 1, rho.shape[1] - 1)
+    inner = not (cell_first[i] | cell_last[i])
+    tb = rho[0, b, s] + rho[1, b, s]
+    t = rho[0, i, s] + rho[1, i, s]
+    ta = rho[0, a, s] + rho[1, a, s]
+    half = 0.5 * mc_slope(tb, t, ta) if inner else 0.0
+    t_left = t - half
+    t_right = t + half
+    share_b = rho[0, b, s] / max(tb, TINY)
+    share = rho[0, i, s] / max(t, TINY)  # exact even for a nearly empty cell: faces carry both classes
+    share_a = rho[0, a, s] / max(ta, TINY)
+    share_left, share_right = weighted_faces(share_b, share, share_a, t if inner else 0.0, t_left, t_right,
+                                             eps)
+    # rounding can put a share an ulp outside [0, 1]: clamped, as a negative density would
+    # make a negative demand and supply
+    rho_l[0, i, s] = min(max(share_left, 0.0), 1.0) * t_left
+    rho_r[0, i, s] = min(max(share_right, 0.0), 1.0) * t_right
+    rho_l[1, i, s] = max(t_left - rho_l[0, i, s], 0.0)
+    rho_r[1, i, s] = max(t_right - rho_r[0, i, s], 0.0)
+    for k in range(2):
+        rb = rho[k, b, s]
+        rk = rho[k, i, s]
+        ra = rho[k, a, s]
+        w = y[k, i, s] / max(rk, TINY)
+        mass = rk if (rb > eps) & (ra > eps) & inner else 0.0
+        w_left, w_right = weighted_faces(y[k, b, s] / max(rb, TINY), w, y[k, a, s] / max(ra, TINY), mass,
+                                         rho_l[k, i, s], rho_r[k, i, s], eps)
+        y_l[k, i, s] = rho_l[k, i, s] * w_left
+        y_r[k, i, s] = rho_r[k, i, s] * w_right
+
+
+def face_speed(i, s, rho_f, y_f, cell_rj, cell_vf, kp, creep, alpha, gamma, eps, vel):  # noqa: ANN001
+    """Per class speed of a face state of cell i (as `eval_cell` computes it for a cell)."""
+    rj = cell_rj[i]
+    rm = rho_f[0, i, s]
+    rc = rho_f[1, i, s]
+    for k in range(2):
+        rk = rho_f[k, i, s]
+        r = effective_density(rm, rc, k, alpha)
+        p = pressure(r, rj, kp[k, i], gamma)
+        w_own = y_f[k, i, s] / max(rk, TINY)
+        w_eq = equilibrium_speed(r, rj, cell_vf[i], creep[k], gamma) + p
+        w = w_own if rk > eps else w_eq
+        vel[k, i, s] = max(w - p, 0.0)
+
+
 # ----------------------------------------------------------------------------- compilation
 
 FUNCTIONS = (
     "ipow", "iroot", "effective_density", "pressure", "equilibrium_speed", "critical_density",
     "curve_flow", "class_demand", "class_supply", "space_supply", "limit_factors", "relaxed_y",
     "eval_cell", "interior_flux", "movement_gate", "junction_open", "movement_clear", "movement_demand",
-    "outgoing_factors", "movement_flow", "junction_flow", "entry_flow", "exit_flow", "update_cell",
+    "outgoing_factors", "movement_flow", "junction_flow", "entry_flow", "exit_flow", "transport_cell",
+    "relax_cell", "update_cell", "mc_slope", "weighted_faces", "reconstruct_cell", "face_speed",
 )
 
 

@@ -32,7 +32,8 @@ class SimConfig:
     tau_m: float = 5.0  # relaxation time of motorcycles, s
     tau_c: float = 10.0  # relaxation time of cars, s
     creep_speed_mps: float = 1.5  # motorcycles' equilibrium speed at jam density
-    cfl: float = 0.9  # dt = cfl * min(dx) / c_bound
+    cfl: float = 0.9  # dt = cfl * min(dx) / c_bound (order 2: half that, see docs/model.md)
+    order: int = 1  # 1: first-order Godunov; 2: MUSCL (MC limiter) inside links + SSP-RK2
     amber_s: float = 3.0
     min_green_s: float = 10.0
     exit_capacity_factor: float = 1.0  # exit supply as a multiple of the exit link's capacity
@@ -54,6 +55,8 @@ class SimConfig:
                 raise ConfigError(f"SimConfig.{name} must be > 0, got {getattr(self, name)!r}.")
         if not 1 <= self.gamma <= 4:
             raise ConfigError(f"SimConfig.gamma must be an integer in 1..4, got {self.gamma!r}.")
+        if self.order not in (1, 2):
+            raise ConfigError(f"SimConfig.order must be 1 or 2, got {self.order!r}.")
         if not 0.0 < self.cfl <= 1.0:
             raise ConfigError(f"SimConfig.cfl must be in (0, 1] for stability, got {self.cfl!r}.")
         for name in ("alpha", "initial_load", "initial_moto_share"):
@@ -88,12 +91,13 @@ def pick_backend(backend: str) -> str:
     return backend
 
 
-def compile_kernels(backend: str) -> tuple[float, bool]:
+def compile_kernels(backend: str, config: SimConfig | None = None) -> tuple[float, bool]:
     """Compile the kernels of `backend` once per process, by running a one-road network for a
-    second: (seconds, whether numba's on-disk cache served the kernels)."""
+    second: (seconds, whether numba's on-disk cache served the kernels). The kernels compiled are
+    the ones `config` uses (its order and gamma; default SimConfig())."""
     chosen = pick_backend(backend)
     start = time.perf_counter()
-    sim = Simulator(_tiny_network(), backend=chosen)
+    sim = Simulator(_tiny_network(), backend=chosen, config=config)
     sim.set_demand(np.full(sim.network.n_entries, 600.0))
     sim.advance(1.0)
     seconds = time.perf_counter() - start
@@ -132,7 +136,9 @@ class Simulator:
         self.config = config or SimConfig()
         self.backend = pick_backend(backend)
         self._static = _static_arrays(network, self.config)
-        self.dt = self.config.cfl * float(self._static["cell_dx"].min()) / self._static["c_bound"]
+        # Order 2 halves the step: each Euler stage then keeps every bound (docs/model.md).
+        cfl = self.config.cfl / self.config.order
+        self.dt = cfl * float(self._static["cell_dx"].min()) / self._static["c_bound"]
         self._init_state()
         self._engine = _make_engine(self.backend, self)
         self.reset()
@@ -391,7 +397,7 @@ def _static_arrays(network: Network, cfg: SimConfig) -> dict[str, Any]:
     exit_cap = np.array([factor * _capacity(cell_rj[i], w_max, kp[1, i], cfg) for i in ends])
     return {
         "cell_rj": cell_rj, "cell_vf": cell_vf, "cell_dx": cell_dx, "cell_first": cell_first,
-        "cell_link": cell_link, "interior": interior, "link_first": link_first,
+        "cell_last": last, "cell_link": cell_link, "interior": interior, "link_first": link_first,
         "jn_mov_ptr": jn_mov_ptr, "jn_out_ptr": jn_out_ptr, "jn_out_link": jn_out_link,
         "mov_in": np.array(a["mov_in"][order]), "mov_out": np.array(a["mov_out"][order]),
         "mov_ratio": np.array(a["mov_ratio"][order]), "mov_signal": np.array(a["mov_signal"][order]),

@@ -1,7 +1,8 @@
 """The CUDA backend agrees with the CPU backend, run in numba's CUDA simulator (no GPU needed).
 
 NUMBA_ENABLE_CUDASIM must be set before numba is imported, so the comparison runs in a
-subprocess on a tiny network (a signalised merge/diverge, 23 cells) for a few steps."""
+subprocess on a tiny network (a signalised merge/diverge, 23 cells) for a few steps, for the
+first-order scheme and for the second-order one (SimConfig.order = 2)."""
 
 from __future__ import annotations
 
@@ -11,11 +12,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 SCRIPT = r"""
 import json
+import sys
 import numpy as np
 from lib.network import build_network
-from lib.sim import Simulator, compile_kernels
+from lib.sim import SimConfig, Simulator, compile_kernels
 
 def node(i, dy, dx, signal=False):
     return {"osm_id": i, "lat": 6.43 + dy, "lon": 3.42 + dx, "traffic_signals": signal}
@@ -31,7 +35,8 @@ edges = [edge(1, 5, 200.0), edge(2, 5, 200.0), edge(5, 3, 200.0), edge(5, 4, 150
 net = build_network(edges, nodes, cell_length_m=50.0)
 seconds, cached = compile_kernels("cuda")
 out = {"compile_s": seconds, "cached": cached, "cells": net.n_cells}
-sims = {b: Simulator(net, n_scenarios=2, backend=b) for b in ("cpu", "cuda")}
+config = SimConfig(order=int(sys.argv[1]))
+sims = {b: Simulator(net, n_scenarios=2, backend=b, config=config) for b in ("cpu", "cuda")}
 rng = np.random.default_rng(1)
 demand = rng.uniform(300, 1500, (2, net.n_entries))
 for sim in sims.values():
@@ -54,11 +59,12 @@ print("RESULT " + json.dumps(out))
 """
 
 
-def test_cuda_backend_matches_cpu_in_the_cuda_simulator() -> None:
+@pytest.mark.parametrize("order", [1, 2])
+def test_cuda_backend_matches_cpu_in_the_cuda_simulator(order: int) -> None:
     env = {**os.environ, "NUMBA_ENABLE_CUDASIM": "1"}
     root = Path(__file__).resolve().parents[1]
-    done = subprocess.run([sys.executable, "-c", SCRIPT], cwd=root, env=env, capture_output=True, text=True,
-                          timeout=300)
+    done = subprocess.run([sys.executable, "-c", SCRIPT, str(order)], cwd=root, env=env, capture_output=True,
+                          text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     line = next(x for x in done.stdout.splitlines() if x.startswith("RESULT "))
     result = json.loads(line[len("RESULT "):])

@@ -46,8 +46,9 @@ def random_hour(sim: Simulator, rng: np.random.Generator, check_every: int = 6) 
     return samples
 
 
-def test_mass_balance_bounds_and_no_gridlock_over_a_random_hour(net) -> None:
-    sim = Simulator(net, n_scenarios=B, backend="cpu", config=SimConfig(initial_load=0.1))
+@pytest.mark.parametrize("order", [1, 2])
+def test_mass_balance_bounds_and_no_gridlock_over_a_random_hour(net, order: int) -> None:
+    sim = Simulator(net, n_scenarios=B, backend="cpu", config=SimConfig(initial_load=0.1, order=order))
     start = sim.vehicles()
     samples = random_hour(sim, np.random.default_rng(3))
     entered, exited = sim.cumulative_entered(), sim.cumulative_exited()
@@ -154,6 +155,8 @@ def test_bad_config_and_inputs_give_clear_errors(net) -> None:
         SimConfig(tau_c=0.0)
     with pytest.raises(ConfigError, match="gamma"):
         SimConfig(gamma=2.5)
+    with pytest.raises(ConfigError, match="order"):
+        SimConfig(order=3)
     with pytest.raises(ValueError, match="backend"):
         Simulator(net, backend="gpu")
     sim = Simulator(net, n_scenarios=2, backend="cpu")

@@ -1,5 +1,6 @@
 """Single-road and closed-ring physics of the simulator: exact Riemann solutions, equilibrium,
-conservation. Single class (cars only, relaxation off) where an exact solution exists."""
+conservation. Single class (cars only, relaxation off) where an exact solution exists. Every test
+runs the first-order scheme and the second-order one (SimConfig.order = 2)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from tests.exact_riemann import ArzLaw, cell_averages
 ROAD_M = 4000.0
 FREE_KMH = 54.0
 NO_RELAX = SimConfig(tau_m=1e12, tau_c=1e12)
+ORDERS = pytest.mark.parametrize("order", [1, 2])
 
 
 def road(n_cells: int, lanes: int = 1):
@@ -39,10 +41,10 @@ def ring(n_links: int = 4, length_m: float = 500.0):
     return build_network(edges, nodes)
 
 
-def riemann_error(left, right, n_cells: int, t_end: float) -> float:
+def riemann_error(left, right, n_cells: int, t_end: float, order: int) -> float:
     """L1 density error (veh) of the simulator against the exact solution, away from the road ends."""
     net = road(n_cells)
-    sim = Simulator(net, backend="cpu", config=NO_RELAX)
+    sim = Simulator(net, backend="cpu", config=NO_RELAX.replace(order=order))
     rj = float(sim._static["cell_rj"][0])
     law = ArzLaw(float(sim._static["kp"][1, 0]), rj, NO_RELAX.gamma)
     edges = np.linspace(0.0, ROAD_M, n_cells + 1)
@@ -68,6 +70,8 @@ NONLINEAR = {
 }
 # With a contact (linearly degenerate, v_L = v_R across it): a first-order scheme smears it over
 # sqrt(dx t), so its L1 order tends to 0.5 from below (0.46-0.50 on these grids); >= 0.45 asserted.
+# The second-order scheme (MUSCL, MC limiter) reaches 0.68-0.79 on them: >= 0.5 asserted.
+CONTACT_ORDER = {1: 0.45, 2: 0.5}
 WITH_CONTACT = {
     "contact": ((0.3, 4.0), (0.6, 4.0)),
     "shock_and_contact": ((0.2, 12.0), (0.7, 2.0)),
@@ -76,39 +80,43 @@ PURE_SHOCK = ((0.2, 12.0), (0.7, 4.5))  # w_L = w_R: a 1-shock at 1.5 m/s and no
 GRIDS = (100, 200, 400, 800)
 
 
-def observed_order(left, right) -> tuple[list[float], float]:
+def observed_order(left, right, order: int) -> tuple[list[float], float]:
     """L1 errors on GRIDS (each finer grid must do better) and the order from the two finest."""
-    errors = [riemann_error(left, right, n, t_end=60.0) for n in GRIDS]
+    errors = [riemann_error(left, right, n, t_end=60.0, order=order) for n in GRIDS]
     assert all(fine < coarse for coarse, fine in zip(errors, errors[1:], strict=False)), errors
     return errors, math.log(errors[-2] / errors[-1]) / math.log(GRIDS[-1] / GRIDS[-2])
 
 
+@ORDERS
 @pytest.mark.parametrize("case", sorted(NONLINEAR))
-def test_riemann_nonlinear_waves_converge(case: str) -> None:
-    errors, order = observed_order(*NONLINEAR[case])
-    print(f"{case}: L1 errors (veh) {errors}, observed order {order:.2f}")
-    assert order >= 0.5, (case, errors, order)
+def test_riemann_nonlinear_waves_converge(case: str, order: int) -> None:
+    errors, observed = observed_order(*NONLINEAR[case], order)
+    print(f"{case}, order {order}: L1 errors (veh) {errors}, observed order {observed:.2f}")
+    assert observed >= 0.5, (case, errors, observed)
 
 
+@ORDERS
 @pytest.mark.parametrize("case", sorted(WITH_CONTACT))
-def test_riemann_contacts_converge(case: str) -> None:
-    errors, order = observed_order(*WITH_CONTACT[case])
-    print(f"{case}: L1 errors (veh) {errors}, observed order {order:.2f}")
-    assert order >= 0.45, (case, errors, order)
+def test_riemann_contacts_converge(case: str, order: int) -> None:
+    errors, observed = observed_order(*WITH_CONTACT[case], order)
+    print(f"{case}, order {order}: L1 errors (veh) {errors}, observed order {observed:.2f}")
+    assert observed >= CONTACT_ORDER[order], (case, errors, observed)
 
 
-def test_riemann_pure_shock_is_captured_within_one_cell() -> None:
+@ORDERS
+def test_riemann_pure_shock_is_captured_within_one_cell(order: int) -> None:
     """Godunov holds a shock sharp: the L1 error stays below (jump x one cell) on every grid,
     i.e. the shock sits where the exact one is to within a cell (errors here are ~1e-2 veh)."""
     (left, right), rj = PURE_SHOCK, 0.15
     for n in GRIDS:
-        error = riemann_error(left, right, n, t_end=60.0)
+        error = riemann_error(left, right, n, t_end=60.0, order=order)
         assert error <= (right[0] - left[0]) * rj * (ROAD_M / n), (n, error)
 
 
-def test_uniform_two_class_equilibrium_stays_uniform() -> None:
+@ORDERS
+def test_uniform_two_class_equilibrium_stays_uniform(order: int) -> None:
     net = road(40, lanes=2)
-    cfg = SimConfig(initial_load=0.25, initial_moto_share=0.35)
+    cfg = SimConfig(initial_load=0.25, initial_moto_share=0.35, order=order)
     sim = Simulator(net, n_scenarios=2, backend="cpu", config=cfg)
     rho0, v0 = sim.cell_state()
     flow = (rho0[0, :, 0] * v0[0, :, 0]).sum() * 3600.0
@@ -121,9 +129,10 @@ def test_uniform_two_class_equilibrium_stays_uniform() -> None:
     assert np.all(sim.queue_lengths() < 1e-6)
 
 
-def test_closed_ring_conserves_vehicles_to_round_off() -> None:
+@ORDERS
+def test_closed_ring_conserves_vehicles_to_round_off(order: int) -> None:
     net = ring()
-    sim = Simulator(net, n_scenarios=3, backend="cpu")
+    sim = Simulator(net, n_scenarios=3, backend="cpu", config=SimConfig(order=order))
     rng = np.random.default_rng(7)
     rj = sim._static["cell_rj"]
     total = rng.uniform(0.0, 0.95, (3, net.n_cells)) * rj
