@@ -4,7 +4,7 @@ One launch per stage per substep over all (cell, scenario) pairs, thread index w
 fastest so neighbouring threads touch neighbouring addresses ([class][cell][scenario] layout).
 Per-scenario tallies (entries, exits, link outflow, delay) run one thread per scenario looping in
 the same order as the CPU kernel, so both backends add the same numbers in the same order. The
-state stays on the device; read-outs copy what they are asked for.
+state stays on the device; read-outs are reduced on the device and copy back only their result.
 The kernels are cached on disk in a folder keyed by the hash of lib/physics.py and this file
 (`physics.source_keyed`).
 """
@@ -30,6 +30,7 @@ transport_cell = _P.transport_cell
 relax_cell = _P.relax_cell
 reconstruct_cell = _P.reconstruct_cell
 face_speed = _P.face_speed
+cell_speed = _P.cell_speed
 
 THREADS = 128
 
@@ -184,6 +185,66 @@ def k_tally_delay(h, cell_delay, queue, delay):
 
 
 @physics.source_keyed(cuda.jit(cache=True), __file__)
+def k_vehicles(rho, queue, cell_dx, out):
+    """Read-out: vehicles per scenario (cells and entry queues), one thread per scenario."""
+    s = cuda.grid(1)
+    if s < rho.shape[2]:
+        total = 0.0
+        for i in range(rho.shape[1]):
+            total += (rho[0, i, s] + rho[1, i, s]) * cell_dx[i]
+        for e in range(queue.shape[1]):
+            total += queue[0, e, s] + queue[1, e, s]
+        out[s] = total
+
+
+@physics.source_keyed(cuda.jit(cache=True), __file__)
+def k_link_sums(rho, y, cell_rj, kp, cell_dx, link_first, alpha, gamma, eps, mass, flow):
+    """Read-out: per (link, scenario) the vehicles on the link and their sum of speeds (veh m/s)."""
+    t = cuda.grid(1)
+    n_scen = rho.shape[2]
+    if t < mass.shape[0] * n_scen:
+        lk = t // n_scen
+        s = t % n_scen
+        m = 0.0
+        f = 0.0
+        for i in range(link_first[lk], link_first[lk + 1]):
+            for k in range(2):
+                m += rho[k, i, s] * cell_dx[i]
+                f += rho[k, i, s] * cell_speed(k, i, s, rho, y, cell_rj, kp, alpha, gamma, eps) * cell_dx[i]
+        mass[lk, s] = m
+        flow[lk, s] = f
+
+
+@physics.source_keyed(cuda.jit(cache=True), __file__)
+def k_approach_sums(rho, y, cell_rj, kp, cell_dx, app_cells, alpha, gamma, eps, queue_speed, out):
+    """Read-out: per (approach, scenario) the vehicles and their sum of speeds over the cells near
+    the stop line, and the vehicles in cells slower than queue_speed on the whole link.
+    app_cells[a] = (first cell of the link, first cell near the stop line, one past the last)."""
+    t = cuda.grid(1)
+    n_scen = rho.shape[2]
+    if t < app_cells.shape[0] * n_scen:
+        a = t // n_scen
+        s = t % n_scen
+        near_mass = 0.0
+        near_flow = 0.0
+        queued = 0.0
+        for i in range(app_cells[a, 0], app_cells[a, 2]):
+            cell_mass = 0.0
+            cell_flow = 0.0
+            for k in range(2):
+                cell_mass += rho[k, i, s]
+                cell_flow += rho[k, i, s] * cell_speed(k, i, s, rho, y, cell_rj, kp, alpha, gamma, eps)
+            if i >= app_cells[a, 1]:
+                near_mass += cell_mass * cell_dx[i]
+                near_flow += cell_flow * cell_dx[i]
+            if cell_flow < queue_speed * cell_mass:
+                queued += cell_mass * cell_dx[i]
+        out[a, s, 0] = near_mass
+        out[a, s, 1] = near_flow
+        out[a, s, 2] = queued
+
+
+@physics.source_keyed(cuda.jit(cache=True), __file__)
 def k_reset(rho, y, queue, rho0, y0, mask, entered, exited, delay, link_out):
     t = cuda.grid(1)
     n_scen = rho.shape[2]
@@ -242,6 +303,7 @@ class CudaEngine:
             self.saved = [zeros(a.size) for a in self._evolving()]
         self.rho0 = None
         self.y0 = None
+        self._app_cells = None
 
     @property
     def nbytes(self) -> int:
@@ -283,6 +345,43 @@ class CudaEngine:
 
     def queue(self) -> np.ndarray:
         return self.queue_.copy_to_host()
+
+    # Read-outs reduced on the device: each copies back only the (B,), (B, n_links) or
+    # (B, n_approaches, 3) numbers it returns, never the cell state.
+
+    def vehicles(self) -> np.ndarray:
+        out = cuda.device_array(self.B)
+        k_vehicles[_blocks(self.B), THREADS](self.rho, self.queue_, self.d["cell_dx"], out)
+        return out.copy_to_host()
+
+    def link_sums(self) -> tuple[np.ndarray, np.ndarray]:
+        """(B, n_links) vehicles and sum of speeds (veh m/s) per link."""
+        d, cfg = self.d, self._cfg
+        nl = d["link_first"].shape[0] - 1
+        mass, flow = cuda.device_array((nl, self.B)), cuda.device_array((nl, self.B))
+        k_link_sums[_blocks(nl * self.B), THREADS](
+            self.rho, self.y, d["cell_rj"], d["kp"], d["cell_dx"], d["link_first"], float(cfg.alpha),
+            int(cfg.gamma), float(cfg.eps_density), mass, flow,
+        )
+        return mass.copy_to_host().T, flow.copy_to_host().T
+
+    def _device_copy(self, app_cells: np.ndarray) -> Any:
+        """The approach cell table on the device, uploaded once (it is fixed per Simulator)."""
+        if self._app_cells is None:
+            self._app_cells = cuda.to_device(np.ascontiguousarray(app_cells))
+        return self._app_cells
+
+    def approach_sums(self, app_cells: np.ndarray) -> np.ndarray:
+        """(B, n_approaches, 3): near-stop-line vehicles and speed sum, and queued vehicles."""
+        d, cfg = self.d, self._cfg
+        n_app = app_cells.shape[0]
+        out = cuda.device_array((n_app, self.B, 3))
+        if n_app:
+            k_approach_sums[_blocks(n_app * self.B), THREADS](
+                self.rho, self.y, d["cell_rj"], d["kp"], d["cell_dx"], self._device_copy(app_cells),
+                float(cfg.alpha), int(cfg.gamma), float(cfg.eps_density), float(cfg.queue_speed_mps), out,
+            )
+        return out.copy_to_host().transpose(1, 0, 2)
 
     def counter(self, name: str) -> np.ndarray:
         return self.counters[name].copy_to_host()
@@ -378,7 +477,8 @@ class CudaEngine:
 
 
 KERNELS = (k_eval, k_interior, k_zero_links, k_junctions, k_boundaries, k_update, k_tally_delay, k_reset,
-           k_reconstruct, k_face_speed, k_transport, k_relax, k_copy, k_average)
+           k_reconstruct, k_face_speed, k_transport, k_relax, k_copy, k_average, k_vehicles, k_link_sums,
+           k_approach_sums)
 
 
 def cache_hits() -> int:

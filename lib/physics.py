@@ -396,6 +396,16 @@ def update_cell(
     return relax_cell(i, s, h, rho, y, cell_rj, cell_vf, cell_dx, kp, creep, alpha, gamma, decay_m, decay_c)
 
 
+def cell_speed(k, i, s, rho, y, cell_rj, kp, alpha, gamma, eps):  # noqa: ANN001
+    """Class-k speed of cell i for the read-outs: max(w - p, 0), and 0 where the class is absent
+    (as Simulator._speeds computes it on the host)."""
+    rk = rho[k, i, s]
+    r = effective_density(rho[0, i, s], rho[1, i, s], k, alpha)
+    p = pressure(r, cell_rj[i], kp[k, i], gamma)
+    v = max(y[k, i, s] / max(rk, TINY) - p, 0.0)
+    return v if rk > eps else 0.0
+
+
 # ----------------------------------------------------------------------------- second order (MUSCL)
 
 
@@ -500,7 +510,7 @@ FUNCTIONS = (
     "eval_cell", "interior_flux", "movement_gate", "junction_open", "movement_clear", "movement_demand",
     "outgoing_factors", "movement_flow", "junction_flow", "entry_flow", "exit_flow", "transport_cell",
     "relax_cell", "update_cell", "mc_slope", "weighted_faces", "class_w_faces", "reconstruct_cell",
-    "face_speed",
+    "face_speed", "cell_speed",
 )
 
 

@@ -139,6 +139,7 @@ class Simulator:
         # Order 2 halves the step: each Euler stage then keeps every bound (docs/model.md).
         cfl = self.config.cfl / self.config.order
         self.dt = cfl * float(self._static["cell_dx"].min()) / self._static["c_bound"]
+        self._approach_cells = self._approach_table()
         self._init_state()
         self._engine = _make_engine(self.backend, self)
         self.reset()
@@ -242,6 +243,8 @@ class Simulator:
     # ------------------------------------------------------------------ read-outs
 
     def vehicles(self) -> np.ndarray:
+        if self.backend == "cuda":
+            return self._engine.vehicles()
         rho, _ = self._engine.cells()
         queue = self._engine.queue()
         return np.einsum("kis,i->s", rho, self._static["cell_dx"]) + queue.sum(axis=(0, 1))
@@ -281,16 +284,24 @@ class Simulator:
         self._engine.set_cells(np.ascontiguousarray(rho), np.ascontiguousarray(y))
 
     def link_density(self) -> np.ndarray:
-        rho, _ = self._engine.cells()
-        return self._link_sum(rho.sum(axis=0) * self._static["cell_dx"][:, None]) / self._link_length()
+        mass, _ = self._link_sums()
+        return mass / self._link_length()
 
     def link_speed(self) -> np.ndarray:
+        mass, flow = self._link_sums()
+        free = np.broadcast_to(self._static["link_vf"], mass.shape)
+        return np.where(mass > 1e-9, flow / np.maximum(mass, 1e-300), free)
+
+    def _link_sums(self) -> tuple[np.ndarray, np.ndarray]:
+        """(B, n_links) vehicles on each link and their sum of speeds (veh m/s); on the GPU reduced
+        there, so only these numbers cross to the host."""
+        if self.backend == "cuda":
+            return self._engine.link_sums()
         rho, y = self._engine.cells()
         dx = self._static["cell_dx"][:, None]
         mass = self._link_sum(rho.sum(axis=0) * dx)
         flow = self._link_sum((rho * self._speeds(rho, y)).sum(axis=0) * dx)
-        free = np.broadcast_to(self._static["link_vf"], mass.shape)
-        return np.where(mass > 1e-9, flow / np.maximum(mass, 1e-300), free)
+        return mass, flow
 
     def current_phase(self) -> np.ndarray:
         return self._sig_phase.T.copy()
@@ -310,22 +321,36 @@ class Simulator:
     def approach_state(self) -> np.ndarray:
         """(B, n_approaches, 3): density, flow-weighted speed over the last observe_length_m of each
         approach link, and its queue (veh in cells slower than queue_speed_mps)."""
+        sums = self._approach_sums()
+        cells = self._approach_cells
+        dx = self._static["cell_dx"]
+        near_length = np.array([dx[near:end].sum() for _, near, end in cells])
+        free = np.array([self.network.links[a.link].free_speed_mps for a in self.network.approaches])
+        mass, flow = sums[..., 0], sums[..., 1]
+        out = np.empty_like(sums)
+        out[..., 0] = mass / near_length
+        out[..., 1] = np.where(mass > 1e-9, flow / np.maximum(mass, 1e-300), free)
+        out[..., 2] = sums[..., 2]
+        return out
+
+    def _approach_sums(self) -> np.ndarray:
+        """(B, n_approaches, 3): vehicles and their sum of speeds near each stop line, and the
+        vehicles in slow cells of the link; on the GPU reduced there."""
+        cells = self._approach_cells
+        if self.backend == "cuda":
+            return self._engine.approach_sums(cells)
         rho, y = self._engine.cells()
         vel = self._speeds(rho, y)
         dx = self._static["cell_dx"]
-        out = np.zeros((self.n_scenarios, len(self.network.approaches), 3))
-        for a, appr in enumerate(self.network.approaches):
-            lk = self.network.links[appr.link]
-            cells = np.arange(lk.first_cell, lk.first_cell + lk.n_cells)
-            near = cells[-max(1, math.ceil(self.config.observe_length_m / lk.dx_m)) :]
-            mass = (rho[:, near].sum(axis=0) * dx[near, None]).sum(axis=0)
-            flow = ((rho[:, near] * vel[:, near]).sum(axis=0) * dx[near, None]).sum(axis=0)
-            out[:, a, 0] = mass / (dx[near].sum())
-            out[:, a, 1] = np.where(mass > 1e-9, flow / np.maximum(mass, 1e-300), lk.free_speed_mps)
-            cell_mass = rho[:, cells].sum(axis=0)
-            cell_flow = (rho[:, cells] * vel[:, cells]).sum(axis=0)
+        out = np.zeros((self.n_scenarios, len(cells), 3))
+        for a, (first, near, end) in enumerate(cells):
+            cell_mass = rho[:, first:end].sum(axis=0)
+            cell_flow = (rho[:, first:end] * vel[:, first:end]).sum(axis=0)
+            weights = dx[first:end, None]
+            out[:, a, 0] = (cell_mass * weights)[near - first :].sum(axis=0)
+            out[:, a, 1] = (cell_flow * weights)[near - first :].sum(axis=0)
             slow = cell_flow < self.config.queue_speed_mps * cell_mass
-            out[:, a, 2] = (np.where(slow, cell_mass, 0.0) * dx[cells, None]).sum(axis=0)
+            out[:, a, 2] = (np.where(slow, cell_mass, 0.0) * weights).sum(axis=0)
         return out
 
     @property
@@ -351,6 +376,17 @@ class Simulator:
         """(n_cells, B) -> (B, n_links) sums over each link's cells."""
         first = self._static["link_first"]
         return np.add.reduceat(per_cell, first[:-1], axis=0).T
+
+    def _approach_table(self) -> np.ndarray:
+        """(n_approaches, 3) int64: per approach link its first cell, the first cell within
+        observe_length_m of the stop line, and one past its last cell."""
+        rows = []
+        for appr in self.network.approaches:
+            lk = self.network.links[appr.link]
+            end = lk.first_cell + lk.n_cells
+            near = end - min(lk.n_cells, max(1, math.ceil(self.config.observe_length_m / lk.dx_m)))
+            rows.append((lk.first_cell, near, end))
+        return np.array(rows, dtype=np.int64).reshape(len(rows), 3)
 
     def _link_length(self) -> np.ndarray:
         return np.array([lk.n_cells * lk.dx_m for lk in self.network.links])
