@@ -112,3 +112,14 @@ def test_bad_requests_name_the_fix(captured, tmp_path):
     with pytest.raises(ValueError, match="unknown key 'min_gren_s'.*min_green_s"):
         pool.acquire(1, sim_config={"min_gren_s": 5.0})
     assert pool.build_count() == 0
+
+
+def test_a_config_with_other_kernels_compiles_them_in_its_build(captured):
+    pool.acquire(1, backend="cpu")
+    second = pool.acquire(1, sim_config={"order": 2}, backend="cpu")
+    compiles = _events(captured, "kernel_compile")
+    assert len(compiles) == 2, "the order-2 kernels are compiled (and timed) in the pool's build"
+    assert pool.build_count() == 2
+    start = len(captured.getvalue())
+    second.sim.advance(30.0)
+    assert "kernel_compile" not in captured.getvalue()[start:]
