@@ -8,11 +8,9 @@ A controller only asks for a change where the signal may change (not in amber, m
 served); the simulator enforces both anyway, but asking in vain would count as ignored requests
 and muddy the comparison.
 
-Queues are read as the vehicles standing on each approach link (`StandingQueues`): cells where
-the cars' speed is below `SimConfig.queue_speed_mps`, both classes counted. The queue column of
-`Simulator.approach_state()` uses the cells' mean speed instead, and motorcycles filtering
-through a standing car queue at ~6 m/s lift that mean above the threshold, so it reads a few
-vehicles where 150 stand (measured on the default network: docs/training.md).
+Queues are the vehicles standing on each approach link, as the simulator reads them
+(`Simulator.approach_state()[..., 2]`: cells where a class present moves slower than
+`SimConfig.queue_speed_mps`, every vehicle in them counted).
 
 - `WebsterFixedTime`: cycle and green splits by Webster's method from the scenario's demand.
 - `MaxPressure`: the phase whose movements have the largest upstream-minus-downstream load.
@@ -59,23 +57,9 @@ def encode(env: Any, phases: np.ndarray) -> Any:
     return env.encode_phases(phases[0])
 
 
-class StandingQueues:
-    """(B, n_approaches) vehicles standing on each approach link (cars slower than the queue speed)."""
-
-    # Car densities below this (veh/m) are numerical traces, not a queue.
-    MIN_CAR_DENSITY = 1e-6
-
-    def __init__(self, network: Network) -> None:
-        self.cell_dx = np.asarray(network.link_dx)[np.asarray(network.cell_link)]
-        self.member = np.zeros((network.n_cells, len(network.approaches)))
-        for a in network.approaches:
-            link = network.links[a.link]
-            self.member[link.first_cell : link.first_cell + link.n_cells, a.index] = 1.0
-
-    def __call__(self, sim: Any) -> np.ndarray:
-        rho, speed = sim.cell_state()
-        standing = (rho[:, 1] > self.MIN_CAR_DENSITY) & (speed[:, 1] < sim.config.queue_speed_mps)
-        return (np.where(standing, rho.sum(axis=1), 0.0) * self.cell_dx) @ self.member
+def approach_queues(sim: Any) -> np.ndarray:
+    """(B, n_approaches) vehicles standing on each approach link."""
+    return sim.approach_state()[:, :, 2]
 
 
 class PhaseController:
@@ -85,7 +69,6 @@ class PhaseController:
 
     def reset(self, env: Any) -> None:
         self.network: Network = env.network
-        self.queues = StandingQueues(env.network)
 
     def act(self, obs: Any, env: Any) -> Any:
         sim = env.sim
@@ -254,7 +237,7 @@ class MaxPressure(PhaseController):
 
     def pressures(self, sim: Any) -> np.ndarray:
         """(B, n_signals, n_phases) pressure of every phase (phases a signal lacks: -inf)."""
-        queue = self.queues(sim)
+        queue = approach_queues(sim)
         downstream = sim.link_density() * self.link_length[None, :]
         load = self.m_ratio[None, :] * (queue[:, self.m_approach] - downstream[:, self.m_out])
         n_signals = self.network.n_signals
@@ -301,7 +284,7 @@ class Actuated(PhaseController):
 
     def phase_queues(self, sim: Any) -> np.ndarray:
         """(B, n_signals, n_phases) queued vehicles on each phase's approaches."""
-        queue = self.queues(sim)
+        queue = approach_queues(sim)
         size = self.network.n_signals * self.width
         out = np.stack([np.bincount(self.a_index, weights=q, minlength=size) for q in queue])
         return out.reshape(-1, self.network.n_signals, self.width)

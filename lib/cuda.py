@@ -216,9 +216,10 @@ def k_link_sums(rho, y, cell_rj, kp, cell_dx, link_first, alpha, gamma, eps, mas
 
 
 @physics.source_keyed(cuda.jit(cache=True), __file__)
-def k_approach_sums(rho, y, cell_rj, kp, cell_dx, app_cells, alpha, gamma, eps, queue_speed, out):
+def k_approach_sums(rho, y, cell_rj, kp, cell_dx, app_cells, alpha, gamma, eps, queue_speed, queue_min, out):
     """Read-out: per (approach, scenario) the vehicles and their sum of speeds over the cells near
-    the stop line, and the vehicles in cells slower than queue_speed on the whole link.
+    the stop line, and the vehicles in standing cells (a class present above queue_min moving
+    slower than queue_speed) on the whole link.
     app_cells[a] = (first cell of the link, first cell near the stop line, one past the last)."""
     t = cuda.grid(1)
     n_scen = rho.shape[2]
@@ -229,15 +230,16 @@ def k_approach_sums(rho, y, cell_rj, kp, cell_dx, app_cells, alpha, gamma, eps, 
         near_flow = 0.0
         queued = 0.0
         for i in range(app_cells[a, 0], app_cells[a, 2]):
-            cell_mass = 0.0
-            cell_flow = 0.0
-            for k in range(2):
-                cell_mass += rho[k, i, s]
-                cell_flow += rho[k, i, s] * cell_speed(k, i, s, rho, y, cell_rj, kp, alpha, gamma, eps)
+            v_m = cell_speed(0, i, s, rho, y, cell_rj, kp, alpha, gamma, eps)
+            v_c = cell_speed(1, i, s, rho, y, cell_rj, kp, alpha, gamma, eps)
+            cell_mass = rho[0, i, s] + rho[1, i, s]
+            cell_flow = rho[0, i, s] * v_m + rho[1, i, s] * v_c
             if i >= app_cells[a, 1]:
                 near_mass += cell_mass * cell_dx[i]
                 near_flow += cell_flow * cell_dx[i]
-            if cell_flow < queue_speed * cell_mass:
+            standing_m = rho[0, i, s] > queue_min and v_m < queue_speed
+            standing_c = rho[1, i, s] > queue_min and v_c < queue_speed
+            if standing_m or standing_c:
                 queued += cell_mass * cell_dx[i]
         out[a, s, 0] = near_mass
         out[a, s, 1] = near_flow
@@ -379,7 +381,8 @@ class CudaEngine:
         if n_app:
             k_approach_sums[_blocks(n_app * self.B), THREADS](
                 self.rho, self.y, d["cell_rj"], d["kp"], d["cell_dx"], self._device_copy(app_cells),
-                float(cfg.alpha), int(cfg.gamma), float(cfg.eps_density), float(cfg.queue_speed_mps), out,
+                float(cfg.alpha), int(cfg.gamma), float(cfg.eps_density), float(cfg.queue_speed_mps),
+                float(cfg.queue_min_density), out,
             )
         return out.copy_to_host().transpose(1, 0, 2)
 

@@ -40,7 +40,8 @@ class SimConfig:
     initial_load: float = 0.0  # initial density as a fraction of rho_jam, at equilibrium
     initial_moto_share: float = 0.35
     observe_length_m: float = 100.0  # approach_state looks at this many metres before the stop line
-    queue_speed_mps: float = 2.0  # cells slower than this count as queue
+    queue_speed_mps: float = 2.0  # a cell where a class present moves slower than this is queued
+    queue_min_density: float = 1e-6  # veh/m: a class this sparse is a numerical trace, not a queue
     eps_density: float = 1e-12  # veh/m below which a class is treated as absent from a cell
     cpu_chunk: int = 16  # most scenarios per CPU chunk (SIMD lanes advanced together, docs/PERFORMANCE.md)
     cpu_threads: int = 0  # CPU threads for one Simulator; 0 = every core this process may use
@@ -48,7 +49,7 @@ class SimConfig:
     def validate(self) -> None:
         positive = (
             "rho_jam_per_lane", "pressure_scale_m", "pressure_scale_c", "tau_m", "tau_c", "observe_length_m",
-            "eps_density", "exit_capacity_factor",
+            "eps_density", "exit_capacity_factor", "queue_min_density",
         )
         for name in positive:
             if not getattr(self, name) > 0:
@@ -140,6 +141,7 @@ class Simulator:
         cfl = self.config.cfl / self.config.order
         self.dt = cfl * float(self._static["cell_dx"].min()) / self._static["c_bound"]
         self._approach_cells = self._approach_table()
+        self._approach_gather = self._approach_index()
         self._init_state()
         self._engine = _make_engine(self.backend, self)
         self.reset()
@@ -320,38 +322,34 @@ class Simulator:
 
     def approach_state(self) -> np.ndarray:
         """(B, n_approaches, 3): density, flow-weighted speed over the last observe_length_m of each
-        approach link, and its queue (veh in cells slower than queue_speed_mps)."""
+        approach link, and its queue: every vehicle in the link's standing cells, those where a
+        class present (above queue_min_density) moves slower than queue_speed_mps. Per class,
+        because motorcycles filtering through a standing car queue lift the cell's mean speed."""
         sums = self._approach_sums()
-        cells = self._approach_cells
-        dx = self._static["cell_dx"]
-        near_length = np.array([dx[near:end].sum() for _, near, end in cells])
-        free = np.array([self.network.links[a.link].free_speed_mps for a in self.network.approaches])
         mass, flow = sums[..., 0], sums[..., 1]
         out = np.empty_like(sums)
-        out[..., 0] = mass / near_length
-        out[..., 1] = np.where(mass > 1e-9, flow / np.maximum(mass, 1e-300), free)
+        out[..., 0] = mass / self._approach_gather["near_length"]
+        out[..., 1] = np.where(mass > 1e-9, flow / np.maximum(mass, 1e-300), self._approach_gather["free"])
         out[..., 2] = sums[..., 2]
         return out
 
     def _approach_sums(self) -> np.ndarray:
         """(B, n_approaches, 3): vehicles and their sum of speeds near each stop line, and the
-        vehicles in slow cells of the link; on the GPU reduced there."""
-        cells = self._approach_cells
+        vehicles in standing cells of the link; on the GPU reduced there."""
         if self.backend == "cuda":
-            return self._engine.approach_sums(cells)
+            return self._engine.approach_sums(self._approach_cells)
+        g = self._approach_gather
+        if not len(g["start"]):
+            return np.zeros((self.n_scenarios, 0, 3))
         rho, y = self._engine.cells()
-        vel = self._speeds(rho, y)
-        dx = self._static["cell_dx"]
-        out = np.zeros((self.n_scenarios, len(cells), 3))
-        for a, (first, near, end) in enumerate(cells):
-            cell_mass = rho[:, first:end].sum(axis=0)
-            cell_flow = (rho[:, first:end] * vel[:, first:end]).sum(axis=0)
-            weights = dx[first:end, None]
-            out[:, a, 0] = (cell_mass * weights)[near - first :].sum(axis=0)
-            out[:, a, 1] = (cell_flow * weights)[near - first :].sum(axis=0)
-            slow = cell_flow < self.config.queue_speed_mps * cell_mass
-            out[:, a, 2] = (np.where(slow, cell_mass, 0.0) * weights).sum(axis=0)
-        return out
+        vel = self._speeds(rho, y)[:, g["cells"]]
+        rho = rho[:, g["cells"]]
+        cfg = self.config
+        standing = ((rho > cfg.queue_min_density) & (vel < cfg.queue_speed_mps)).any(axis=0)
+        mass = rho[0] + rho[1]
+        flow = rho[0] * vel[0] + rho[1] * vel[1]
+        parts = (mass * g["near_dx"], flow * g["near_dx"], np.where(standing, mass, 0.0) * g["dx"])
+        return np.stack([np.add.reduceat(p, g["start"], axis=0).T for p in parts], axis=-1)
 
     @property
     def nbytes(self) -> int:
@@ -387,6 +385,26 @@ class Simulator:
             near = end - min(lk.n_cells, max(1, math.ceil(self.config.observe_length_m / lk.dx_m)))
             rows.append((lk.first_cell, near, end))
         return np.array(rows, dtype=np.int64).reshape(len(rows), 3)
+
+    def _approach_index(self) -> dict[str, np.ndarray]:
+        """The approach links' cells gathered in one index, with per-cell weights, so a read-out
+        is a few array operations and one reduceat instead of a loop over approaches."""
+        dx = self._static["cell_dx"]
+        table = self._approach_cells
+        cells = np.concatenate([np.arange(first, end) for first, _, end in table] + [[]]).astype(np.int64)
+        near = np.concatenate([np.arange(first, end) >= near for first, near, end in table] + [[]])
+        near = near.astype(bool)
+        lengths = table[:, 2] - table[:, 0]
+        start = (np.cumsum(lengths) - lengths).astype(np.int64)
+        near_dx = np.where(near, dx[cells], 0.0)[:, None]
+        return {
+            "cells": cells,
+            "start": start,
+            "dx": dx[cells][:, None],
+            "near_dx": near_dx,
+            "near_length": np.add.reduceat(near_dx[:, 0], start) if len(start) else np.zeros(0),
+            "free": np.array([self.network.links[a.link].free_speed_mps for a in self.network.approaches]),
+        }
 
     def _link_length(self) -> np.ndarray:
         return np.array([lk.n_cells * lk.dx_m for lk in self.network.links])

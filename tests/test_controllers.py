@@ -27,18 +27,11 @@ class FakeSim:
         self.phase = np.array([phase], dtype=np.int64)
         self.tip = np.full((1, NETWORK.n_signals), time_in_phase)
         self.amber = np.full((1, NETWORK.n_signals), amber)
-        self.rho = np.zeros((1, 2, NETWORK.n_cells))
-        self.speed = np.full((1, 2, NETWORK.n_cells), 10.0)
+        self.queues = np.zeros((1, len(NETWORK.approaches)))
 
     def queue_on(self, approach: int, vehicles: float) -> None:
-        """Stand `vehicles` still on the last cells of an approach link (jam density)."""
-        link = NETWORK.links[NETWORK.approaches[approach].link]
-        jam = self.config.rho_jam_per_lane * link.lanes
-        cells = int(np.ceil(vehicles / (jam * link.dx_m)))
-        last = link.first_cell + link.n_cells
-        sl = slice(last - cells, last)
-        self.rho[0, :, sl] = 0.5 * vehicles / (cells * link.dx_m)
-        self.speed[0, 1, sl] = 0.0
+        """Stand `vehicles` still on an approach link."""
+        self.queues[0, approach] = vehicles
 
     def current_phase(self):
         return self.phase.copy()
@@ -49,8 +42,10 @@ class FakeSim:
     def time_in_phase(self):
         return self.tip.copy()
 
-    def cell_state(self):
-        return self.rho.copy(), self.speed.copy()
+    def approach_state(self):
+        state = np.zeros((1, len(NETWORK.approaches), 3))
+        state[:, :, 2] = self.queues
+        return state
 
     def link_density(self):
         return np.zeros((1, NETWORK.n_links))
