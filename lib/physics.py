@@ -155,20 +155,24 @@ def eval_cell(i, s, rho, y, cell_rj, cell_vf, kp, creep, alpha, gamma, eps, dem,
     A class absent from the cell (rho_k <= eps) is given its equilibrium w, so that the supply
     it offers follows the other class's density instead of an undefined y/rho.
     """
-    rj = cell_rj[i]
-    rm = rho[0, i, s]
-    rc = rho[1, i, s]
     for k in range(2):
         rk = rho[k, i, s]
-        r = effective_density(rm, rc, k, alpha)
-        p = pressure(r, rj, kp[k, i], gamma)
-        w_own = y[k, i, s] / max(rk, TINY)
-        w_eq = equilibrium_speed(r, rj, cell_vf[i], creep[k], gamma) + p
-        w = w_own if rk > eps else w_eq
+        w, p, r = class_w(k, i, s, rho, y, cell_rj, cell_vf, kp, creep, alpha, gamma, eps)
         wv[k, i, s] = w
         vel[k, i, s] = max(w - p, 0.0)
-        dem[k, i, s] = class_demand(rk, r, w, rj, kp[k, i], gamma)
+        dem[k, i, s] = class_demand(rk, r, w, cell_rj[i], kp[k, i], gamma)
         phi[k, i, s] = rk / max(r, TINY) if r > eps else 0.0
+
+
+def class_w(k, i, s, rho, y, cell_rj, cell_vf, kp, creep, alpha, gamma, eps):  # noqa: ANN001
+    """(w, p, perceived density) of class k in cell i, scenario s; an absent class (rho_k <= eps)
+    gets its equilibrium w (see `eval_cell`)."""
+    rj = cell_rj[i]
+    r = effective_density(rho[0, i, s], rho[1, i, s], k, alpha)
+    p = pressure(r, rj, kp[k, i], gamma)
+    w_own = y[k, i, s] / max(rho[k, i, s], TINY)
+    w_eq = equilibrium_speed(r, rj, cell_vf[i], creep[k], gamma) + p
+    return (w_own if rho[k, i, s] > eps else w_eq), p, r
 
 
 def interior_flux(i, s, rho, cell_rj, kp, gamma, c_bound, dem, wv, vel, phi, gout, gyout):  # noqa: ANN001
@@ -489,16 +493,8 @@ def class_w_faces(k, i, b, a, s, rho, y, inner, eps, rho_l, y_l, rho_r, y_r):  #
 
 def face_speed(i, s, rho_f, y_f, cell_rj, cell_vf, kp, creep, alpha, gamma, eps, vel):  # noqa: ANN001
     """Per class speed of a face state of cell i (as `eval_cell` computes it for a cell)."""
-    rj = cell_rj[i]
-    rm = rho_f[0, i, s]
-    rc = rho_f[1, i, s]
     for k in range(2):
-        rk = rho_f[k, i, s]
-        r = effective_density(rm, rc, k, alpha)
-        p = pressure(r, rj, kp[k, i], gamma)
-        w_own = y_f[k, i, s] / max(rk, TINY)
-        w_eq = equilibrium_speed(r, rj, cell_vf[i], creep[k], gamma) + p
-        w = w_own if rk > eps else w_eq
+        w, p, _ = class_w(k, i, s, rho_f, y_f, cell_rj, cell_vf, kp, creep, alpha, gamma, eps)
         vel[k, i, s] = max(w - p, 0.0)
 
 
@@ -507,7 +503,8 @@ def face_speed(i, s, rho_f, y_f, cell_rj, cell_vf, kp, creep, alpha, gamma, eps,
 FUNCTIONS = (
     "ipow", "iroot", "effective_density", "pressure", "equilibrium_speed", "critical_density",
     "curve_flow", "class_demand", "class_supply", "space_supply", "limit_factors", "relaxed_y",
-    "eval_cell", "interior_flux", "movement_gate", "junction_open", "movement_clear", "movement_demand",
+    "class_w", "eval_cell", "interior_flux", "movement_gate", "junction_open", "movement_clear",
+    "movement_demand",
     "outgoing_factors", "movement_flow", "junction_flow", "entry_flow", "exit_flow", "transport_cell",
     "relax_cell", "update_cell", "mc_slope", "weighted_faces", "class_w_faces", "reconstruct_cell",
     "face_speed", "cell_speed",
