@@ -197,7 +197,7 @@ def run(config: RunConfig) -> RunResult:
         run_id=run_id,
         commit=config.commit,
         params=config.to_dict(),
-        backend=config.backend,
+        backend=pick_backend(config.backend),  # what "auto" chose; params keeps the request
         device=device_name(config.backend),
         versions=versions(),
         lib_hash=lib_hash(),

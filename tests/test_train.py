@@ -44,6 +44,15 @@ def named(records, name):
     return [r for r in records if r["event"] == name]
 
 
+def test_run_start_says_which_backend_auto_chose(tmp_path, log):
+    run(RunConfig(**{**SMALL, "backend": "auto"}, output_dir=str(tmp_path)))
+    records = log()
+    start, build = records[0], named(records, "network_build")[0]
+    assert start["params"]["backend"] == "auto"
+    assert start["backend"] == build["backend"] and start["backend"] in ("cpu", "cuda")
+    assert (start["device"] == "cpu") == (start["backend"] == "cpu")
+
+
 def test_a_300_step_dqn_run_learns_builds_once_and_writes_everything(tmp_path, log):
     result = run(RunConfig(**SMALL, output_dir=str(tmp_path)))
     records = log()
