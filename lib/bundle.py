@@ -325,12 +325,18 @@ def run_local(bundle: Bundle, run_dir: Path) -> LocalRun:
             kernel_name="python3", progress_bar=False, log_output=False,
             stdout_file=log.stream("stdout", sys.stdout), stderr_file=log.stream("stderr", sys.stderr))
     except papermill.PapermillExecutionError as exc:
+        # As in a Kaggle log, the traceback ends the log, so fetch_logs reads the ending as an error.
+        log.write("stderr", _ANSI.sub("", "\n".join(exc.traceback)) + "\n")
         return LocalRun("error", run_dir, _cell_error(bundle.notebook, exc))
     except Exception as exc:  # the kernel died or could not start: still a clean report
+        log.write("stderr", f"{type(exc).__name__}: {exc}\n")
         return LocalRun("error", run_dir, f"the notebook could not run: {type(exc).__name__}: {exc}")
     finally:
         log.close()
     return LocalRun("ok", run_dir, None)
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
 def _cell_error(notebook: Path, exc: Any) -> str:

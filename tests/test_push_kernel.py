@@ -18,6 +18,7 @@ import nbformat
 import pytest
 
 from lib import bundle as bundle_mod
+from lib.analysis import analyse_path
 from lib.bundle import REPO_ROOT, BundleError, KaggleStyleLog, build_bundle, resolve_parameters, run_local
 
 pytest_plugins = ("tests.kaggle_stub",)
@@ -232,6 +233,8 @@ def test_failing_cell_is_named_and_partial_log_kept(fake_lib: Path, tmp_path: Pa
     assert {"stream_name": "stdout", "data": "before the failure 5\n"}.items() <= {
         **next(r for r in records if "before" in r["data"])}.items()
     assert (tmp_path / "runs" / "r1" / made.notebook.name).is_file()
+    ending = analyse_path(tmp_path / "runs" / "r1" / "run.log")["ending"]
+    assert ending["status"] == "error" and "ValueError: boom" in json.dumps(ending)
     with pytest.raises(BundleError, match="already exists"):
         run_local(made, tmp_path / "runs" / "r1")
 
