@@ -21,7 +21,15 @@ from pathlib import Path
 from typing import Any
 
 from lib.analysis import analyse_path
-from lib.bundle import REPO_ROOT, Bundle, BundleError, build_bundle, resolve_parameters, run_local
+from lib.bundle import (
+    REPO_ROOT,
+    Bundle,
+    BundleError,
+    build_bundle,
+    check_run_parameters,
+    resolve_parameters,
+    run_local,
+)
 from lib.kaggle_io import (
     CREDENTIALS_HELP,
     KaggleError,
@@ -87,6 +95,7 @@ def _run(args: argparse.Namespace) -> int:
         raise KaggleError(CREDENTIALS_HELP, exit_code=2)
     accelerator = _accelerator(args.accelerator)
     params = resolve_parameters(_overrides(args))
+    check_run_parameters(params)
     ref = _ref(args.slug, target == "kaggle" and not args.dry_run)
     slug = ref.split("/")[1]
     bundle = build_bundle(params, args.build_dir / slug, ref, accelerator)

@@ -126,6 +126,19 @@ def resolve_parameters(overrides: dict[str, Any], notebook: Path = NOTEBOOK) -> 
     return {**defaults, **overrides}
 
 
+def check_run_parameters(parameters: dict[str, Any]) -> None:
+    """Refuse what the training notebook's RunConfig would refuse, before anything is pushed or
+    run: a Kaggle session that dies on a config error in its first cells wastes its queue time.
+    (The notebook's parameters are RunConfig fields; none of its checks depends on this machine.)"""
+    from lib.config import ConfigError
+    from lib.train import RunConfig
+
+    try:
+        RunConfig.from_dict(parameters)
+    except ConfigError as exc:
+        raise BundleError(f"the run would reject these parameters: {exc}") from None
+
+
 def build_bundle(parameters: dict[str, Any], out_dir: Path, ref: str, accelerator: str | None,
                  notebook: Path = NOTEBOOK, lib_dir: Path = REPO_ROOT / "lib",
                  max_bytes: int = MAX_SOURCE_BYTES) -> Bundle:

@@ -20,6 +20,7 @@ import pytest
 from lib import bundle as bundle_mod
 from lib.analysis import analyse_path
 from lib.bundle import REPO_ROOT, BundleError, KaggleStyleLog, build_bundle, resolve_parameters, run_local
+from lib.sim import cuda_available
 
 pytest_plugins = ("tests.kaggle_stub",)
 
@@ -256,12 +257,23 @@ def test_target_local_runs_here_even_with_credentials(kaggle_stub, tmp_path: Pat
     assert kaggle_stub.requests == []
 
 
+@pytest.mark.parametrize("target", ["local", "kaggle"])
+def test_parameters_the_run_would_reject_are_refused_before_running(kaggle_stub, tmp_path, target) -> None:
+    env = kaggle_stub.client_env(tmp_path / "home", credentials="key")
+    done = push_cli(["--target", target, "--n-envs", "0", "--run-id", "bad"], tmp_path, env)
+    assert done.returncode == 1
+    assert "the run would reject these parameters: RunConfig.n_envs must be >= 1" in done.stderr
+    assert not (tmp_path / "runs" / "bad").exists() and not (tmp_path / "build").exists()
+    assert kaggle_stub.requests == []
+
+
+@pytest.mark.skipif(cuda_available(), reason="needs a machine without a CUDA GPU to make the run fail")
 def test_auto_without_credentials_runs_here_and_names_a_failing_cell(kaggle_stub, tmp_path: Path) -> None:
     env = kaggle_stub.client_env(tmp_path / "home", credentials=None)
-    done = push_cli(["--n-envs", "0", "--run-id", "bad"], tmp_path, env)
+    done = push_cli(["--backend", "cuda", "--run-id", "bad"], tmp_path, env)
     assert done.returncode == 1
     assert "LOCAL RUN (no Kaggle credentials are configured)" in done.stdout
-    assert "LOCAL RUN FAILED" in done.stdout and "raised ConfigError: RunConfig.n_envs" in done.stdout
+    assert "LOCAL RUN FAILED" in done.stdout and "numba finds no CUDA GPU" in done.stdout
     log = json.loads((tmp_path / "runs" / "bad" / "run.log").read_text())
     assert any("unpacked to" in r["data"] for r in log)
     assert (tmp_path / "runs" / "bad" / "victoria-island-signals.ipynb").is_file()
