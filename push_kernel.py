@@ -66,7 +66,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--accelerator", default=DEFAULT_ACCELERATOR,
                         help="Kaggle machine shape (default NvidiaTeslaT4; 'none' for CPU only)")
     parser.add_argument("--slug", default=DEFAULT_SLUG, help="kernel SLUG or OWNER/SLUG")
-    parser.add_argument("--timeout", type=int, default=None, help="Kaggle session timeout, seconds")
+    parser.add_argument("--timeout", type=_positive, default=None, help="Kaggle session timeout, seconds")
     parser.add_argument("--wait", action="store_true", help="poll until done, then download and analyse")
     parser.add_argument("--poll-interval", type=float, default=10.0,
                         help="first status poll interval with --wait, seconds (backs off to 60)")
@@ -113,6 +113,16 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
         overrides[name] = _value(value)
     overrides.setdefault("run_id", f"{time.strftime('%Y%m%d-%H%M%S')}-{args.slug.split('/')[-1]}")
     return overrides
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive whole number of seconds, got {text!r}")
+    return value
 
 
 def _value(text: str) -> Any:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import types
 import typing
 from collections.abc import Mapping
@@ -110,8 +111,8 @@ def _matches(value: Any, expected: Any) -> bool:
         return len(args) == len(value) and all(_matches(v, a) for v, a in zip(value, args, strict=True))
     if origin in (dict, Mapping, typing.Mapping):
         return isinstance(value, Mapping)
-    if expected is float:
-        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if expected is float:  # finite: a NaN slips through every `x < 0` check downstream
+        return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
     if expected is int:
         return isinstance(value, int) and not isinstance(value, bool)
     if isinstance(expected, type):
@@ -127,4 +128,6 @@ def _describe(expected: Any) -> str:
         return " or ".join(_describe(a) for a in get_args(expected))
     if expected is type(None):
         return "None"
+    if expected is float:
+        return "a finite number"
     return getattr(expected, "__name__", str(expected))

@@ -169,9 +169,8 @@ def load_network(path: str | Path | None = None, cell_length_m: float = DEFAULT_
     """Load a network folder (edges.csv, nodes.csv, optional observed_speeds.csv)."""
     folder = Path(path) if path is not None else DEFAULT_DATA
     if not folder.is_dir():
-        raise ValueError(
-            f"network folder {folder} does not exist; pass a folder holding edges.csv and nodes.csv"
-        )
+        problem = "is a file, not a folder" if folder.is_file() else "does not exist"
+        raise ValueError(f"network folder {folder} {problem}; pass a folder holding edges.csv and nodes.csv")
     for required in ("edges.csv", "nodes.csv"):
         if not (folder / required).exists():
             raise ValueError(
@@ -240,7 +239,12 @@ def _parse_nodes(rows: Sequence[Mapping[str, Any]], source: str) -> dict[int, di
             raise _row_error(source, "nodes.csv", row_no, f"bad osm_id/lat/lon ({exc})") from None
         if osm_id in info:
             raise _row_error(source, "nodes.csv", row_no, f"duplicate node {osm_id}")
-        info[osm_id] = {"lat": lat, "lon": lon, "signalised": _truthy(row.get("traffic_signals", False))}
+
+        def fail(problem: str, row_no: int = row_no) -> ValueError:
+            return _row_error(source, "nodes.csv", row_no, problem)
+
+        signalised = _flag(row.get("traffic_signals", False), "traffic_signals", fail)
+        info[osm_id] = {"lat": lat, "lon": lon, "signalised": signalised}
     return info
 
 
@@ -275,7 +279,7 @@ def _parse_edges(
         highway = str(row.get("highway") or "").strip()
         if highway not in DEFAULT_LANES:
             raise fail(f"highway {highway!r} unknown; expected one of {', '.join(DEFAULT_LANES)}")
-        lanes = _lanes(row.get("osm_lanes"), highway, _truthy(row.get("oneway", True)), fail)
+        lanes = _lanes(row.get("osm_lanes"), highway, _flag(row.get("oneway", True), "oneway", fail), fail)
         free_kmh = speed_obs.get((u, v), DEFAULT_FREE_SPEED_KMH[highway])
         geometry = _parse_wkt(row.get("geometry_wkt"), fail) or _straight(node_info, u, v)
         edges.append(Edge(u, v, str(row.get("name") or ""), highway, length, lanes, free_kmh / 3.6, geometry))
@@ -287,9 +291,12 @@ def _lanes(raw: Any, highway: str, oneway: bool, fail: Any) -> int:
     if raw is None or str(raw).strip() == "":
         return DEFAULT_LANES[highway]
     try:
-        total = int(float(str(raw).split(";")[0]))
+        number = float(str(raw).split(";")[0])
     except ValueError:
-        raise fail(f"osm_lanes must be a whole number, got {raw!r}") from None
+        number = math.nan
+    if not number.is_integer():
+        raise fail(f"osm_lanes must be a whole number, got {raw!r}")
+    total = int(number)
     if total <= 0:
         raise fail(f"osm_lanes must be positive, got {raw!r}")
     return total if oneway else max(1, total // 2)
@@ -361,8 +368,16 @@ def _check_ways_out(edges: Sequence[Edge], node_info: Mapping[int, Any], source:
             )
 
 
-def _truthy(value: Any) -> bool:
-    return str(value).strip().lower() in {"true", "1", "yes"}
+TRUE_WORDS = {"true", "1", "yes"}
+FALSE_WORDS = {"false", "0", "no"}
+
+
+def _flag(value: Any, column: str, fail: Any) -> bool:
+    """A boolean column read strictly: a typo must not flip a one-way road into a two-way one."""
+    word = str(value).strip().lower()
+    if word not in TRUE_WORDS | FALSE_WORDS:
+        raise fail(f"{column} must be True or False, got {value!r}")
+    return word in TRUE_WORDS
 
 
 def _float(value: Any) -> float | None:

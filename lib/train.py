@@ -18,6 +18,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import platform
+import re
 import signal
 import sys
 import threading
@@ -125,10 +126,36 @@ class RunConfig:
                 f"RunConfig needs learning_rate > 0 and 0 < gamma <= 1, got "
                 f"{self.learning_rate!r}, {self.gamma!r}."
             )
+        largest_seed = 2**32 - 1 - SANITY_SEED_OFFSET - max(self.n_envs, self.eval_episodes)
+        if not 0 <= self.seed <= largest_seed:
+            raise ConfigError(f"RunConfig.seed must be in 0..{largest_seed} (numpy seeds are 32-bit and "
+                              f"evaluation adds offsets), got {self.seed!r}.")
+        if self.learning_starts < 0 or not (self.gradient_steps >= 1 or self.gradient_steps == -1):
+            raise ConfigError(f"RunConfig needs learning_starts >= 0 and gradient_steps >= 1 (or -1: as many "
+                              f"as steps collected), got {self.learning_starts!r}, {self.gradient_steps!r}.")
+        for name in ("exploration_fraction", "exploration_final_eps"):
+            if not 0 <= getattr(self, name) <= 1:
+                raise ConfigError(f"RunConfig.{name} must be in [0, 1], got {getattr(self, name)!r}.")
+        if not self.clip_range > 0 or not 0 <= self.gae_lambda <= 1 or self.ent_coef < 0:
+            raise ConfigError(f"RunConfig needs clip_range > 0, 0 <= gae_lambda <= 1 and ent_coef >= 0, got "
+                              f"{self.clip_range!r}, {self.gae_lambda!r}, {self.ent_coef!r}.")
+        if not re.fullmatch(r"([A-Za-z0-9_-][A-Za-z0-9._-]*)?", self.run_id):
+            raise ConfigError(f"RunConfig.run_id names a folder: use letters, digits, '.', '_' and '-' (not "
+                              f"starting with '.'), got {self.run_id!r}.")
+        if not self.net_arch or min(self.net_arch) < 1:
+            raise ConfigError(f"RunConfig.net_arch needs layers of >= 1 units, got {self.net_arch!r}.")
         if self.algorithm == "dqn" and self.learning_starts >= self.steps and not self.resume:
             raise ConfigError(
                 f"RunConfig.learning_starts ({self.learning_starts}) >= steps ({self.steps}): DQN would "
                 f"never make a gradient update. Lower learning_starts below steps or raise steps."
+            )
+        first_update = self.learning_starts + self.train_freq * self.n_envs
+        if self.algorithm == "dqn" and not self.resume and first_update > self.steps:
+            raise ConfigError(
+                f"RunConfig: DQN first trains after learning_starts ({self.learning_starts}) plus train_freq "
+                f"({self.train_freq}) steps of each of the {self.n_envs} envs = {first_update} steps, more "
+                f"than steps ({self.steps}); SB3 would also overrun the budget to finish that round. "
+                f"Raise steps or lower train_freq or learning_starts."
             )
         if self.tensorboard and importlib.util.find_spec("tensorboard") is None:
             raise ConfigError(

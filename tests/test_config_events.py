@@ -86,3 +86,23 @@ def test_parse_line_rejects_non_events():
     assert events.parse_line("[event] {not json") is None
     assert events.parse_line('[event] {"t": 1}') is None
     assert events.parse_line(' [event] {"event": "x", "t": 1}') is None
+
+
+@pytest.mark.parametrize("value", [math.nan, math.inf, -math.inf])
+def test_non_finite_floats_are_rejected_where_a_nan_would_pass_every_range_check(value):
+    with pytest.raises(ConfigError, match="ExampleConfig.rate must be a finite number"):
+        ExampleConfig(rate=value)
+
+
+def test_real_configs_reject_non_finite_values():
+    from lib.env import EnvConfig
+    from lib.sim import SimConfig
+
+    with pytest.raises(ConfigError, match="SimConfig.amber_s must be a finite number"):
+        SimConfig(amber_s=math.nan)
+    with pytest.raises(ConfigError, match="SimConfig.min_green_s must be a finite number"):
+        SimConfig(min_green_s=math.inf)
+    with pytest.raises(ConfigError, match="EnvConfig.episode_seconds must be a finite number"):
+        EnvConfig(episode_seconds=math.inf)
+    with pytest.raises(ConfigError, match="EnvConfig.demand_level_range"):
+        EnvConfig(demand_level_range=(0.7, math.inf))

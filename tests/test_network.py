@@ -222,3 +222,25 @@ def test_bad_highway_and_cell_length():
 def _signalised_ids() -> set[int]:
     with (DEFAULT_DATA / "nodes.csv").open() as handle:
         return {int(r["osm_id"]) for r in csv.DictReader(handle) if r["traffic_signals"] == "True"}
+
+
+@pytest.mark.parametrize(
+    ("column", "value", "message"),
+    [
+        ("osm_lanes", "1.5", r"row 1 .*osm_lanes must be a whole number, got '1.5'"),
+        ("osm_lanes", "two", r"row 1 .*osm_lanes must be a whole number"),
+        ("oneway", "maybe", r"row 1 .*oneway must be True or False, got 'maybe'"),
+    ],
+)
+def test_malformed_edge_values_are_rejected_not_reinterpreted(column, value, message):
+    nodes = [{"osm_id": i, "lat": 0.0, "lon": 0.001 * i, "traffic_signals": False} for i in range(2)]
+    with pytest.raises(ValueError, match=message):
+        build_network([_edge(0, 1, 50, **{column: value})], nodes)
+
+
+def test_malformed_signal_flag_and_a_file_for_a_folder(tmp_path):
+    nodes = [{"osm_id": i, "lat": 0.0, "lon": 0.001 * i, "traffic_signals": "ja"} for i in range(2)]
+    with pytest.raises(ValueError, match=r"nodes.csv row 1 .*traffic_signals must be True or False"):
+        build_network([_edge(0, 1, 50)], nodes)
+    with pytest.raises(ValueError, match="is a file, not a folder"):
+        load_network(DEFAULT_DATA / "edges.csv")

@@ -278,3 +278,11 @@ def test_auto_without_credentials_runs_here_and_names_a_failing_cell(kaggle_stub
     assert any("unpacked to" in r["data"] for r in log)
     assert (tmp_path / "runs" / "bad" / "victoria-island-signals.ipynb").is_file()
     assert kaggle_stub.requests == []
+
+
+def test_non_positive_timeout_is_an_argument_error(kaggle_stub, tmp_path: Path) -> None:
+    env = kaggle_stub.client_env(tmp_path / "home", credentials="key")
+    done = push_cli(["--timeout", "-3", "--dry-run"], tmp_path, env)
+    assert done.returncode == 2
+    assert "--timeout: must be a positive whole number of seconds, got '-3'" in done.stderr
+    assert kaggle_stub.requests == []

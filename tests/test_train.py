@@ -179,3 +179,23 @@ def test_repeated_warnings_become_one_event_each_plus_a_count(log):
     assert [r["category"] for r in first] == ["NumbaPerformanceWarning", "UserWarning"]
     assert "Grid size 0" in first[0]["message"]
     assert final == {"NumbaPerformanceWarning": 40, "UserWarning": 2}
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"gradient_steps": 0}, "gradient_steps >= 1"),
+        ({"learning_starts": -5}, "learning_starts >= 0"),
+        ({"train_freq": 200}, "DQN first trains after learning_starts"),
+        ({"exploration_fraction": -1.0}, r"exploration_fraction must be in \[0, 1\]"),
+        ({"exploration_final_eps": 2.0}, r"exploration_final_eps must be in \[0, 1\]"),
+        ({"algorithm": "ppo", "clip_range": -1.0}, "clip_range > 0"),
+        ({"net_arch": (0,)}, "net_arch needs layers"),
+        ({"seed": -1}, r"seed must be in 0\.\."),
+        ({"seed": 2**32 - 1}, r"seed must be in 0\.\."),
+        ({"run_id": "../../etc"}, "run_id names a folder"),
+    ],
+)
+def test_settings_that_would_fail_late_or_never_learn_are_rejected(changes, message):
+    with pytest.raises(ConfigError, match=message):
+        RunConfig(**{**SMALL, **changes})
