@@ -15,7 +15,7 @@ from lib.sim import SimConfig
 NETWORK = load_network()
 
 
-pytestmark = pytest.mark.usefixtures("quiet_pool")
+pytestmark = pytest.mark.usefixtures("pool_events")
 
 
 class FakeSim:

@@ -19,7 +19,7 @@ from lib.reward import REWARD_SCALE
 SHORT = {"backend": "cpu", "episode_seconds": 300.0, "randomize_demand": False}
 
 
-pytestmark = pytest.mark.usefixtures("quiet_pool")
+pytestmark = pytest.mark.usefixtures("pool_events")
 
 
 def _rollout(env: TrafficSignalEnv, seed: int, actions: list) -> list:

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import io
-
 import numpy as np
 import pytest
 from matplotlib.figure import Figure
 
-from lib import events, plots
+from lib import plots
 from lib.controllers import Actuated, WebsterFixedTime
 from lib.env import SignalBatch
 from lib.evaluate import Evaluation, evaluate, relative_change, results_markdown
@@ -16,7 +14,7 @@ from lib.network import load_network
 from lib.train import RunResult
 from lib.vecenv import TrafficVecEnv
 
-pytestmark = pytest.mark.usefixtures("quiet_pool")
+pytestmark = pytest.mark.usefixtures("pool_events")
 
 
 @pytest.fixture
@@ -73,12 +71,9 @@ def test_an_episode_that_never_ends_raises_instead_of_hanging(vec, monkeypatch):
         _run(vec, Actuated())
 
 
-def test_progress_events_name_the_controller(vec):
-    stream = io.StringIO()
-    events.set_stream(stream)
+def test_progress_events_name_the_controller(vec, pool_events):
     _run(vec, Actuated())
-    records = [events.parse_line(line) for line in stream.getvalue().splitlines()]
-    progress = [r for r in records if r and r["event"] == "eval_progress"]
+    progress = pool_events("eval_progress")
     assert progress and all(r["controller"] == "actuated" for r in progress)
     assert progress[-1]["episode"] == progress[-1]["episodes"] == 3
 

@@ -2,34 +2,17 @@
 
 from __future__ import annotations
 
-import io
 import shutil
 
 import numpy as np
 import pytest
 
-from lib import events, pool
+from lib import pool
 from lib.network import DEFAULT_DATA
 from lib.sim import SimConfig
 
 
-@pytest.fixture
-def captured():
-    """Fresh pool, and the event lines it prints."""
-    pool.reset_pool()
-    stream = io.StringIO()
-    events.set_stream(stream)
-    yield stream
-    events.set_stream(None)
-    pool.reset_pool()
-
-
-def _events(stream: io.StringIO, name: str) -> list[dict]:
-    records = [events.parse_line(line) for line in stream.getvalue().splitlines()]
-    return [r for r in records if r is not None and r["event"] == name]
-
-
-def test_one_build_across_many_leases_and_releases(captured):
+def test_one_build_across_many_leases_and_releases(pool_events):
     leases = [pool.acquire(1, backend="cpu") for _ in range(3)]
     for lease in leases:
         lease.release()
@@ -37,7 +20,7 @@ def test_one_build_across_many_leases_and_releases(captured):
         with pool.acquire(2, backend="cpu") as lease:
             lease.sim.advance(5.0)
     assert pool.build_count() == 1
-    builds = _events(captured, "network_build")
+    builds = pool_events("network_build")
     assert len(builds) == 1
     record = builds[0]
     network = leases[0].network
@@ -49,11 +32,11 @@ def test_one_build_across_many_leases_and_releases(captured):
     )
     assert record["scenarios"] == 1 and record["backend"] == "cpu"
     assert record["bytes"] == leases[0].sim.nbytes > 0 and record["seconds"] >= 0
-    compiles = _events(captured, "kernel_compile")
+    compiles = pool_events("kernel_compile")
     assert len(compiles) == 1 and isinstance(compiles[0]["cached"], bool)
 
 
-def test_released_simulator_is_reused_and_reset_by_copy(captured):
+def test_released_simulator_is_reused_and_reset_by_copy(pool_events):
     first = pool.acquire(2, backend="cpu")
     sim = first.sim
     sim.set_demand(np.full(first.network.n_entries, 900.0))
@@ -72,12 +55,12 @@ def test_released_simulator_is_reused_and_reset_by_copy(captured):
     assert pool.build_count() == 1
 
 
-def test_a_different_config_builds_its_own(captured):
+def test_a_different_config_builds_its_own(pool_events):
     base = pool.acquire(1, backend="cpu")
     tuned = pool.acquire(1, sim_config={"min_green_s": 5.0}, backend="cpu")
     coarse = pool.acquire(1, backend="cpu", cell_length_m=50.0)
     assert pool.build_count() == 3
-    assert [b["n"] for b in _events(captured, "network_build")] == [1, 2, 3]
+    assert [b["n"] for b in pool_events("network_build")] == [1, 2, 3]
     assert tuned.sim.config.min_green_s == 5.0 and base.sim.config.min_green_s != 5.0
     assert coarse.network.n_cells < base.network.n_cells
     assert coarse.network.key != base.network.key
@@ -85,10 +68,10 @@ def test_a_different_config_builds_its_own(captured):
     pool.acquire(1, sim_config=SimConfig(min_green_s=5.0), backend="cpu")
     pool.acquire(1, sim_config=SimConfig(), backend="cpu")
     assert pool.build_count() == 3
-    assert len(_events(captured, "kernel_compile")) == 1
+    assert len(pool_events("kernel_compile")) == 1
 
 
-def test_key_is_the_data_content_not_the_path(captured, tmp_path):
+def test_key_is_the_data_content_not_the_path(pool_events, tmp_path):
     same = tmp_path / "same"
     shutil.copytree(DEFAULT_DATA, same)
     pool.acquire(1, backend="cpu")
@@ -102,7 +85,7 @@ def test_key_is_the_data_content_not_the_path(captured, tmp_path):
     assert lease.network.source == str(edited)
 
 
-def test_bad_requests_name_the_fix(captured, tmp_path):
+def test_bad_requests_name_the_fix(pool_events, tmp_path):
     with pytest.raises(ValueError, match="n_slots must be a positive int"):
         pool.acquire(0)
     with pytest.raises(ValueError, match="does not exist"):
@@ -114,12 +97,12 @@ def test_bad_requests_name_the_fix(captured, tmp_path):
     assert pool.build_count() == 0
 
 
-def test_a_config_with_other_kernels_compiles_them_in_its_build(captured):
+def test_a_config_with_other_kernels_compiles_them_in_its_build(pool_events):
     pool.acquire(1, backend="cpu")
     second = pool.acquire(1, sim_config={"order": 2}, backend="cpu")
-    compiles = _events(captured, "kernel_compile")
+    compiles = pool_events("kernel_compile")
     assert len(compiles) == 2, "the order-2 kernels are compiled (and timed) in the pool's build"
     assert pool.build_count() == 2
-    start = len(captured.getvalue())
+    start = len(pool_events.stream.getvalue())
     second.sim.advance(30.0)
-    assert "kernel_compile" not in captured.getvalue()[start:]
+    assert "kernel_compile" not in pool_events.stream.getvalue()[start:]

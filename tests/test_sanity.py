@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import io
-
 import numpy as np
 import pytest
 
-from lib import events, sanity
+from lib import sanity
 from lib.env import SignalBatch, TrafficSignalEnv
 from lib.sim import Simulator
 
-pytestmark = pytest.mark.usefixtures("quiet_pool")
+pytestmark = pytest.mark.usefixtures("pool_events")
 
 
 @pytest.fixture
@@ -70,13 +68,10 @@ def test_each_check_fails_on_its_fault(check, env, monkeypatch):
     assert not passed, detail
 
 
-def test_run_checks_names_the_failed_check_and_emits_events(env, monkeypatch):
-    stream = io.StringIO()
-    events.set_stream(stream)
+def test_run_checks_names_the_failed_check_and_emits_events(env, monkeypatch, pool_events):
     monkeypatch.setattr(Simulator, "advance", _frozen_advance)
     with pytest.raises(sanity.SanityError, match="state_changes"):
         sanity.run_checks(env, seed=1)
-    records = [events.parse_line(line) for line in stream.getvalue().splitlines()]
-    checks = {r["check"]: r["passed"] for r in records if r and r["event"] == "sanity"}
+    checks = {r["check"]: r["passed"] for r in pool_events("sanity")}
     assert set(checks) == set(sanity.CHECKS)
     assert checks["state_changes"] is False

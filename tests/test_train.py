@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import signal
@@ -10,7 +9,6 @@ import warnings
 
 import pytest
 
-from lib import events, pool
 from lib.config import ConfigError
 from lib.sim import Simulator
 from lib.train import ProgressCallback, RunConfig, RunFailed, run
@@ -29,44 +27,29 @@ CONTROLLERS = {"dqn", "webster", "max_pressure", "actuated", "random"}
 PHASES = ["config", "build", "sanity", "train", "eval", "baselines", "save"]
 
 
-@pytest.fixture
-def log():
-    """Fresh pool (as in a new process) and the run's events, parsed."""
-    pool.reset_pool()
-    stream = io.StringIO()
-    events.set_stream(stream)
-    yield lambda: [events.parse_line(line) for line in stream.getvalue().splitlines()]
-    events.set_stream(None)
-    pool.reset_pool()
-
-
-def named(records, name):
-    return [r for r in records if r["event"] == name]
-
-
-def test_run_start_says_which_backend_auto_chose(tmp_path, log):
+def test_run_start_says_which_backend_auto_chose(tmp_path, pool_events):
     run(RunConfig(**{**SMALL, "backend": "auto"}, output_dir=str(tmp_path)))
-    records = log()
-    start, build = records[0], named(records, "network_build")[0]
+    records = pool_events()
+    start, build = records[0], pool_events("network_build")[0]
     assert start["params"]["backend"] == "auto"
     assert start["backend"] == build["backend"] and start["backend"] in ("cpu", "cuda")
     assert (start["device"] == "cpu") == (start["backend"] == "cpu")
 
 
-def test_a_300_step_dqn_run_learns_builds_once_and_writes_everything(tmp_path, log):
+def test_a_300_step_dqn_run_learns_builds_once_and_writes_everything(tmp_path, pool_events):
     result = run(RunConfig(**SMALL, output_dir=str(tmp_path)))
-    records = log()
+    records = pool_events()
     assert result.status == "ok"
     assert records[0]["event"] == "run_start" and records[-1]["event"] == "run_end"
     assert records[-1]["status"] == "ok"
     assert set(records[0]["versions"]) >= {"python", "numba", "torch", "stable_baselines3", "gymnasium"}
-    assert len(named(records, "network_build")) == 1 and result.builds == 1
-    assert [r["phase"] for r in named(records, "phase_start")] == PHASES
-    assert [r["phase"] for r in named(records, "phase_end")] == PHASES
-    assert len(named(records, "sanity")) == 5 and all(r["passed"] for r in named(records, "sanity"))
+    assert len(pool_events("network_build")) == 1 and result.builds == 1
+    assert [r["phase"] for r in pool_events("phase_start")] == PHASES
+    assert [r["phase"] for r in pool_events("phase_end")] == PHASES
+    assert len(pool_events("sanity")) == 5 and all(r["passed"] for r in pool_events("sanity"))
     assert result.steps == 300 and result.updates >= 1
-    assert named(records, "train_progress")[-1]["steps"] == 300
-    assert {r["controller"] for r in named(records, "eval_result")} == CONTROLLERS
+    assert pool_events("train_progress")[-1]["steps"] == 300
+    assert {r["controller"] for r in pool_events("eval_result")} == CONTROLLERS
     for name in ("model.zip", "results.json", "results.md", "training_curve.png", "comparison.png"):
         assert (tmp_path / name).stat().st_size > 0, name
     assert list((tmp_path / "checkpoints").glob("step_000000300*")), "final checkpoint with replay buffer"
@@ -84,7 +67,7 @@ def test_a_300_step_dqn_run_learns_builds_once_and_writes_everything(tmp_path, l
     )
 
 
-def test_resume_continues_from_the_latest_checkpoint(tmp_path, log):
+def test_resume_continues_from_the_latest_checkpoint(tmp_path, pool_events):
     first = run(
         RunConfig(
             **{**SMALL, "steps": 200}, checkpoint_every=100, keep_checkpoints=2, output_dir=str(tmp_path)
@@ -102,18 +85,17 @@ def test_resume_continues_from_the_latest_checkpoint(tmp_path, log):
             output_dir=str(tmp_path),
         )
     )
-    records = log()
     assert second.status == "ok" and second.steps == 400 and second.updates > first.updates
-    train_end = [r for r in named(records, "phase_end") if r["phase"] == "train"][-1]
+    train_end = [r for r in pool_events("phase_end") if r["phase"] == "train"][-1]
     assert train_end["resumed_from"].endswith("step_000000200.zip")
-    assert named(records, "train_progress")[-1]["steps"] == 400
+    assert pool_events("train_progress")[-1]["steps"] == 400
     assert [p.name for p in sorted((tmp_path / "checkpoints").glob("*.zip"))] == [
         "step_000000300.zip",
         "step_000000400.zip",
     ]
 
 
-def test_sigterm_saves_a_checkpoint_and_reports_interrupted(tmp_path, log, monkeypatch):
+def test_sigterm_saves_a_checkpoint_and_reports_interrupted(tmp_path, pool_events, monkeypatch):
     real_on_step = ProgressCallback._on_step
 
     def on_step(self):
@@ -124,29 +106,29 @@ def test_sigterm_saves_a_checkpoint_and_reports_interrupted(tmp_path, log, monke
     monkeypatch.setattr(ProgressCallback, "_on_step", on_step)
     previous = signal.getsignal(signal.SIGTERM)
     result = run(RunConfig(**SMALL, output_dir=str(tmp_path)))
-    records = log()
+    records = pool_events()
     assert signal.getsignal(signal.SIGTERM) is previous
     assert result.status == "interrupted"
     assert records[-1]["event"] == "run_end" and records[-1]["status"] == "interrupted"
-    saved = named(records, "checkpoint")
+    saved = pool_events("checkpoint")
     assert saved and 150 <= saved[-1]["steps"] < 300
     assert os.path.exists(saved[-1]["path"])
-    assert named(records, "phase_end")[-1] == {
-        **named(records, "phase_end")[-1],
+    assert pool_events("phase_end")[-1] == {
+        **pool_events("phase_end")[-1],
         "phase": "train",
         "status": "interrupted",
     }
 
 
-def test_a_failed_sanity_check_stops_before_training(tmp_path, log, monkeypatch):
+def test_a_failed_sanity_check_stops_before_training(tmp_path, pool_events, monkeypatch):
     monkeypatch.setattr(Simulator, "advance", lambda self, seconds: None)
     with pytest.raises(RunFailed, match="state_changes") as failure:
         run(RunConfig(**SMALL, output_dir=str(tmp_path)))
-    records = log()
+    records = pool_events()
     assert failure.value.result.status == "error"
     assert records[-1]["event"] == "run_end" and records[-1]["status"] == "error"
     assert "state_changes" in records[-1]["error"]
-    assert "train" not in [r["phase"] for r in named(records, "phase_start")]
+    assert "train" not in [r["phase"] for r in pool_events("phase_start")]
 
 
 def test_strict_config_names_the_closest_key_and_refuses_a_run_that_cannot_learn():
@@ -163,7 +145,7 @@ def test_strict_config_names_the_closest_key_and_refuses_a_run_that_cannot_learn
     assert RunConfig().learning_starts < RunConfig().steps
 
 
-def test_repeated_warnings_become_one_event_each_plus_a_count(log):
+def test_repeated_warnings_become_one_event_each_plus_a_count(pool_events):
     perf = numba_performance_warnings()
     assert perf, "numba's NumbaPerformanceWarning must be importable"
     with capture_warnings():
@@ -173,7 +155,7 @@ def test_repeated_warnings_become_one_event_each_plus_a_count(log):
             )
         warnings.warn("something else", UserWarning, stacklevel=1)
         warnings.warn("something else", UserWarning, stacklevel=1)
-    records = named(log(), "warning")
+    records = pool_events("warning")
     first = [r for r in records if not r.get("final")]
     final = {r["category"]: r["count"] for r in records if r.get("final")}
     assert [r["category"] for r in first] == ["NumbaPerformanceWarning", "UserWarning"]

@@ -14,7 +14,7 @@ from lib.vecenv import TrafficVecEnv
 OPTIONS = {"backend": "cpu", "episode_seconds": 90.0}
 
 
-pytestmark = pytest.mark.usefixtures("quiet_pool")
+pytestmark = pytest.mark.usefixtures("pool_events")
 
 
 def _same_info(single: dict, batched: dict) -> None:
