@@ -19,10 +19,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from lib import kaggle_io
-from lib.analysis import analyse_path
-from lib.logs import choose_target, find_log
-from lib.report import compare, render_compare, render_text, to_json, write_outputs
+from lib.remote import kaggle_api as kaggle_io
+from lib.runlog.analysis import analyse_path
+from lib.runlog.reader import choose_target, find_log
+from lib.runlog.report import compare, render_compare, render_text, to_json, write_outputs
 
 RUNS_DIR = Path(__file__).resolve().parent / "runs"
 

@@ -8,7 +8,7 @@
 Outputs (under the repository, or --runs-dir / --build-dir): a local run writes runs/<run_id>/
 (executed notebook, run.log in Kaggle's log format, results.json, model, plots); a push records
 runs/last_push.json for `python fetch_logs.py`; the bundle is written to build/<slug>/.
-See docs/kaggle.md. The work is done in lib/bundle.py and lib/kaggle_io.py.
+See docs/kaggle.md. The work is done in lib/remote/bundle.py and lib/remote/kaggle_api.py.
 """
 
 from __future__ import annotations
@@ -20,8 +20,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from lib.analysis import analyse_path
-from lib.bundle import (
+from lib.remote.bundle import (
     REPO_ROOT,
     Bundle,
     BundleError,
@@ -30,7 +29,7 @@ from lib.bundle import (
     resolve_parameters,
     run_local,
 )
-from lib.kaggle_io import (
+from lib.remote.kaggle_api import (
     CREDENTIALS_HELP,
     KaggleError,
     configured_username,
@@ -41,8 +40,9 @@ from lib.kaggle_io import (
     username,
     wait_for_completion,
 )
-from lib.logs import find_log
-from lib.report import render_text, write_outputs
+from lib.runlog.analysis import analyse_path
+from lib.runlog.reader import find_log
+from lib.runlog.report import render_text, write_outputs
 
 DEFAULT_SLUG = "victoria-island-signals"
 DEFAULT_ACCELERATOR = "NvidiaTeslaT4"

@@ -25,13 +25,14 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from lib import events  # noqa: E402
-from lib.env import TrafficSignalEnv  # noqa: E402
-from lib.vecenv import TrafficVecEnv  # noqa: E402
+from lib.obs import events  # noqa: E402
+from lib.rl.env import TrafficSignalEnv  # noqa: E402
+from lib.rl.vecenv import TrafficVecEnv  # noqa: E402
 
 BUILD_SNIPPET = """
 import io, json, time
-from lib import events, pool
+from lib.obs import events
+from lib.rl import pool
 stream = io.StringIO(); events.set_stream(stream)
 start = time.perf_counter()
 pool.acquire(1, backend={backend!r})

@@ -18,8 +18,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from lib.evaluate import results_markdown  # noqa: E402
-from lib.train import REFERENCES, RunConfig, run  # noqa: E402
+from lib.rl.evaluate import results_markdown  # noqa: E402
+from lib.rl.train import REFERENCES, RunConfig, run  # noqa: E402
 
 
 def main() -> None:

@@ -20,8 +20,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from lib import events, pool  # noqa: E402
-from lib.train import RunConfig, run  # noqa: E402
+from lib.obs import events
+from lib.rl import pool  # noqa: E402
+from lib.rl.train import RunConfig, run  # noqa: E402
 
 WORK = ("train", "eval", "baselines")
 

@@ -23,16 +23,16 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from lib.network import load_network  # noqa: E402
-from lib.sim import SimConfig, Simulator, compile_kernels  # noqa: E402
+from lib.sim.network import load_network  # noqa: E402
+from lib.sim.simulator import SimConfig, Simulator, compile_kernels  # noqa: E402
 
 COMPILE_SNIPPET = """
 import json
-from lib.sim import SimConfig, compile_kernels
+from lib.sim.simulator import SimConfig, compile_kernels
 seconds, cached = compile_kernels({backend!r}, SimConfig(order={order}))
 mix = None
 if {backend!r} == "cpu" and not cached:
-    from lib import cpu
+    from lib.sim import cpu
     mix = cpu.instruction_mix()
 print(json.dumps([seconds, cached, mix]))
 """

@@ -7,7 +7,8 @@ from typing import Any
 
 import pytest
 
-from lib import events, pool
+from lib.obs import events
+from lib.rl import pool
 
 
 class EventLog:

@@ -10,8 +10,8 @@ from typing import Literal
 import numpy as np
 import pytest
 
-from lib import events
 from lib.config import ConfigError, strict_config
+from lib.obs import events
 
 
 @strict_config
@@ -95,8 +95,8 @@ def test_non_finite_floats_are_rejected_where_a_nan_would_pass_every_range_check
 
 
 def test_real_configs_reject_non_finite_values():
-    from lib.env import EnvConfig
-    from lib.sim import SimConfig
+    from lib.rl.env import EnvConfig
+    from lib.sim.simulator import SimConfig
 
     with pytest.raises(ConfigError, match="SimConfig.amber_s must be a finite number"):
         SimConfig(amber_s=math.nan)

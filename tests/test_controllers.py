@@ -7,10 +7,10 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from lib import controllers as ctl
-from lib.env import EnvConfig, TrafficSignalEnv
-from lib.network import load_network
-from lib.sim import SimConfig
+from lib.rl import controllers as ctl
+from lib.rl.env import EnvConfig, TrafficSignalEnv
+from lib.sim.network import load_network
+from lib.sim.simulator import SimConfig
 
 NETWORK = load_network()
 

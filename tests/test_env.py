@@ -10,11 +10,11 @@ import pytest
 from gymnasium.utils.env_checker import check_env as gym_check_env
 from stable_baselines3.common.env_checker import check_env as sb3_check_env
 
-from lib import pool
 from lib.config import ConfigError
-from lib.demand import default_demand
-from lib.env import EnvConfig, TrafficSignalEnv
-from lib.reward import REWARD_SCALE
+from lib.rl import pool
+from lib.rl.demand import default_demand
+from lib.rl.env import EnvConfig, TrafficSignalEnv
+from lib.rl.reward import REWARD_SCALE
 
 SHORT = {"backend": "cpu", "episode_seconds": 300.0, "randomize_demand": False}
 

@@ -6,13 +6,13 @@ import numpy as np
 import pytest
 from matplotlib.figure import Figure
 
-from lib import plots
-from lib.controllers import Actuated, WebsterFixedTime
-from lib.env import SignalBatch
-from lib.evaluate import Evaluation, evaluate, relative_change, results_markdown
-from lib.network import load_network
-from lib.train import RunResult
-from lib.vecenv import TrafficVecEnv
+from lib.rl import plots
+from lib.rl.controllers import Actuated, WebsterFixedTime
+from lib.rl.env import SignalBatch
+from lib.rl.evaluate import Evaluation, evaluate, relative_change, results_markdown
+from lib.rl.train import RunResult
+from lib.rl.vecenv import TrafficVecEnv
+from lib.sim.network import load_network
 
 pytestmark = pytest.mark.usefixtures("pool_events")
 

@@ -1,4 +1,4 @@
-"""lib/kaggle_io.py driven through the real `kaggle` client against the stand-in server."""
+"""lib/remote/kaggle_api.py driven through the real `kaggle` client against the stand-in server."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from lib import kaggle_io
-from lib.bundle import build_bundle, resolve_parameters
-from lib.kaggle_io import KaggleError
+from lib.remote import kaggle_api as kaggle_io
+from lib.remote.bundle import build_bundle, resolve_parameters
+from lib.remote.kaggle_api import KaggleError
 
 pytest_plugins = ("tests.kaggle_stub",)
 

@@ -23,10 +23,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lib import events
-from lib.analysis import EXPECTED_BUILDS, PHASES, analyse, analyse_path
-from lib.logs import CHUNK, LogLine, LogReader, sniff
-from lib.report import PLOT_SIZE_PX, compare, render_compare, render_markdown, render_text, write_outputs
+from lib.obs import events
+from lib.runlog.analysis import EXPECTED_BUILDS, PHASES, analyse, analyse_path
+from lib.runlog.reader import CHUNK, LogLine, LogReader, sniff
+from lib.runlog.report import (
+    PLOT_SIZE_PX,
+    compare,
+    render_compare,
+    render_markdown,
+    render_text,
+    write_outputs,
+)
 
 FIXTURES = Path(__file__).parent / "fixtures" / "logs"
 KAGGLE_START = 7.5  # kaggle_whole.log: kernel time of run_start
@@ -435,7 +442,7 @@ def test_100_mb_log_streams_in_bounded_memory(tmp_path: Path) -> None:
     # to /proc/self/clear_refs, so the imports' own peak does not hide the analysis' growth.
     script = textwrap.dedent(f"""
         import json, re, time
-        from lib.analysis import analyse_path
+        from lib.runlog.analysis import analyse_path
         def kb(field):
             return int(re.search(field + r":\\s+(\\d+)", open("/proc/self/status").read()).group(1))
         open("/proc/self/clear_refs", "w").write("5")

@@ -9,7 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lib.network import DEFAULT_DATA, build_network, calibration_table, load_network
+from lib.sim.calibration import calibration_table
+from lib.sim.network import DEFAULT_DATA, build_network, load_network
 
 
 @pytest.fixture(scope="module")

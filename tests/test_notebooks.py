@@ -10,8 +10,8 @@ import pytest
 from papermill.iorw import load_notebook_node
 from papermill.parameterize import parameterize_notebook
 
-from lib.bundle import REPO_ROOT, build_bundle, notebook_parameters, resolve_parameters, run_local
-from lib.events import parse_line
+from lib.obs.events import parse_line
+from lib.remote.bundle import REPO_ROOT, build_bundle, notebook_parameters, resolve_parameters, run_local
 
 NOTEBOOKS = sorted((REPO_ROOT / "kernels").glob("*.ipynb"))
 TRAIN = REPO_ROOT / "kernels" / "train.ipynb"
@@ -72,7 +72,7 @@ def test_papermill_injects_after_the_parameters_cell() -> None:
 
 def test_training_defaults_match_run_config() -> None:
     """One source of truth: the notebook's defaults are RunConfig's (output_dir: Kaggle's cwd)."""
-    from lib.train import RunConfig
+    from lib.rl.train import RunConfig
 
     defaults = RunConfig().to_dict()
     params = notebook_parameters(TRAIN)

@@ -7,9 +7,9 @@ import shutil
 import numpy as np
 import pytest
 
-from lib import pool
-from lib.network import DEFAULT_DATA
-from lib.sim import SimConfig
+from lib.rl import pool
+from lib.sim.network import DEFAULT_DATA
+from lib.sim.simulator import SimConfig
 
 
 def test_one_build_across_many_leases_and_releases(pool_events):

@@ -17,10 +17,17 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from lib import bundle as bundle_mod
-from lib.analysis import analyse_path
-from lib.bundle import REPO_ROOT, BundleError, KaggleStyleLog, build_bundle, resolve_parameters, run_local
-from lib.sim import cuda_available
+from lib.remote import bundle as bundle_mod
+from lib.remote.bundle import (
+    REPO_ROOT,
+    BundleError,
+    KaggleStyleLog,
+    build_bundle,
+    resolve_parameters,
+    run_local,
+)
+from lib.runlog.analysis import analyse_path
+from lib.sim.simulator import cuda_available
 
 pytest_plugins = ("tests.kaggle_stub",)
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from lib import sanity
-from lib.env import SignalBatch, TrafficSignalEnv
-from lib.sim import Simulator
+from lib.rl import sanity
+from lib.rl.env import SignalBatch, TrafficSignalEnv
+from lib.sim.simulator import Simulator
 
 pytestmark = pytest.mark.usefixtures("pool_events")
 

@@ -1,5 +1,5 @@
 """numba's disk cache never serves a kernel compiled from other physics: the cache folder is keyed
-by the hash of lib/physics.py and the backend file (numba itself only watches the kernel's file)."""
+by the hash of lib/sim/physics.py and the backend file (numba itself only watches the kernel's file)."""
 
 from __future__ import annotations
 
@@ -10,16 +10,16 @@ import subprocess
 import sys
 from pathlib import Path
 
-from lib import cpu, physics
+from lib.sim import cpu, kernel_cache
 
 ROOT = Path(__file__).resolve().parents[1]
 
 SNIPPET = r"""
 import json
 import numpy as np
-from lib import cpu
-from lib.network import load_network
-from lib.sim import Simulator
+from lib.sim import cpu
+from lib.sim.network import load_network
+from lib.sim.simulator import Simulator
 sim = Simulator(load_network(), backend="cpu")
 sim.set_demand(np.full(sim.network.n_entries, 900.0))
 sim.advance(120.0)
@@ -30,20 +30,21 @@ print(json.dumps({"hit": cpu.cache_hits() > 0, "vehicles": float(sim.vehicles()[
 
 def test_source_key_follows_both_files(tmp_path) -> None:
     for name in ("physics.py", "cpu.py"):
-        shutil.copy(ROOT / "lib" / name, tmp_path / name)
+        shutil.copy(ROOT / "lib" / "sim" / name, tmp_path / name)
     phys, backend = tmp_path / "physics.py", tmp_path / "cpu.py"
-    key = physics.source_key(backend, phys)
-    assert key == physics.source_key(ROOT / "lib" / "cpu.py", ROOT / "lib" / "physics.py")
+    key = kernel_cache.source_key(backend, phys)
+    sim_dir = ROOT / "lib" / "sim"
+    assert key == kernel_cache.source_key(sim_dir / "cpu.py", sim_dir / "physics.py")
     phys.write_text(phys.read_text().replace("TINY = 1e-300", "TINY = 1e-200"))
-    edited = physics.source_key(backend, phys)
+    edited = kernel_cache.source_key(backend, phys)
     assert edited != key
     backend.write_text(backend.read_text() + "\n")
-    assert physics.source_key(backend, phys) not in (key, edited)
+    assert kernel_cache.source_key(backend, phys) not in (key, edited)
 
 
 def test_kernel_is_cached_in_the_keyed_folder() -> None:
     folder = Path(cpu.advance_kernel._cache.cache_path)
-    assert f"sim-kernels-{physics.source_key(cpu.__file__)}" in folder.parts
+    assert f"sim-kernels-{kernel_cache.source_key(cpu.__file__)}" in folder.parts
 
 
 def run_copy(project: Path, cache: Path) -> dict:
@@ -64,7 +65,7 @@ def test_edited_physics_compiles_afresh_instead_of_loading_the_old_kernel(tmp_pa
     second = run_copy(project, cache)
     assert not first["hit"] and second["hit"]
     assert second["vehicles"] == first["vehicles"] > 0
-    phys = project / "lib" / "physics.py"
+    phys = project / "lib" / "sim" / "physics.py"
     text = phys.read_text()
     slower = "return v_creep + (v_free - v_creep) * (1.0 - x)"
     assert slower in text

@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lib.network import load_network
-from lib.sim import SimConfig, Simulator
+from lib.sim.network import load_network
+from lib.sim.simulator import SimConfig, Simulator
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -67,8 +67,8 @@ def test_partial_reset_touches_only_its_lanes(net) -> None:
 def test_kernel_lane_loops_compile_to_simd_instructions(tmp_path) -> None:
     """Compiled fresh (empty cache), much of the kernel's arithmetic is packed: the scenario loops
     vectorise. (Scalar code remains: the remainder loops, used for B = 1, and per-cell set-up.)"""
-    snippet = ("import json; from lib.sim import compile_kernels; compile_kernels('cpu'); "
-               "from lib import cpu; print(json.dumps(cpu.instruction_mix()))")
+    snippet = ("import json; from lib.sim.simulator import compile_kernels; compile_kernels('cpu'); "
+               "from lib.sim import cpu; print(json.dumps(cpu.instruction_mix()))")
     env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path)}
     done = subprocess.run([sys.executable, "-c", snippet], cwd=ROOT, env=env, capture_output=True, text=True,
                           timeout=300)

@@ -19,8 +19,8 @@ SCRIPT = r"""
 import json
 import sys
 import numpy as np
-from lib.network import build_network
-from lib.sim import SimConfig, Simulator, compile_kernels
+from lib.sim.network import build_network
+from lib.sim.simulator import SimConfig, Simulator, compile_kernels
 
 def node(i, dy, dx, signal=False):
     return {"osm_id": i, "lat": 6.43 + dy, "lon": 3.42 + dx, "traffic_signals": signal}

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from lib.config import ConfigError
-from lib.network import load_network
-from lib.sim import SimConfig, Simulator
+from lib.sim.network import load_network
+from lib.sim.simulator import SimConfig, Simulator
 
 B = 4
 

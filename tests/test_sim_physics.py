@@ -9,8 +9,8 @@ import math
 import numpy as np
 import pytest
 
-from lib.network import build_network
-from lib.sim import SimConfig, Simulator
+from lib.sim.network import build_network
+from lib.sim.simulator import SimConfig, Simulator
 from tests.exact_riemann import ArzLaw, cell_averages
 
 ROAD_M = 4000.0

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from lib.network import load_network
-from lib.sim import Simulator
+from lib.sim.network import load_network
+from lib.sim.simulator import Simulator
 
 
 @pytest.fixture(scope="module")

@@ -10,9 +10,9 @@ import warnings
 import pytest
 
 from lib.config import ConfigError
-from lib.sim import Simulator
-from lib.train import ProgressCallback, RunConfig, RunFailed, run
-from lib.warn import capture_warnings, numba_performance_warnings
+from lib.obs.warn import capture_warnings, numba_performance_warnings
+from lib.rl.train import ProgressCallback, RunConfig, RunFailed, run
+from lib.sim.simulator import Simulator
 
 SMALL = {
     "steps": 300,

@@ -7,9 +7,9 @@ import pytest
 from stable_baselines3 import DQN, PPO
 from stable_baselines3.common.vec_env import VecMonitor
 
-from lib import pool
-from lib.env import TrafficSignalEnv
-from lib.vecenv import TrafficVecEnv
+from lib.rl import pool
+from lib.rl.env import TrafficSignalEnv
+from lib.rl.vecenv import TrafficVecEnv
 
 OPTIONS = {"backend": "cpu", "episode_seconds": 90.0}
 

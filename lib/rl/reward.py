@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from lib.network import Network
+from lib.sim.network import Network
 
 # Scales (docs/env.md): delay in vehicles held still on average during the interval
 # (veh-s lost / interval s), queue and pressure in vehicles, throughput in veh/s leaving.

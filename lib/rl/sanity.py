@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from lib.events import emit
+from lib.obs.events import emit
 
 # Decisions the comparative checks may take before they must have seen a difference.
 PROBE_DECISIONS = 40

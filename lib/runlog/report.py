@@ -1,4 +1,5 @@
-"""Show an analysis (lib/analysis.py): terminal tables, analysis.md/.json, a timeline chart, comparisons.
+"""Show an analysis (lib/runlog/analysis.py): terminal tables, analysis.md/.json, a timeline chart,
+comparisons.
 
 The terminal text and the Markdown file are rendered from the same list of sections so the two
 never disagree. The chart is a horizontal bar per phase on the run's clock (nested phases such as

@@ -16,7 +16,7 @@ from matplotlib.collections import LineCollection
 from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 
-from lib.network import Network
+from lib.sim.network import Network
 
 ATTRIBUTION = "Map data © OpenStreetMap contributors, ODbL"
 PANELS = (

@@ -28,10 +28,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
-from lib.kaggle_io import credential_values
-from lib.provenance import git_commit
+from lib.obs.provenance import git_commit
+from lib.remote.kaggle_api import credential_values
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOK = REPO_ROOT / "kernels" / "train.ipynb"
 METADATA_TEMPLATE = REPO_ROOT / "kernel-metadata.json"
 REQUIREMENTS = REPO_ROOT / "requirements.txt"
@@ -54,7 +54,7 @@ CREDENTIAL_PATTERNS = (
 )
 
 BOOTSTRAP = '''\
-# Bootstrap written by lib/bundle.py: unpack this run's lib/ (embedded below, xz + base64) and
+# Bootstrap written by lib/remote/bundle.py: unpack this run's lib/ (embedded below, xz + base64) and
 # pip-install only the pinned packages this image lacks. Nothing else is cloned or downloaded.
 import base64, hashlib, importlib.metadata, io, lzma, subprocess, sys, tarfile, tempfile
 from pathlib import Path
@@ -131,7 +131,7 @@ def check_run_parameters(parameters: dict[str, Any]) -> None:
     run: a Kaggle session that dies on a config error in its first cells wastes its queue time.
     (The notebook's parameters are RunConfig fields; none of its checks depends on this machine.)"""
     from lib.config import ConfigError
-    from lib.train import RunConfig
+    from lib.rl.train import RunConfig
 
     try:
         RunConfig.from_dict(parameters)

@@ -2,7 +2,7 @@
 
 The earlier system's Kaggle logs had to be read by hand to learn that the network was built nine
 times, that most of the run was set-up, and that a run had silently died. This module answers
-those questions from a stream of `LogLine`s (lib/logs.py): our `[event]` lines (docs/events.md)
+those questions from a stream of `LogLine`s (lib/runlog/reader.py): our `[event]` lines (docs/events.md)
 when the run printed them, else the earlier system's human-readable lines, whose phases are
 inferred from markers and Kaggle's time stamps. The result is a plain JSON-ready dict; a log
 that ends without `run_end` is reported as cut off, never as a success.
@@ -19,23 +19,17 @@ from collections import deque
 from pathlib import Path
 from typing import Any
 
-from lib.events import PREFIX, parse_line
-from lib.logs import LogLine, LogReader
+from lib.obs.events import PREFIX, parse_line
+from lib.runlog.legacy import Legacy
+from lib.runlog.reader import LogLine, LogReader
+from lib.runlog.values import Bounded, Interval, difference, number, ratio, rounded
 
 EXPECTED_BUILDS = 1
 PHASES = ("setup", "config", "build", "sanity", "train", "eval", "baselines", "save")
 USEFUL = ("train", "eval")
-MAX_ITEMS = 10_000
 MAX_CATEGORIES = 200
 CONTEXT_LINES = 3
-BUILD_LINES = 40
 
-_BUILD = re.compile(r"\[NETWORK BUILD\] Creating (\d+) segments and (\d+) nodes")
-_MEMORY = re.compile(r"GPU memory allocated:\s*([\d.]+)\s*MB")
-_SB3_ROW = re.compile(r"\|\s*([^|]*?)\s*\|\s*([^|]*?)\s*\|\s*$")
-_SB3_RULE = re.compile(r"-{5,}\s*$")
-_EVAL = re.compile(r"Eval num_timesteps=(\d+), episode_reward=([-+\d.eE]+|nan) \+/- ([-+\d.eE]+|nan)")
-_TRAIN_DONE = re.compile(r"Training completed in ([\d.]+) minutes \(([\d.]+)s\)")
 _EXCEPTION = re.compile(r"^\s*(?:[\w.]+(?:Error|Exception|Interrupt)|Killed)\b")
 # (category, a substring that must be present, pattern); "" takes the category from the match.
 _WARNINGS = (
@@ -44,19 +38,6 @@ _WARNINGS = (
     ("protobuf_getprototype", "GetPrototype", re.compile(r"'MessageFactory' object has no attribute 'GetPr")),
     ("", "Warning", re.compile(r"\b(\w+Warning): ")),
 )
-
-
-class Bounded(list):
-    """A list that keeps its first MAX_ITEMS items but counts every item added (bounded memory)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.total = 0
-
-    def add(self, item: Any) -> None:
-        self.total += 1
-        if len(self) < MAX_ITEMS:
-            self.append(item)
 
 
 class Analysis:
@@ -96,7 +77,7 @@ class Analysis:
         text = line.text
         if text.startswith(PREFIX):
             record = parse_line(text)
-            if record is not None and _number(record.get("t")) is not None:
+            if record is not None and number(record.get("t")) is not None:
                 self._event(record, line.time)
                 return
             self.bad_events += 1
@@ -138,11 +119,11 @@ class Analysis:
         self.timeline.start(str(record.get("phase", "?")), at)
 
     def _on_phase_end(self, record: dict[str, Any], at: float) -> None:
-        self.timeline.end(str(record.get("phase", "?")), at, _number(record.get("seconds")))
+        self.timeline.end(str(record.get("phase", "?")), at, number(record.get("seconds")))
 
     def _on_network_build(self, record: dict[str, Any], at: float) -> None:
         keys = ("n", "key", "links", "nodes", "cells", "scenarios", "backend", "seconds", "bytes")
-        seconds = _number(record.get("seconds"))
+        seconds = number(record.get("seconds"))
         item = {"at": at - (seconds or 0.0), "end": at, **{k: record[k] for k in keys if k in record}}
         item["phase"] = self.timeline.current()
         item["context"] = list(self.context)
@@ -150,7 +131,7 @@ class Analysis:
 
     def _on_kernel_compile(self, record: dict[str, Any], at: float) -> None:
         self.compile["count"] += 1
-        self.compile["seconds"] += _number(record.get("seconds")) or 0.0
+        self.compile["seconds"] += number(record.get("seconds")) or 0.0
         self.compile["cached"] += bool(record.get("cached"))
 
     def _on_sanity(self, record: dict[str, Any], at: float) -> None:
@@ -238,7 +219,7 @@ class Analysis:
 
     def _builds(self) -> dict[str, Any]:
         items = self.builds if self.events else self.legacy.builds
-        seconds = [_number(item.get("seconds")) for item in items]
+        seconds = [number(item.get("seconds")) for item in items]
         lost = sum(s for s in seconds[EXPECTED_BUILDS:] if s is not None)
         known = [s for s in seconds if s is not None]
         return {
@@ -258,13 +239,13 @@ class Analysis:
         if not self.events:
             return self.legacy.throughput()
         train_s = _phase_seconds(intervals, "train")
-        steps = _number(self.train.get("steps"))
-        episodes = sum(_number(m.get("episodes")) or 0 for m in self.metrics.values())
+        steps = number(self.train.get("steps"))
+        episodes = sum(number(m.get("episodes")) or 0 for m in self.metrics.values())
         return {
             "train_steps": steps,
             "total_steps": self.train.get("total"),
             "train_s": train_s,
-            "steps_per_s": _ratio(steps, train_s),
+            "steps_per_s": ratio(steps, train_s),
             "reported_steps_per_s": self.train.get("steps_per_s"),
             "train_progress_events": self.train_events,
             "eval_episodes": episodes,
@@ -280,7 +261,7 @@ class Analysis:
         if self.events:
             ending["last_phase"] = self.timeline.current() or self.timeline.last_phase()
             ending["last_event"] = self.last_event
-            ending["silent_after_last_event_s"] = _round(_difference(self._end(), self.last_event_at))
+            ending["silent_after_last_event_s"] = rounded(difference(self._end(), self.last_event_at))
             ending["detail"] = "the log ends without a run_end event: the run died or was cut off"
             return ending
         error = next((x for x in reversed(self.tail) if _EXCEPTION.match(x)), None)
@@ -300,7 +281,6 @@ _HANDLED = {
 }
 
 
-Interval = tuple[str, float, float, bool]
 
 
 class Timeline:
@@ -361,7 +341,7 @@ class Warnings:
     def event(self, category: str, count: Any, message: Any) -> None:
         """A `warning` event: the first occurrence, or the count at the end (the larger wins)."""
         group = self._group(category, message, "event")
-        group["count"] = max(group["count"], int(_number(count) or 1))
+        group["count"] = max(group["count"], int(number(count) or 1))
 
     def _group(self, name: str, message: Any, source: str) -> dict[str, Any]:
         key = f"{source}:{name}"
@@ -375,161 +355,6 @@ class Warnings:
         return [{**g, "grid_sizes": sorted(g["grid_sizes"])} if "grid_sizes" in g else g for g in groups]
 
 
-class Legacy:
-    """The earlier system's human-readable lines: builds, allocations, SB3 tables, Eval lines.
-
-    A build runs from its `[NETWORK BUILD] Creating` line to its `GPU memory allocated` line (or
-    the next marker, or BUILD_LINES lines); the lines inside it are not context for later builds.
-    """
-
-    def __init__(self) -> None:
-        self.seen = False
-        self.builds = Bounded()
-        self.building: dict[str, Any] | None = None
-        self.building_lines = 0
-        self.memory = {"allocations": 0, "total_mb": 0.0}
-        self.sb3 = {"rows": 0, "tables": 0, "fps": None, "total_timesteps": None}
-        self.in_table = False
-        self.evals = Bounded()
-        self.train_start: float | None = None
-        self.train_done: dict[str, Any] | None = None
-        self.evaluating: float | None = None
-
-    def feed(self, text: str, at: float | None, context: deque[str]) -> bool:
-        """Record `text` when it is a legacy line; True when it is no context (a marker or in a build)."""
-        if "[NETWORK BUILD] Creating" in text and (match := _BUILD.search(text)):
-            self._build(match, at, list(context))
-            return True
-        if "GPU memory allocated" in text and (match := _MEMORY.search(text)):
-            self._memory(float(match.group(1)), at)
-            return True
-        if text.startswith("|") and self._sb3(text):
-            return True
-        if self.in_table and _SB3_RULE.match(text):
-            self.in_table = False
-            return True
-        if self._markers(text, at):
-            self.building = None
-            return False
-        return self._inside_build(at)
-
-    def _inside_build(self, at: float | None) -> bool:
-        if self.building is None:
-            return False
-        self.building["end"] = at
-        self.building_lines += 1
-        if self.building_lines >= BUILD_LINES:
-            self.building = None
-        return True
-
-    def _markers(self, text: str, at: float | None) -> bool:
-        """Training and evaluation markers; True when `text` was one."""
-        if "Eval num_timesteps=" in text and (match := _EVAL.search(text)):
-            num, reward, std = match.groups()
-            self.evals.add({"num_timesteps": int(num), "reward": float(reward), "std": float(std), "at": at})
-        elif "Training completed in" in text and (match := _TRAIN_DONE.search(text)):
-            self.train_done = {"minutes": float(match.group(1)), "seconds": float(match.group(2)), "at": at}
-        elif "Training started" in text and self.train_start is None:
-            self.train_start = at
-        elif "Evaluating" in text and self.train_done is not None and self.evaluating is None:
-            self.evaluating = at
-        else:
-            return False
-        self.seen = True
-        return True
-
-    def _build(self, match: re.Match[str], at: float | None, context: list[str]) -> None:
-        self.seen = True
-        self.building = {
-            "n": self.builds.total + 1, "at": at, "end": at, "seconds": None,
-            "segments": int(match.group(1)), "nodes": int(match.group(2)), "memory_mb": None,
-            "phase": self.phase_now(), "context": context,
-        }
-        self.building_lines = 0
-        self.builds.add(self.building)
-
-    def _memory(self, mb: float, at: float | None) -> None:
-        self.seen = True
-        self.memory["allocations"] += 1
-        self.memory["total_mb"] = round(self.memory["total_mb"] + mb, 3)
-        if self.building is not None:
-            self.building["memory_mb"] = mb
-            self.building["end"] = at
-            self.building["seconds"] = _round(_difference(at, self.building["at"]))
-            self.building = None
-
-    def _sb3(self, text: str) -> bool:
-        match = _SB3_ROW.match(text)
-        if match is None:
-            return False
-        self.seen = True
-        self.sb3["rows"] += 1
-        if not self.in_table:
-            self.sb3["tables"] += 1
-            self.in_table = True
-        key, value = match.group(1).strip(), _number_text(match.group(2))
-        if key in ("fps", "total_timesteps") and value is not None:
-            self.sb3[key] = value
-        return True
-
-    def phase_now(self) -> str:
-        """The inferred phase at this point of the log, from the training markers seen so far."""
-        if self.train_done is not None:
-            return "eval"
-        return "train" if self.train_start is not None else "setup"
-
-    def intervals(self, end: float) -> list[Interval]:
-        """Phases inferred from markers: setup until the first build or training, builds, train, eval."""
-        out: list[Interval] = []
-        train = self._train_span(end)
-        starts = [b["at"] for b in self.builds if b["at"] is not None] + ([train[0]] if train else [])
-        if starts:
-            out.append(("setup", 0.0, min(starts), False))
-        out += [("build", b["at"], b["end"], False) for b in self.builds if b["at"] is not None]
-        if train:
-            out.append(("train", train[0], train[1], self.train_done is None))
-        done_at = self.train_done["at"] if self.train_done else None
-        eval_start = self.evaluating if self.evaluating is not None else done_at
-        if eval_start is not None and end > eval_start:
-            out.append(("eval", eval_start, end, True))
-        return out
-
-    def _train_span(self, end: float) -> tuple[float, float] | None:
-        done = self.train_done
-        if done is not None and done["at"] is not None:
-            start = self.train_start if self.train_start is not None else done["at"] - done["seconds"]
-            return start, done["at"]
-        if self.train_start is not None:
-            return self.train_start, end
-        return None
-
-    def throughput(self) -> dict[str, Any]:
-        seconds = self.train_done["seconds"] if self.train_done else None
-        steps = self.sb3["total_timesteps"]
-        return {
-            "train_steps": steps,
-            "train_s": seconds,
-            "steps_per_s": _ratio(steps, seconds),
-            "reported_fps": self.sb3["fps"],
-            "eval_lines": self.evals.total,
-        }
-
-    def metrics(self) -> dict[str, dict[str, Any]]:
-        if not self.evals:
-            return {}
-        last = self.evals[-1]
-        agent = {"mean_reward": last["reward"], "reward_std": last["std"], "steps": last["num_timesteps"]}
-        return {"agent": agent}
-
-    def result(self) -> dict[str, Any]:
-        return {
-            "gpu_memory": self.memory,
-            "sb3": self.sb3,
-            "eval_lines": self.evals,
-            "training_completed": self.train_done,
-        }
-
-
 def timeline(intervals: list[Interval], end: float | None, inferred: bool) -> dict[str, Any]:
     """Phase rows (start, seconds, share), unaccounted time, useful share and overhead ratio."""
     if end is None:
@@ -539,19 +364,19 @@ def timeline(intervals: list[Interval], end: float | None, inferred: bool) -> di
     names += sorted({i[0] for i in intervals} - set(names))
     rows = [_phase_row(name, intervals, total) for name in names]
     covered = _union([(a, b) for _, a, b, _ in intervals])
-    rows.append({"phase": "unaccounted", "start": None, "seconds": _round(total - covered),
-                 "share": _round(_ratio(total - covered, total)), "count": None, "open": False})
+    rows.append({"phase": "unaccounted", "start": None, "seconds": rounded(total - covered),
+                 "share": rounded(ratio(total - covered, total)), "count": None, "open": False})
     useful = _union([(a, b) for p, a, b, _ in intervals if p in USEFUL])
     return {
-        "total_s": _round(total),
+        "total_s": rounded(total),
         "inferred": inferred,
         "phases": rows,
         "intervals": [
-            {"phase": p, "start": _round(a), "end": _round(b), "open": o} for p, a, b, o in intervals
+            {"phase": p, "start": rounded(a), "end": rounded(b), "open": o} for p, a, b, o in intervals
         ],
-        "useful_s": _round(useful),
-        "useful_share": _round(_ratio(useful, total)),
-        "overhead_ratio": _round(_ratio(total - useful, useful)),
+        "useful_s": rounded(useful),
+        "useful_share": rounded(ratio(useful, total)),
+        "overhead_ratio": rounded(ratio(total - useful, useful)),
     }
 
 
@@ -560,9 +385,9 @@ def _phase_row(name: str, intervals: list[Interval], total: float) -> dict[str, 
     seconds = _union([(a, b) for _, a, b, _ in mine])
     return {
         "phase": name,
-        "start": _round(min(a for _, a, _, _ in mine)),
-        "seconds": _round(seconds),
-        "share": _round(_ratio(seconds, total)),
+        "start": rounded(min(a for _, a, _, _ in mine)),
+        "seconds": rounded(seconds),
+        "share": rounded(ratio(seconds, total)),
         "count": len(mine),
         "open": any(o for *_, o in mine),
     }
@@ -570,7 +395,7 @@ def _phase_row(name: str, intervals: list[Interval], total: float) -> dict[str, 
 
 def _phase_seconds(intervals: list[Interval], name: str) -> float | None:
     mine = [(a, b) for p, a, b, _ in intervals if p == name]
-    return _round(_union(mine)) if mine else None
+    return rounded(_union(mine)) if mine else None
 
 
 def _union(spans: list[tuple[float, float]]) -> float:
@@ -623,28 +448,3 @@ def _file_age(path: Path, now: float | None) -> float | None:
         return round((now if now is not None else wallclock.time()) - path.stat().st_mtime, 1)
     except OSError:
         return None
-
-
-def _number(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return None
-    return float(value)
-
-
-def _number_text(text: str) -> float | None:
-    try:
-        return float(text)
-    except ValueError:
-        return None
-
-
-def _ratio(a: float | None, b: float | None) -> float | None:
-    return a / b if a is not None and b else None
-
-
-def _difference(a: float | None, b: float | None) -> float | None:
-    return a - b if a is not None and b is not None else None
-
-
-def _round(value: float | None) -> float | None:
-    return round(value, 3) if value is not None else None

@@ -3,8 +3,8 @@
 Layout of observations, actions, rewards, demand and info keys: docs/env.md. The control loop
 (actions -> phase requests, demand, advance, observation, reward, metrics) lives in
 `SignalBatch`, written once for B scenarios: the single env runs it with B = 1 and
-lib/vecenv.py with B = n_envs, so both give the same numbers for the same seed and actions.
-The simulator comes from lib.pool, so any number of environments share one network build.
+lib/rl/vecenv.py with B = n_envs, so both give the same numbers for the same seed and actions.
+The simulator comes from lib.rl.pool, so any number of environments share one network build.
 """
 
 from __future__ import annotations
@@ -17,12 +17,12 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from lib import pool
 from lib.config import ConfigError, strict_config
-from lib.demand import default_demand, draw_episode, profile_factor
-from lib.network import DEFAULT_CELL_LENGTH_M, Network
-from lib.reward import Reward, row_sum
-from lib.sim import SimConfig, Simulator
+from lib.rl import pool
+from lib.rl.demand import default_demand, draw_episode, profile_factor
+from lib.rl.reward import Reward, row_sum
+from lib.sim.network import DEFAULT_CELL_LENGTH_M, Network
+from lib.sim.simulator import SimConfig, Simulator
 
 ENV_ID = "VictoriaIsland-v0"
 
@@ -368,4 +368,4 @@ class TrafficSignalEnv(gym.Env):
 
 
 if ENV_ID not in gym.registry:
-    gym.register(id=ENV_ID, entry_point="lib.env:TrafficSignalEnv")
+    gym.register(id=ENV_ID, entry_point="lib.rl.env:TrafficSignalEnv")

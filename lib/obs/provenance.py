@@ -10,7 +10,7 @@ import hashlib
 import subprocess
 from pathlib import Path
 
-LIB_DIR = Path(__file__).resolve().parent
+LIB_DIR = Path(__file__).resolve().parents[1]
 
 
 def git_commit(path: Path = LIB_DIR) -> str:
@@ -30,8 +30,9 @@ def git_commit(path: Path = LIB_DIR) -> str:
 
 
 def lib_hash() -> str:
-    """A hash of lib/*.py."""
+    """A hash of every lib/**/*.py (path and content)."""
     digest = hashlib.sha256()
-    for path in sorted(LIB_DIR.glob("*.py")):
-        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    for path in sorted(LIB_DIR.rglob("*.py")):
+        if "__pycache__" not in path.parts:
+            digest.update(path.relative_to(LIB_DIR).as_posix().encode() + b"\0" + path.read_bytes())
     return digest.hexdigest()[:16]

@@ -21,7 +21,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from lib.events import emit
+from lib.obs.events import emit
 
 _NUMBA_WARNING_MODULES = ("numba.cuda.core.errors", "numba.core.errors")
 

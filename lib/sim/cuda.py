@@ -1,12 +1,12 @@
-"""CUDA backend: numba.cuda kernels running the per-cell physics of lib/physics.py.
+"""CUDA backend: numba.cuda kernels running the per-cell physics of lib/sim/physics.py.
 
 One launch per stage per substep over all (cell, scenario) pairs, thread index with the scenario
 fastest so neighbouring threads touch neighbouring addresses ([class][cell][scenario] layout).
 Per-scenario tallies (entries, exits, link outflow, delay) run one thread per scenario looping in
 the same order as the CPU kernel, so both backends add the same numbers in the same order. The
 state stays on the device; read-outs are reduced on the device and copy back only their result.
-The kernels are cached on disk in a folder keyed by the hash of lib/physics.py and this file
-(`physics.source_keyed`).
+The kernels are cached on disk in a folder keyed by the hash of lib/sim/physics.py and this file
+(`kernel_cache.source_keyed`).
 """
 
 from __future__ import annotations
@@ -17,7 +17,8 @@ from typing import Any
 import numpy as np
 from numba import cuda
 
-from lib import physics
+from lib.sim import physics
+from lib.sim.kernel_cache import source_keyed
 
 _P = physics.compile_for(cuda.jit(device=True))
 eval_cell = _P.eval_cell
@@ -35,7 +36,7 @@ cell_speed = _P.cell_speed
 THREADS = 128
 
 
-@physics.source_keyed(cuda.jit(cache=True), __file__)
+@source_keyed(cuda.jit(cache=True), __file__)
 def k_eval(rho, y, cell_rj, cell_vf, kp, creep, alpha, gamma, eps, dem, wv, vel, phi):
     t = cuda.grid(1)
     n_scen = rho.shape[2]
@@ -44,7 +45,7 @@ def k_eval(rho, y, cell_rj, cell_vf, kp, creep, alpha, gamma, eps, dem, wv, vel,
         eval_cell(i, t % n_scen, rho, y, cell_rj, cell_vf, kp, creep, alpha, gamma, eps, dem, wv, vel, phi)
 
 
-@physics.source_keyed(cuda.jit(cache=True), __file__)
+@source_keyed(cuda.jit(cache=True), __file__)
 def k_interior(interior, rho, cell_rj, kp, gamma, c_bound, dem, wv, vel, phi, gout, gyout):
     t = cuda.grid(1)
     n_scen = rho.shape[2]
@@ -53,7 +54,7 @@ def k_interior(interior, rho, cell_rj, kp, gamma, c_bound, dem, wv, vel, phi, go
         interior_flux(i, t % n_scen, rho, cell_rj, kp, gamma, c_bound, dem, wv, vel, phi, gout, gyout)
 
 
-@physics.source_keyed(cuda.jit(cache=True), __file__)
+@source_keyed(cuda.jit(cache=True), __file__)
 def k_zero_links(lin, lyin):
     t = cuda.grid(1)
     n_scen = lin.shape[2]
@@ -65,7 +66,7 @@ def k_zero_links(lin, lyin):
             lyin[k, lk, s] = 0.0
 
 
-@physics.source_keyed(cuda.jit(cache=True), __file__)
+@source_keyed(cuda.jit(cache=True), __file__)
 def k_junctions(
     t_local, rho, cell_rj, kp, gamma, c_bound, dem, wv, vel, phi, gout, gyout, lin, lyin,
     jn_mov_ptr, jn_out_ptr, jn_out_link, mov_in, mov_out, mov_ratio, mov_signal, mov_phase,
@@ -82,7 +83,7 @@ def k_junctions(
         )
 
 
-@physics.source_keyed(cuda.jit(cache=True), __file__)
+@source_keyed(cuda.jit(cache=True), __file__)
 def k_boundaries(
     h, rho, cell_rj, cell_vf, kp, creep, alpha, gamma, c_bound, dem, wv, vel, gout, gyout, lin, lyin,
     entry_link, exit_link, exit_cap, link_first, queue, rate, entered, exited, link_out,
@@ -102,7 +103,7 @@ def k_boundaries(
             link_out[lk, s] += h * (gout[0, last, s] + gout[1, last, s])
 
 
-@physics.source_keyed(cuda.jit(cache=True), __file__)
+@source_keyed(cuda.jit(cache=True), __file__)
 def k_update(
     h, rho, y, cell_rj, cell_vf, cell_dx, cell_first, cell_link, kp, creep, alpha, gamma,
     decay_m, decay_c, gout, gyout, lin, lyin, cell_delay,
@@ -118,7 +119,7 @@ def k_update(
         )
 
 
-@physics.source_keyed(cuda.jit(cache=True), __file__)
+@source_keyed(cuda.jit(cache=True), __file__)
 def k_reconstruct(rho, y, cell_first, cell_last, eps, rho_l, y_l, rho_r, y_r):
     """Order 2: MUSCL face states of every (cell, scenario)."""
     t = cuda.grid(1)
@@ -127,7 +128,7 @@ def k_reconstruct(rho, y, cell_first, cell_last, eps, rho_l, y_l, rho_r, y_r):
         reconstruct_cell(t // n_scen, t % n_scen, rho, y, cell_first, cell_last, eps, rho_l, y_l, rho_r, y_r)
 
 
-@physics.source_keyed(cuda.jit(cache=True), __file__)
+@source_keyed(cuda.jit(cache=True), __file__)
 def k_face_speed(rho_f, y_f, cell_rj, cell_vf, kp, creep, alpha, gamma, eps, vel):
     t = cuda.grid(1)
     n_scen = rho_f.shape[2]
@@ -135,7 +136,7 @@ def k_face_speed(rho_f, y_f, cell_rj, cell_vf, kp, creep, alpha, gamma, eps, vel
         face_speed(t // n_scen, t % n_scen, rho_f, y_f, cell_rj, cell_vf, kp, creep, alpha, gamma, eps, vel)
 
 
-@physics.source_keyed(cuda.jit(cache=True), __file__)
+@source_keyed(cuda.jit(cache=True), __file__)
 def k_transport(h, rho, y, cell_dx, cell_first, cell_link, gout, gyout, lin, lyin):
     t = cuda.grid(1)
     n_scen = rho.shape[2]
@@ -144,7 +145,7 @@ def k_transport(h, rho, y, cell_dx, cell_first, cell_link, gout, gyout, lin, lyi
                        lyin)
 
 
-@physics.source_keyed(cuda.jit(cache=True), __file__)
+@source_keyed(cuda.jit(cache=True), __file__)
 def k_relax(h, rho, y, cell_rj, cell_vf, cell_dx, kp, creep, alpha, gamma, decay_m, decay_c, cell_delay):
     t = cuda.grid(1)
     n_scen = rho.shape[2]
@@ -155,7 +156,7 @@ def k_relax(h, rho, y, cell_rj, cell_vf, cell_dx, kp, creep, alpha, gamma, decay
                                       decay_m, decay_c)
 
 
-@physics.source_keyed(cuda.jit(cache=True), __file__)
+@source_keyed(cuda.jit(cache=True), __file__)
 def k_copy(src, dst):
     """dst <- src over flat (1-D views of contiguous) arrays."""
     t = cuda.grid(1)
@@ -163,7 +164,7 @@ def k_copy(src, dst):
         dst[t] = src[t]
 
 
-@physics.source_keyed(cuda.jit(cache=True), __file__)
+@source_keyed(cuda.jit(cache=True), __file__)
 def k_average(a, b):
     """a <- (a + b) / 2 over flat arrays: the last stage of SSP-RK2 (Heun), as on the CPU."""
     t = cuda.grid(1)
@@ -171,7 +172,7 @@ def k_average(a, b):
         a[t] = 0.5 * (a[t] + b[t])
 
 
-@physics.source_keyed(cuda.jit(cache=True), __file__)
+@source_keyed(cuda.jit(cache=True), __file__)
 def k_tally_delay(h, cell_delay, queue, delay):
     """One thread per scenario: cells' delay in cell order, then the entry queues (as on the CPU)."""
     s = cuda.grid(1)
@@ -184,7 +185,7 @@ def k_tally_delay(h, cell_delay, queue, delay):
         delay[s] = acc
 
 
-@physics.source_keyed(cuda.jit(cache=True), __file__)
+@source_keyed(cuda.jit(cache=True), __file__)
 def k_vehicles(rho, queue, cell_dx, out):
     """Read-out: vehicles per scenario (cells and entry queues), one thread per scenario."""
     s = cuda.grid(1)
@@ -197,7 +198,7 @@ def k_vehicles(rho, queue, cell_dx, out):
         out[s] = total
 
 
-@physics.source_keyed(cuda.jit(cache=True), __file__)
+@source_keyed(cuda.jit(cache=True), __file__)
 def k_link_sums(rho, y, cell_rj, kp, cell_dx, link_first, alpha, gamma, eps, mass, flow):
     """Read-out: per (link, scenario) the vehicles on the link and their sum of speeds (veh m/s)."""
     t = cuda.grid(1)
@@ -215,7 +216,7 @@ def k_link_sums(rho, y, cell_rj, kp, cell_dx, link_first, alpha, gamma, eps, mas
         flow[lk, s] = f
 
 
-@physics.source_keyed(cuda.jit(cache=True), __file__)
+@source_keyed(cuda.jit(cache=True), __file__)
 def k_approach_sums(rho, y, cell_rj, kp, cell_dx, app_cells, alpha, gamma, eps, queue_speed, queue_min, out):
     """Read-out: per (approach, scenario) the vehicles and their sum of speeds over the cells near
     the stop line, and the vehicles in standing cells (a class present above queue_min moving
@@ -246,7 +247,7 @@ def k_approach_sums(rho, y, cell_rj, kp, cell_dx, app_cells, alpha, gamma, eps, 
         out[a, s, 2] = queued
 
 
-@physics.source_keyed(cuda.jit(cache=True), __file__)
+@source_keyed(cuda.jit(cache=True), __file__)
 def k_reset(rho, y, queue, rho0, y0, mask, entered, exited, delay, link_out):
     t = cuda.grid(1)
     n_scen = rho.shape[2]

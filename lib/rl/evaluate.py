@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from lib.events import emit
+from lib.obs.events import emit
 
 METRICS = ("mean_delay_s", "throughput_veh", "mean_queue_veh", "mean_reward")
 # Seconds between `eval_progress` events: well inside the 10 s the log format promises.

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from lib.network import Network
+from lib.sim.network import Network
 
 # Default inflow (veh/h per lane, both classes) by the entry link's highway class: about half
 # of what one lane discharges at green here, so two-phase control is needed but not hopeless.

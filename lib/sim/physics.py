@@ -2,7 +2,7 @@
 
 Every function here is plain Python on scalars and array elements. `compile_for(decorator)`
 returns a namespace of the same functions compiled by `decorator` (numba.njit(forceinline=True)
-for the CPU kernel in lib/cpu.py, numba.cuda.jit(device=True) for lib/cuda.py), with each
+for the CPU kernel in lib/sim/cpu.py, numba.cuda.jit(device=True) for lib/sim/cuda.py), with each
 function's calls to the others bound to the compiled versions. So the CPU and CUDA backends run
 the very same arithmetic, and the tests of one hold for the other.
 
@@ -18,20 +18,14 @@ scenario `s`; the CPU kernel loops over them with the scenarios innermost, the C
 one thread to each (index, scenario). Array layouts: cell arrays are [class][cell][scenario], link
 arrays [class][link][scenario] (on the CPU, "scenario" is the lane within a chunk).
 
-`source_keyed(decorator, backend_file)` applies a caching kernel decorator so that numba's disk
-cache is keyed by this file and the backend file: numba itself only watches the kernel's own file.
+The disk cache of the compiled kernels is lib/sim/kernel_cache.py.
 """
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
 import math
-import os
-import tempfile
 import types
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 # ----------------------------------------------------------------------------- scalar model
@@ -527,63 +521,3 @@ def compile_for(decorator: Callable[[Any], Any]) -> types.SimpleNamespace:
         compiled[name] = decorator(clone)
     namespace.update(compiled)
     return types.SimpleNamespace(**compiled)
-
-
-def source_key(backend_file: str | os.PathLike[str], physics_file: str | os.PathLike[str] = __file__) -> str:
-    """Hash (16 hex digits) of the bytes of this physics file and a backend file (cpu.py, cuda.py)."""
-    digest = hashlib.sha256()
-    for path in (Path(physics_file), Path(backend_file)):
-        digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
-    return digest.hexdigest()[:16]
-
-
-def _writable(folder: str) -> bool:
-    try:
-        os.makedirs(folder, exist_ok=True)
-        with tempfile.TemporaryFile(dir=folder):
-            return True
-    except OSError:
-        return False
-
-
-@contextlib.contextmanager
-def _cache_dir(folder: str) -> Iterator[None]:
-    import numba
-
-    previous = numba.config.CACHE_DIR
-    numba.config.CACHE_DIR = folder
-    try:
-        yield
-    finally:
-        numba.config.CACHE_DIR = previous
-
-
-def kernel_cache_dir(backend_file: str | os.PathLike[str]) -> str:
-    """numba's cache folder for the kernels of `backend_file`: sim-kernels-<source_key> under
-    NUMBA_CACHE_DIR when set, else under lib/__pycache__ (or the temp folder if not writable)."""
-    import numba
-
-    name = f"sim-kernels-{source_key(backend_file)}"
-    for base in (numba.config.CACHE_DIR or str(Path(__file__).parent / "__pycache__"), tempfile.gettempdir()):
-        folder = os.path.join(base, name)
-        if _writable(folder):
-            return folder
-    raise OSError(f"no writable folder for numba's kernel cache (tried {name} under NUMBA_CACHE_DIR, "
-                  "lib/__pycache__ and the temp folder); set NUMBA_CACHE_DIR to a writable folder")
-
-
-def source_keyed(decorator: Callable[[Any], Any],
-                 backend_file: str | os.PathLike[str]) -> Callable[[Any], Any]:
-    """`decorator` (a numba jit with cache=True) applied while numba's cache folder is
-    `kernel_cache_dir(backend_file)`.
-
-    Why: numba invalidates a cached kernel only when the kernel's own file changes, so after an
-    edit to this file the CPU or CUDA kernel would silently load machine code compiled from the
-    old physics. Keying the folder by the hash of both files makes an edited source miss the cache
-    and compile afresh. (numba picks a function's cache folder when the decorator is applied.)"""
-
-    def apply(fn: Any) -> Any:
-        with _cache_dir(kernel_cache_dir(backend_file)):
-            return decorator(fn)
-
-    return apply

@@ -25,10 +25,10 @@ from typing import Any
 
 import numpy as np
 
-from lib import physics
-from lib.env import base_demand
-from lib.network import Network
-from lib.sim import SimConfig
+from lib.rl.env import base_demand
+from lib.sim import physics
+from lib.sim.network import Network
+from lib.sim.simulator import SimConfig
 
 # Webster's classic bounds: below ~30 s a cycle is mostly lost time; above ~120 s delay grows
 # with the cycle while capacity barely does (Webster 1958, Road Research Technical Paper 39).

@@ -17,7 +17,7 @@ import numpy as np
 from gymnasium.utils.seeding import np_random
 from stable_baselines3.common.vec_env.base_vec_env import VecEnv, VecEnvIndices, VecEnvStepReturn
 
-from lib.env import EnvConfig, SignalBatch, lease_for, make_config
+from lib.rl.env import EnvConfig, SignalBatch, lease_for, make_config
 
 
 class TrafficVecEnv(VecEnv):

@@ -7,7 +7,7 @@ line, also on errors and interruptions). Why it is shaped this way (docs/trainin
 - One source of truth: every setting is a RunConfig field, checked on construction (a misspelled
   key raises naming the closest valid one; a budget that would never update the network raises).
 - One build: the training VecEnv, the sanity env and the evaluation VecEnv all lease scenarios
-  from lib.pool, so the whole run prints exactly one `network_build`.
+  from lib.rl.pool, so the whole run prints exactly one `network_build`.
 - Nothing silent: a tqdm bar on stderr, `train_progress`/`eval_progress` at least every 10 s,
   repeated warnings folded into `warning` events, SIGTERM and Ctrl-C save a checkpoint and end
   with `run_end` status "interrupted".
@@ -37,17 +37,17 @@ from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.vec_env import VecEnv, VecMonitor
 from tqdm import tqdm
 
-from lib import plots, pool
 from lib.config import ConfigError, strict_config
-from lib.controllers import baselines
-from lib.env import EnvConfig, TrafficSignalEnv
-from lib.evaluate import Evaluation, evaluate, relative_change, report, results_markdown
-from lib.events import emit, jsonable, start_clock
-from lib.provenance import git_commit, lib_hash
-from lib.sanity import run_checks
-from lib.sim import pick_backend
-from lib.vecenv import TrafficVecEnv
-from lib.warn import capture_warnings
+from lib.obs.events import emit, jsonable, start_clock
+from lib.obs.provenance import git_commit, lib_hash
+from lib.obs.warn import capture_warnings
+from lib.rl import plots, pool
+from lib.rl.controllers import baselines
+from lib.rl.env import EnvConfig, TrafficSignalEnv
+from lib.rl.evaluate import Evaluation, evaluate, relative_change, report, results_markdown
+from lib.rl.sanity import run_checks
+from lib.rl.vecenv import TrafficVecEnv
+from lib.sim.simulator import pick_backend
 
 # Evaluation seeds start here, far from the training seeds (seed .. seed + n_envs - 1).
 EVAL_SEED_OFFSET = 1_000_000

@@ -1,7 +1,7 @@
 """Batched two-class ARZ simulator: B independent scenarios of one network advanced in lockstep.
 
 The Simulator owns the state of all scenarios in flat arrays laid out [class][cell][scenario]
-(scenario fastest), the signal state, and the backend (lib/cpu.py or lib/cuda.py) that advances
+(scenario fastest), the signal state, and the backend (lib/sim/cpu.py or lib/sim/cuda.py) that advances
 it; the model and the scheme are in docs/model.md. Signal logic (amber, minimum green) lives
 here on the host: it only changes when `set_phase` is called, and the kernels read the phase and
 the amber left to gate movements per substep.
@@ -15,9 +15,9 @@ from typing import Any, Literal
 
 import numpy as np
 
-from lib import physics
 from lib.config import ConfigError, strict_config
-from lib.network import Network, build_network
+from lib.sim import physics
+from lib.sim.network import Network, build_network
 
 
 @strict_config
@@ -103,9 +103,9 @@ def compile_kernels(backend: str, config: SimConfig | None = None) -> tuple[floa
     sim.advance(1.0)
     seconds = time.perf_counter() - start
     if chosen == "cpu":
-        from lib import cpu as module
+        from lib.sim import cpu as module
     else:
-        from lib import cuda as module
+        from lib.sim import cuda as module
     return seconds, module.cache_hits() > 0
 
 
@@ -471,9 +471,9 @@ def _capacity(rho_jam: float, w: float, k_press: float, cfg: SimConfig) -> float
 
 def _make_engine(backend: str, sim: Simulator) -> Any:
     if backend == "cpu":
-        from lib.cpu import CpuEngine
+        from lib.sim.cpu import CpuEngine
 
         return CpuEngine(sim)
-    from lib.cuda import CudaEngine
+    from lib.sim.cuda import CudaEngine
 
     return CudaEngine(sim)

@@ -18,11 +18,10 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from lib import sim as simulation
-from lib.events import emit
-from lib.network import DEFAULT_CELL_LENGTH_M, DEFAULT_DATA, Network, load_network
-
-DATA_FILES = ("edges.csv", "nodes.csv", "observed_speeds.csv")
+from lib.obs.events import emit
+from lib.sim import simulator as simulation
+from lib.sim.network import DEFAULT_CELL_LENGTH_M, DEFAULT_DATA, Network, load_network
+from lib.sim.network_data import DATA_FILES
 
 
 @dataclass

@@ -11,8 +11,8 @@ corridor, order 1) stay in the core's L2 cache. Two kernels: `advance_kernel` (f
 Threads: the chunks are split into one contiguous range per thread; the kernel is compiled with
 `nogil=True`, so plain Python threads run the ranges in parallel (no numba threading layer, whose
 `parallel=True` compilation is slow). One chunk runs on the calling thread alone.
-The per-cell math is lib/physics.py inlined. The kernel is cached on disk (`cache=True`) in a
-folder keyed by the hash of lib/physics.py and this file (`physics.source_keyed`).
+The per-cell math is lib/sim/physics.py inlined. The kernel is cached on disk (`cache=True`) in a
+folder keyed by the hash of lib/sim/physics.py and this file (`kernel_cache.source_keyed`).
 """
 
 from __future__ import annotations
@@ -28,7 +28,8 @@ import numpy as np
 from numba import njit
 from numba.core.compiler import Compiler
 
-from lib import physics
+from lib.sim import physics
+from lib.sim.kernel_cache import source_keyed
 
 _INLINE = njit(forceinline=True, fastmath=True, error_model="numpy", cache=False)
 _P = physics.compile_for(_INLINE)
@@ -120,7 +121,7 @@ def fluxes(  # noqa: PLR0913
             link_out[lk, s] += h * (gout[0, last, s] + gout[1, last, s])
 
 
-@physics.source_keyed(KERNEL, __file__)
+@source_keyed(KERNEL, __file__)
 def advance_kernel(  # noqa: PLR0913
     c0, c1, n_steps, dt, dt_last,
     rho_all, y_all, queue_all, rate_all, phase_all, amber_all, entered_all, exited_all, delay_all, out_all,
@@ -173,7 +174,7 @@ def average_into(a, b):
         flat_a[j] = 0.5 * (flat_a[j] + flat_b[j])
 
 
-@physics.source_keyed(KERNEL, __file__)
+@source_keyed(KERNEL, __file__)
 def advance_kernel2(  # noqa: PLR0913
     c0, c1, n_steps, dt, dt_last,
     rho_all, y_all, queue_all, rate_all, phase_all, amber_all, entered_all, exited_all, delay_all, out_all,
