@@ -11,7 +11,8 @@ import pytest
 
 from lib.config import ConfigError
 from lib.obs.warn import capture_warnings, numba_performance_warnings
-from lib.rl.train import ProgressCallback, RunConfig, RunFailed, run
+from lib.rl.callbacks import ProgressCallback
+from lib.rl.train import RunConfig, RunFailed, run
 from lib.sim.simulator import Simulator
 
 SMALL = {

@@ -20,7 +20,6 @@ import json
 import platform
 import re
 import signal
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -33,15 +32,15 @@ import numpy as np
 import torch
 from stable_baselines3 import DQN, PPO
 from stable_baselines3.common.base_class import BaseAlgorithm
-from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.vec_env import VecEnv, VecMonitor
-from tqdm import tqdm
 
 from lib.config import ConfigError, strict_config
 from lib.obs.events import emit, jsonable, start_clock
 from lib.obs.provenance import git_commit, lib_hash
 from lib.obs.warn import capture_warnings
 from lib.rl import plots, pool
+from lib.rl.callbacks import CheckpointCallback, ProgressCallback
+from lib.rl.checkpoints import Checkpoints
 from lib.rl.controllers import baselines
 from lib.rl.env import EnvConfig, TrafficSignalEnv
 from lib.rl.evaluate import Evaluation, evaluate, relative_change, report, results_markdown
@@ -52,8 +51,6 @@ from lib.sim.simulator import pick_backend
 # Evaluation seeds start here, far from the training seeds (seed .. seed + n_envs - 1).
 EVAL_SEED_OFFSET = 1_000_000
 SANITY_SEED_OFFSET = 2_000_000
-# Seconds between `train_progress` events: well inside the 10 s the log format promises.
-PROGRESS_EVERY_S = 5.0
 REFERENCES = ("webster", "max_pressure")
 ENV_FIELDS = ("episode_seconds", "decision_interval", "reward", "demand_scale", "backend")
 
@@ -436,129 +433,6 @@ def new_model(config: RunConfig, env: VecEnv) -> BaseAlgorithm:
         ent_coef=config.ent_coef,
         **common,
     )
-
-
-# --------------------------------------------------------------------------- checkpoints
-
-
-class Checkpoints:
-    """Rotated checkpoints in one folder: step_<n>.zip, plus step_<n>_replay.pkl for DQN."""
-
-    def __init__(self, folder: Path, keep: int) -> None:
-        self.folder, self.keep = folder, keep
-
-    def all(self) -> list[Path]:
-        return sorted(self.folder.glob("step_*[0-9].zip"))
-
-    def latest(self) -> Path | None:
-        found = self.all()
-        return found[-1] if found else None
-
-    @staticmethod
-    def replay_path(path: Path) -> Path:
-        return path.with_name(path.stem + "_replay.pkl")
-
-    def save(self, model: BaseAlgorithm) -> Path:
-        """Save the model (and DQN's replay buffer) at its step count, emit `checkpoint`, rotate."""
-        self.folder.mkdir(parents=True, exist_ok=True)
-        path = self.folder / f"step_{model.num_timesteps:09d}.zip"
-        model.save(path)
-        if getattr(model, "replay_buffer", None) is not None:
-            model.save_replay_buffer(self.replay_path(path))
-        emit("checkpoint", path=str(path), steps=int(model.num_timesteps))
-        for old in self.all()[: -self.keep]:
-            old.unlink()
-            self.replay_path(old).unlink(missing_ok=True)
-        return path
-
-    def load(self, path: Path, algorithm: str, env: VecEnv, device: str) -> BaseAlgorithm:
-        """The model saved at `path` (its step counter intact), attached to `env`."""
-        model = (DQN if algorithm == "dqn" else PPO).load(path, env=env, device=device)
-        if self.replay_path(path).exists():
-            model.load_replay_buffer(self.replay_path(path))
-        return model
-
-
-# --------------------------------------------------------------------------- callbacks
-
-
-class ProgressCallback(BaseCallback):
-    """tqdm bar on stderr, `train_progress` every PROGRESS_EVERY_S, the curve at each episode end.
-
-    Why not SB3's progress_bar=True: its rich bar draws on stdout, where the events go."""
-
-    def __init__(self, total: int, bar: bool, curve: list[tuple[int, float]]) -> None:
-        super().__init__()
-        self.total, self.show_bar, self.curve = total, bar, curve
-        self.last_emit = 0.0
-
-    def _on_training_start(self) -> None:
-        self.start_steps = self.model.num_timesteps
-        self.started = time.monotonic()
-        self.last_emit = self.started
-        self.bar = tqdm(
-            total=self.total,
-            initial=self.start_steps,
-            desc="train",
-            disable=not self.show_bar,
-            file=sys.stderr,
-            unit="step",
-        )
-
-    def _on_step(self) -> bool:
-        self.bar.update(self.model.num_timesteps - self.bar.n)
-        if np.any(self.locals.get("dones", False)) and self.model.ep_info_buffer:
-            self.curve.append((int(self.model.num_timesteps), self.ep_rew_mean()))
-        if time.monotonic() - self.last_emit >= PROGRESS_EVERY_S:
-            self.report()
-        return True
-
-    def _on_training_end(self) -> None:
-        self.report()
-        self.bar.close()
-
-    def ep_rew_mean(self) -> float:
-        return float(np.mean([ep["r"] for ep in self.model.ep_info_buffer]))
-
-    def report(self) -> None:
-        now = time.monotonic()
-        self.last_emit = now
-        steps = int(self.model.num_timesteps)
-        rate = (steps - self.start_steps) / max(now - self.started, 1e-9)
-        extra: dict[str, float] = {}
-        if self.model.ep_info_buffer:
-            extra["ep_rew_mean"] = round(self.ep_rew_mean(), 4)
-        loss = self.model.logger.name_to_value.get("train/loss")
-        if loss is not None:
-            extra["loss"] = round(float(loss), 6)
-        if hasattr(self.model, "exploration_rate"):
-            extra["exploration_rate"] = round(float(self.model.exploration_rate), 4)
-        emit(
-            "train_progress",
-            steps=steps,
-            total=self.total,
-            steps_per_s=round(rate, 2),
-            eta_s=round(max(self.total - steps, 0) / rate, 1) if rate > 0 else None,
-            updates=int(getattr(self.model, "_n_updates", 0)),
-            **extra,
-        )
-
-
-class CheckpointCallback(BaseCallback):
-    """Save a checkpoint each time the step counter crosses a multiple of `every`."""
-
-    def __init__(self, store: Checkpoints, every: int) -> None:
-        super().__init__()
-        self.store, self.every = store, every
-
-    def _on_training_start(self) -> None:
-        self.next_at = (self.model.num_timesteps // self.every + 1) * self.every
-
-    def _on_step(self) -> bool:
-        if self.model.num_timesteps >= self.next_at:
-            self.store.save(self.model)
-            self.next_at = (self.model.num_timesteps // self.every + 1) * self.every
-        return True
 
 
 # --------------------------------------------------------------------------- helpers

@@ -1,0 +1,95 @@
+"""SB3 callbacks of a training run: progress (bar, events, curve) and periodic checkpoints."""
+
+from __future__ import annotations
+
+import sys
+import time
+
+import numpy as np
+from stable_baselines3.common.callbacks import BaseCallback
+from tqdm import tqdm
+
+from lib.obs.events import emit
+from lib.rl.checkpoints import Checkpoints
+
+# Seconds between `train_progress` events: well inside the 10 s the log format promises.
+PROGRESS_EVERY_S = 5.0
+
+
+class ProgressCallback(BaseCallback):
+    """tqdm bar on stderr, `train_progress` every PROGRESS_EVERY_S, the curve at each episode end.
+
+    Why not SB3's progress_bar=True: its rich bar draws on stdout, where the events go."""
+
+    def __init__(self, total: int, bar: bool, curve: list[tuple[int, float]]) -> None:
+        super().__init__()
+        self.total, self.show_bar, self.curve = total, bar, curve
+        self.last_emit = 0.0
+
+    def _on_training_start(self) -> None:
+        self.start_steps = self.model.num_timesteps
+        self.started = time.monotonic()
+        self.last_emit = self.started
+        self.bar = tqdm(
+            total=self.total,
+            initial=self.start_steps,
+            desc="train",
+            disable=not self.show_bar,
+            file=sys.stderr,
+            unit="step",
+        )
+
+    def _on_step(self) -> bool:
+        self.bar.update(self.model.num_timesteps - self.bar.n)
+        if np.any(self.locals.get("dones", False)) and self.model.ep_info_buffer:
+            self.curve.append((int(self.model.num_timesteps), self.ep_rew_mean()))
+        if time.monotonic() - self.last_emit >= PROGRESS_EVERY_S:
+            self.report()
+        return True
+
+    def _on_training_end(self) -> None:
+        self.report()
+        self.bar.close()
+
+    def ep_rew_mean(self) -> float:
+        return float(np.mean([ep["r"] for ep in self.model.ep_info_buffer]))
+
+    def report(self) -> None:
+        now = time.monotonic()
+        self.last_emit = now
+        steps = int(self.model.num_timesteps)
+        rate = (steps - self.start_steps) / max(now - self.started, 1e-9)
+        extra: dict[str, float] = {}
+        if self.model.ep_info_buffer:
+            extra["ep_rew_mean"] = round(self.ep_rew_mean(), 4)
+        loss = self.model.logger.name_to_value.get("train/loss")
+        if loss is not None:
+            extra["loss"] = round(float(loss), 6)
+        if hasattr(self.model, "exploration_rate"):
+            extra["exploration_rate"] = round(float(self.model.exploration_rate), 4)
+        emit(
+            "train_progress",
+            steps=steps,
+            total=self.total,
+            steps_per_s=round(rate, 2),
+            eta_s=round(max(self.total - steps, 0) / rate, 1) if rate > 0 else None,
+            updates=int(getattr(self.model, "_n_updates", 0)),
+            **extra,
+        )
+
+
+class CheckpointCallback(BaseCallback):
+    """Save a checkpoint each time the step counter crosses a multiple of `every`."""
+
+    def __init__(self, store: Checkpoints, every: int) -> None:
+        super().__init__()
+        self.store, self.every = store, every
+
+    def _on_training_start(self) -> None:
+        self.next_at = (self.model.num_timesteps // self.every + 1) * self.every
+
+    def _on_step(self) -> bool:
+        if self.model.num_timesteps >= self.next_at:
+            self.store.save(self.model)
+            self.next_at = (self.model.num_timesteps // self.every + 1) * self.every
+        return True
