@@ -2,8 +2,13 @@
 
     python push_kernel.py --steps 300             # Kaggle if credentials are configured, else here
     python push_kernel.py --target local --steps 64 --eval-episodes 1
+    python push_kernel.py --steps 5000 --env.reward queue --env.sim.order 2
     python push_kernel.py --steps 5000 --wait     # push, poll until done, download, analyse
     python push_kernel.py --dry-run -p seed 3     # write the bundle to build/<slug>/, push nothing
+
+Every setting of the run is an option, named by its dotted path in RunConfig (lib/rl/run_config.py):
+`--steps`, `--env.decision-interval`, `--env.sim.min-green-s`, ... (`-p NAME VALUE` takes the
+same names, with `_` or `-`). They reach the notebook as its one `config` parameter.
 
 Outputs (under the repository, or --runs-dir / --build-dir): a local run writes runs/<run_id>/
 (executed notebook, run.log in Kaggle's log format, results.json, model, plots); a push records
@@ -17,15 +22,17 @@ import argparse
 import json
 import sys
 import time
+import typing
 from pathlib import Path
 from typing import Any
 
+from lib.config import Setting, settings
 from lib.remote.bundle import (
     REPO_ROOT,
     Bundle,
     BundleError,
     build_bundle,
-    check_run_parameters,
+    check_run_settings,
     resolve_parameters,
     run_local,
 )
@@ -47,20 +54,20 @@ from lib.runlog.report import render_text, write_outputs
 DEFAULT_SLUG = "victoria-island-signals"
 DEFAULT_ACCELERATOR = "NvidiaTeslaT4"
 RETIRED = {"NvidiaTeslaP100": "Kaggle has retired the P100 and runs such requests on a T4"}
-TYPED_OPTIONS = (("steps", int), ("seed", int), ("algorithm", str), ("n_envs", int),
-                 ("eval_episodes", int), ("backend", str), ("episode_seconds", float),
-                 ("decision_interval", float), ("run_id", str))
+# Not options: the notebook sets its own output folder (Kaggle's working directory).
+NOT_OPTIONS = ("output_dir",)
 RULE = "=" * 78
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__,
+    parser = argparse.ArgumentParser(description=__doc__, usage="%(prog)s [options] [--SETTING VALUE ...]",
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    for name, kind in TYPED_OPTIONS:
-        parser.add_argument("--" + name.replace("_", "-"), dest=name, type=kind, default=None,
-                            help=f"notebook parameter {name} (default: the notebook's)")
+    run_settings = parser.add_argument_group("run settings (RunConfig, by dotted name; default: RunConfig's)")
+    for name, setting in run_options().items():
+        run_settings.add_argument("--" + name.replace("_", "-"), dest="setting:" + name, default=None,
+                                  metavar="VALUE", help=f"default {setting.default!r}")
     parser.add_argument("-p", "--param", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
-                        help="any notebook parameter; VALUE is read as JSON when it parses, else text")
+                        help="any run setting by dotted name; VALUE is JSON when it parses, else text")
     parser.add_argument("--target", choices=("auto", "kaggle", "local"), default="auto",
                         help="auto: Kaggle when credentials are configured, otherwise here")
     parser.add_argument("--accelerator", default=DEFAULT_ACCELERATOR,
@@ -94,8 +101,9 @@ def _run(args: argparse.Namespace) -> int:
     if target == "kaggle" and not args.dry_run and not has_credentials():
         raise KaggleError(CREDENTIALS_HELP, exit_code=2)
     accelerator = _accelerator(args.accelerator)
-    params = resolve_parameters(_overrides(args))
-    check_run_parameters(params)
+    run_settings = _settings(args)
+    check_run_settings(run_settings)
+    params = resolve_parameters({"config": run_settings})
     ref = _ref(args.slug, target == "kaggle" and not args.dry_run)
     slug = ref.split("/")[1]
     bundle = build_bundle(params, args.build_dir / slug, ref, accelerator)
@@ -107,12 +115,39 @@ def _run(args: argparse.Namespace) -> int:
     return _kaggle(bundle, args, accelerator)
 
 
-def _overrides(args: argparse.Namespace) -> dict[str, Any]:
-    overrides = {name: getattr(args, name) for name, _ in TYPED_OPTIONS if getattr(args, name) is not None}
-    for name, value in args.param:
-        overrides[name] = _value(value)
-    overrides.setdefault("run_id", f"{time.strftime('%Y%m%d-%H%M%S')}-{args.slug.split('/')[-1]}")
-    return overrides
+def run_options() -> dict[str, Setting]:
+    """RunConfig's settings by dotted name, each one an option of this script."""
+    from lib.rl.run_config import RunConfig
+
+    return {name: s for name, s in settings(RunConfig).items() if name not in NOT_OPTIONS}
+
+
+def _settings(args: argparse.Namespace) -> dict[str, Any]:
+    """The run settings given on the command line (options, then -p), values typed per field."""
+    known = run_options()
+    given = {key.removeprefix("setting:"): value for key, value in vars(args).items()
+             if key.startswith("setting:") and value is not None}
+    given.update((name.replace("-", "_"), value) for name, value in args.param)
+    chosen = {name: _typed(value, known.get(name)) for name, value in given.items()}
+    chosen.setdefault("run_id", f"{time.strftime('%Y%m%d-%H%M%S')}-{args.slug.split('/')[-1]}")
+    return chosen
+
+
+def _typed(text: str, setting: Setting | None) -> Any:
+    """A command-line value for a setting: text for text fields, else JSON (lists as tuples)."""
+    if setting is not None and _is_text(setting.annotation):
+        return text
+    value = _value(text)
+    return tuple(value) if isinstance(value, list) else value
+
+
+def _is_text(annotation: Any) -> bool:
+    args = typing.get_args(annotation)
+    if annotation is str:
+        return True
+    if typing.get_origin(annotation) is typing.Literal:
+        return all(isinstance(a, str) for a in args)
+    return bool(args) and all(a is str or a is type(None) for a in args) and str in args
 
 
 def _positive(text: str) -> int:
@@ -148,14 +183,14 @@ def _ref(slug: str, need_owner: bool) -> str:
 
 
 def _describe(bundle: Bundle, headline: str) -> None:
-    params = " ".join(f"{k}={v}" for k, v in bundle.parameters.items())
+    params = " ".join(f"{k}={v}" for k, v in bundle.parameters.get("config", bundle.parameters).items())
     print(f"{headline}\n  notebook:  {bundle.notebook} ({bundle.source_bytes / 1e3:.0f} kB of Kaggle's 1 MB)"
           f"\n  metadata:  {bundle.folder / 'kernel-metadata.json'} (id {bundle.metadata['id']})"
           f"\n  lib/ sha256 {bundle.lib_sha256[:12]}, commit {bundle.commit}\n  parameters: {params}")
 
 
 def _local(bundle: Bundle, runs_dir: Path, automatic: bool) -> int:
-    run_dir = runs_dir / str(bundle.parameters["run_id"])
+    run_dir = runs_dir / str(bundle.parameters["config"]["run_id"])
     why = "no Kaggle credentials are configured" if automatic else "--target local"
     print(f"{RULE}\nLOCAL RUN ({why}): the notebook runs HERE, not on Kaggle.\n  outputs: {run_dir}/",
           flush=True)
@@ -179,7 +214,7 @@ def _local(bundle: Bundle, runs_dir: Path, automatic: bool) -> int:
 
 def _kaggle(bundle: Bundle, args: argparse.Namespace, accelerator: str | None) -> int:
     print(f"Pushing {bundle.metadata['id']} to Kaggle ({accelerator or 'CPU'}, "
-          f"{bundle.source_bytes / 1e3:.0f} kB notebook, run_id {bundle.parameters['run_id']}) ...",
+          f"{bundle.source_bytes / 1e3:.0f} kB notebook, run_id {bundle.parameters['config']['run_id']}) ...",
           flush=True)
     result = push(bundle.folder, args.timeout, accelerator)
     record_push(result, args.runs_dir)

@@ -44,7 +44,7 @@ def main() -> None:
         target_update_interval=1_000,
         checkpoint_every=max(args.steps // 4, 1),
         output_dir=args.output,
-        backend="cpu",
+        env={"backend": "cpu"},
         progress_bar=False,
     )
     result = run(config)

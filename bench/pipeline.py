@@ -37,8 +37,7 @@ def timed_run(steps: int, n_envs: int, episode_seconds: float) -> dict[str, floa
                 RunConfig(
                     steps=steps,
                     n_envs=n_envs,
-                    episode_seconds=episode_seconds,
-                    backend="cpu",
+                    env={"episode_seconds": episode_seconds, "backend": "cpu"},
                     progress_bar=False,
                     output_dir=out,
                 )

@@ -1,9 +1,14 @@
 """Strict, typed configuration objects.
 
-Every setting of the project lives in exactly one frozen dataclass (SimConfig, EnvConfig,
-RunConfig, ...). A misspelled key must never be silently dropped (the earlier system lost its
-training settings that way), so unknown keys raise a ConfigError that names the closest valid key,
-and values are checked against the field's annotation.
+Every setting of the project lives in exactly one frozen dataclass, and the configs nest:
+RunConfig holds an EnvConfig, which holds a SimConfig. A misspelled key must never be silently
+dropped (the earlier system lost its training settings that way), so unknown keys raise a
+ConfigError that names the closest valid key, and values are checked against the field's
+annotation.
+
+A setting is named by its dotted path from the outermost config (`steps`, `env.reward`,
+`env.sim.order`); that one naming scheme serves `from_dict`, `replace`, the notebook's `config`
+parameter and push_kernel.py's options, so a new field needs no edit anywhere else.
 
 Usage::
 
@@ -11,10 +16,13 @@ Usage::
     class MyConfig:
         steps: int = 300
         algorithm: Literal["dqn", "ppo"] = "dqn"
+        env: EnvConfig = EnvConfig()           # a nested config
 
-    MyConfig(steps=10)                 # ok
-    MyConfig.from_dict({"stpes": 10})  # ConfigError: unknown key 'stpes' ... did you mean 'steps'?
-    cfg.replace(steps=20)              # a new validated copy
+    MyConfig(steps=10, env={"reward": "queue"})  # a mapping becomes the nested config
+    MyConfig.from_dict({"stpes": 10})            # ConfigError: unknown key 'stpes' ... 'steps'?
+    MyConfig.from_dict({"env.reward": "queue"})  # dotted names
+    cfg.replace(**{"env.sim.order": 2})          # a new validated copy; the rest is kept
+    settings(MyConfig)                           # {"steps": Setting(...), "env.reward": ...}
 """
 
 from __future__ import annotations
@@ -28,10 +36,21 @@ from collections.abc import Mapping
 from typing import Any, Literal, TypeVar, Union, get_args, get_origin, get_type_hints
 
 T = TypeVar("T")
+MARK = "__strict_config__"
 
 
 class ConfigError(ValueError):
     """A configuration key or value is invalid; the message says which and how to fix it."""
+
+
+class UnknownKey(ConfigError):
+    """A key that names no field; `key` and `valid` are dotted from the outermost config."""
+
+    def __init__(self, key: str, valid: list[str], owner: str) -> None:
+        close = difflib.get_close_matches(key, valid, n=1, cutoff=0.5)
+        hint = f" Did you mean '{close[0]}'?" if close else ""
+        super().__init__(f"unknown key '{key}' for {owner}.{hint} Valid keys: {', '.join(valid)}.")
+        self.key, self.valid = key, valid
 
 
 def strict_config(cls: type[T]) -> type[T]:
@@ -41,7 +60,7 @@ def strict_config(cls: type[T]) -> type[T]:
 
     def __init__(self, **kwargs: Any) -> None:
         _reject_unknown(cls, kwargs)
-        dataclass_init(self, **kwargs)
+        dataclass_init(self, **_build_nested(cls, kwargs))
         _check_types(self)
         validate = getattr(self, "validate", None)
         if validate is not None:
@@ -52,35 +71,119 @@ def strict_config(cls: type[T]) -> type[T]:
     cls.from_dict = classmethod(_from_dict)  # type: ignore[attr-defined]
     cls.replace = _replace  # type: ignore[attr-defined]
     cls.to_dict = _to_dict  # type: ignore[attr-defined]
+    setattr(cls, MARK, True)
     return cls
+
+
+def is_config(value: Any) -> bool:
+    """Whether `value` is a strict config class or instance."""
+    return hasattr(value, MARK)
 
 
 def field_names(cls: type) -> list[str]:
     return [f.name for f in dataclasses.fields(cls)]
 
 
+@dataclasses.dataclass(frozen=True)
+class Setting:
+    """One leaf setting of a config tree: its annotation and default."""
+
+    annotation: Any
+    default: Any
+
+
+def settings(cls: type, prefix: str = "") -> dict[str, Setting]:
+    """Every leaf setting of `cls` by dotted name, nested configs expanded (declaration order)."""
+    hints = get_type_hints(cls)
+    out: dict[str, Setting] = {}
+    for f in dataclasses.fields(cls):
+        kind = hints[f.name]
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+        if is_config(kind):
+            out.update(settings(kind, prefix + f.name + "."))
+        else:
+            out[prefix + f.name] = Setting(kind, default)
+    return out
+
+
+def nest(flat: Mapping[str, Any]) -> dict[str, Any]:
+    """`{"env.sim.order": 2, "steps": 5}` -> `{"env": {"sim": {"order": 2}}, "steps": 5}`."""
+    out: dict[str, Any] = {}
+    for key, value in flat.items():
+        head, _, rest = str(key).partition(".")
+        if rest:
+            inner = out.setdefault(head, {})
+            if not isinstance(inner, dict):  # a whole nested value given beside a dotted one
+                inner = out[head] = _as_mapping(inner)
+            _merge(inner, nest({rest: value}))
+        elif isinstance(value, Mapping) and isinstance(out.get(head), dict):
+            _merge(out[head], nest(value))
+        else:
+            out[head] = nest(value) if isinstance(value, Mapping) else value
+    return out
+
+
+def _merge(into: dict[str, Any], extra: Mapping[str, Any]) -> None:
+    for key, value in extra.items():
+        if isinstance(value, Mapping) and isinstance(into.get(key), dict):
+            _merge(into[key], value)
+        else:
+            into[key] = value
+
+
+def _as_mapping(value: Any) -> dict[str, Any]:
+    return _to_dict(value) if is_config(value) else dict(value)
+
+
+def _build_nested(cls: type, kwargs: Mapping[str, Any]) -> dict[str, Any]:
+    """Mappings given for nested-config fields become those configs (dotted names in errors), and
+    lists for tuple fields tuples (JSON, a notebook parameter or a command line has no tuples)."""
+    hints = get_type_hints(cls)
+    out = dict(kwargs)
+    for name, value in kwargs.items():
+        kind = hints[name]
+        if isinstance(value, list) and _takes_tuple(kind):
+            out[name] = tuple(value)
+        if is_config(kind) and isinstance(value, Mapping):
+            try:
+                out[name] = kind(**nest(value))
+            except UnknownKey as exc:
+                dotted = [f"{name}.{key}" for key in exc.valid]
+                raise UnknownKey(f"{name}.{exc.key}", dotted, cls.__name__) from None
+    return out
+
+
+def _takes_tuple(kind: Any) -> bool:
+    if get_origin(kind) in (Union, types.UnionType):
+        return any(_takes_tuple(arg) for arg in get_args(kind))
+    return get_origin(kind) is tuple
+
+
 def _from_dict(cls: type[T], data: Mapping[str, Any] | None = None, **overrides: Any) -> T:
-    merged = {**dict(data or {}), **overrides}
-    return cls(**merged)
+    """A config from a mapping of plain, nested or dotted names (overrides win)."""
+    return cls(**nest({**dict(data or {}), **overrides}))
 
 
 def _replace(self: T, **changes: Any) -> T:
-    return type(self)(**{**_to_dict(self), **changes})
+    """A validated copy with `changes` (dotted names and partial nested mappings allowed)."""
+    merged = _to_dict(self)
+    _merge(merged, nest(changes))
+    return type(self)(**merged)
 
 
 def _to_dict(self: Any) -> dict[str, Any]:
-    return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+    """Field values by name, nested configs as nested dicts (JSON-ready for plain values)."""
+    return {
+        f.name: _to_dict(getattr(self, f.name)) if is_config(getattr(self, f.name)) else getattr(self, f.name)
+        for f in dataclasses.fields(self)
+    }
 
 
 def _reject_unknown(cls: type, kwargs: Mapping[str, Any]) -> None:
     valid = field_names(cls)
     for key in kwargs:
         if key not in valid:
-            close = difflib.get_close_matches(key, valid, n=1, cutoff=0.5)
-            hint = f" Did you mean '{close[0]}'?" if close else ""
-            raise ConfigError(
-                f"unknown key '{key}' for {cls.__name__}.{hint} Valid keys: {', '.join(valid)}."
-            )
+            raise UnknownKey(key, valid, cls.__name__)
 
 
 def _check_types(obj: Any) -> None:

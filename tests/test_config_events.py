@@ -10,7 +10,7 @@ from typing import Literal
 import numpy as np
 import pytest
 
-from lib.config import ConfigError, strict_config
+from lib.config import ConfigError, Setting, nest, settings, strict_config
 from lib.obs import events
 
 
@@ -34,6 +34,38 @@ def test_defaults_and_overrides():
     assert ExampleConfig.from_dict({"steps": 5}, rate=0.5).to_dict()["rate"] == 0.5
 
 
+@strict_config
+class OuterConfig:
+    seed: int = 0
+    inner: ExampleConfig = ExampleConfig()
+
+
+def test_nested_configs_take_mappings_dotted_names_and_keep_the_rest_on_replace():
+    outer = OuterConfig.from_dict({"seed": 3, "inner.steps": 7, "inner": {"rate": 0.5}})
+    assert (outer.seed, outer.inner.steps, outer.inner.rate) == (3, 7, 0.5)
+    changed = outer.replace(**{"inner.algorithm": "ppo"})
+    assert (changed.inner.algorithm, changed.inner.steps, changed.inner.rate) == ("ppo", 7, 0.5)
+    assert changed.to_dict()["inner"] == {**ExampleConfig().to_dict(), "steps": 7, "rate": 0.5,
+                                          "algorithm": "ppo"}
+    assert OuterConfig.from_dict(changed.to_dict()) == changed  # to_dict round-trips (JSON-ready)
+    assert OuterConfig(inner={"sizes": [8, 8]}).inner.sizes == (8, 8)  # JSON has no tuples
+    assert nest({"a.b.c": 1, "a.d": 2, "e": 3}) == {"a": {"b": {"c": 1}, "d": 2}, "e": 3}
+
+
+def test_settings_lists_every_leaf_by_dotted_name():
+    found = settings(OuterConfig)
+    assert list(found) == ["seed"] + [f"inner.{k}" for k in ("steps", "rate", "algorithm", "name", "sizes")]
+    assert found["inner.rate"] == Setting(float, 1e-3)
+
+
+def test_nested_errors_name_the_dotted_key():
+    closest = r"unknown key 'inner\.stpes' for OuterConfig\. Did you mean 'inner\.steps'"
+    with pytest.raises(ConfigError, match=closest):
+        OuterConfig.from_dict({"inner.stpes": 1})
+    with pytest.raises(ConfigError, match="steps must be positive"):
+        OuterConfig().replace(**{"inner.steps": 0})
+
+
 def test_misspelled_key_names_the_closest_valid_one():
     with pytest.raises(ConfigError, match=r"unknown key 'stpes' for ExampleConfig\. Did you mean 'steps'\?"):
         ExampleConfig.from_dict({"stpes": 10})
@@ -43,7 +75,7 @@ def test_misspelled_key_names_the_closest_valid_one():
 
 @pytest.mark.parametrize(
     ("key", "value"),
-    [("steps", "10"), ("steps", 1.5), ("steps", True), ("algorithm", "a2c"), ("sizes", [64]), ("name", 3)],
+    [("steps", "10"), ("steps", 1.5), ("steps", True), ("algorithm", "a2c"), ("sizes", ("64",)), ("name", 3)],
 )
 def test_wrong_types_are_rejected(key, value):
     with pytest.raises(ConfigError, match=f"ExampleConfig.{key} must be"):

@@ -203,7 +203,7 @@ def test_invalid_actions_and_configs_name_the_fix():
         ({"reward": "speed"}, "reward must be one of 'delay', 'queue', 'pressure', 'throughput'"),
         ({"demand_veh_h": (100.0, -5.0, 0.0, 0.0, 0.0)}, "demand_veh_h must be >= 0"),
         ({"episode_seconds": 10.0}, "must be >= decision_interval"),
-        ({"sim": {"amber": 3.0}}, "unknown key 'amber' for SimConfig. Did you mean 'amber_s'"),
+        ({"sim": {"amber": 3.0}}, "unknown key 'sim.amber' for EnvConfig. Did you mean 'sim.amber_s'"),
     ]
     for overrides, message in cases:
         with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):

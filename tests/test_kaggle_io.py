@@ -25,7 +25,7 @@ def no_retry_wait(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.fixture
 def bundle_dir(tmp_path: Path) -> Path:
-    params = resolve_parameters({"steps": 300, "run_id": "t1"})
+    params = resolve_parameters({"config": {"steps": 300, "run_id": "t1"}})
     return build_bundle(params, tmp_path / "bundle", REF, "NvidiaTeslaT4").folder
 
 
@@ -43,7 +43,7 @@ def test_push_sends_notebook_metadata_and_auth(kaggle_env, bundle_dir: Path, tmp
     assert body["machineShape"] == "NvidiaTeslaT4" and body["sessionTimeoutSeconds"] == 3600
     cells = json.loads(body["text"])["cells"]
     injected = next(c for c in cells if "injected-parameters" in c["metadata"].get("tags", []))
-    assert "steps = 300" in injected["source"] and 'run_id = "t1"' in injected["source"]
+    assert '"steps": 300' in injected["source"] and '"run_id": "t1"' in injected["source"]
     record = json.loads(kaggle_io.record_push(result, tmp_path / "runs").read_text())
     assert record["ref"] == REF and record["version"] == 1 and record["url"] == result.url
     assert record["pushed_at"] > 0

@@ -15,9 +15,7 @@ from lib.remote.bundle import REPO_ROOT, build_bundle, notebook_parameters, reso
 
 NOTEBOOKS = sorted((REPO_ROOT / "kernels").glob("*.ipynb"))
 TRAIN = REPO_ROOT / "kernels" / "train.ipynb"
-TINY = {"steps": 128, "episode_seconds": 120.0, "eval_episodes": 1, "n_envs": 2, "run_id": "tiny"}
-REQUIRED = {"steps", "seed", "algorithm", "n_envs", "eval_episodes", "backend", "episode_seconds",
-            "decision_interval", "run_id", "commit", "output_dir"}
+TINY = {"steps": 128, "env.episode_seconds": 120.0, "eval_episodes": 1, "n_envs": 2, "run_id": "tiny"}
 
 
 def test_there_is_a_training_notebook() -> None:
@@ -49,43 +47,34 @@ def test_exactly_one_parameters_cell(path: Path) -> None:
     assert len(tagged) == 1 and tagged[0].cell_type == "code"
 
 
-def test_training_parameters_and_attribution() -> None:
-    params = notebook_parameters(TRAIN)
-    assert REQUIRED <= set(params)
-    assert isinstance(params["steps"], int) and params["algorithm"] in ("dqn", "ppo")
+def test_training_takes_one_config_parameter_and_keeps_the_attribution() -> None:
+    """One source of truth: the notebook's only parameter is the run's settings (empty: RunConfig's
+    defaults), handed whole to RunConfig, so a new field needs no edit in the notebook."""
+    assert notebook_parameters(TRAIN) == {"config": {}}
     sources = [c.source for c in nbformat.read(TRAIN, as_version=4).cells]
     map_cell = next(s for s in sources if "corridor_map" in s)
     assert "OpenStreetMap contributors, ODbL" in map_cell
-    run_cell = next(s for s in sources if "RunConfig(" in s)
-    for name in REQUIRED:
-        assert f"{name}={name}" in run_cell, name
+    run_cell = next(s for s in sources if "run(RunConfig" in s)
+    assert 'RunConfig.from_dict({"output_dir": ".", **config})' in run_cell
 
 
 def test_papermill_injects_after_the_parameters_cell() -> None:
-    nb = parameterize_notebook(load_notebook_node(str(TRAIN)), {"steps": 64, "algorithm": "ppo"})
+    settings = {"steps": 64, "env.sim.order": 2}
+    nb = parameterize_notebook(load_notebook_node(str(TRAIN)), {"config": settings})
     index = next(i for i, c in enumerate(nb.cells) if "parameters" in c.metadata.tags)
     injected = nb.cells[index + 1]
     assert injected.metadata.tags == ["injected-parameters"]
-    assert "steps = 64" in injected.source and 'algorithm = "ppo"' in injected.source
+    assert injected.source.strip().startswith("# Parameters\nconfig = ")
+    exec(injected.source, namespace := {})  # noqa: S102 - papermill's own literal
+    assert namespace["config"] == settings
     nbformat.validate(nb)
-
-
-def test_training_defaults_match_run_config() -> None:
-    """One source of truth: the notebook's defaults are RunConfig's (output_dir: Kaggle's cwd)."""
-    from lib.rl.train import RunConfig
-
-    defaults = RunConfig().to_dict()
-    params = notebook_parameters(TRAIN)
-    for name in REQUIRED - {"output_dir"}:
-        assert params[name] == defaults[name], name
-    assert params["output_dir"] == "."
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
 def test_notebook_runs_with_papermill_on_tiny_parameters(path: Path, tmp_path: Path) -> None:
     """The bundle of each notebook, executed by papermill here exactly as push_kernel does."""
-    params = resolve_parameters({k: v for k, v in TINY.items() if k in notebook_parameters(path)}, path)
+    params = resolve_parameters({"config": TINY}, path)
     made = build_bundle(params, tmp_path / "bundle", "local/tiny-run", None, notebook=path)
     result = run_local(made, tmp_path / "run")
     assert result.status == "ok", result.error

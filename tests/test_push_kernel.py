@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import base64
 import hashlib
 import io
@@ -26,6 +27,7 @@ from lib.remote.bundle import (
     resolve_parameters,
     run_local,
 )
+from lib.rl.run_config import RunConfig
 from lib.runlog.analysis import analyse_path
 from lib.sim.simulator import cuda_available
 
@@ -51,6 +53,12 @@ def tagged(cells: list[dict], tag: str) -> dict:
     return next(c for c in cells if tag in c["metadata"].get("tags", []))
 
 
+def injected_config(cells: list) -> dict:
+    """The run settings papermill injected: the notebook's one `config` parameter."""
+    source = tagged(cells, "injected-parameters")["source"]
+    return ast.literal_eval(re.search(r"^config = (.*)$", source, re.M).group(1))
+
+
 def test_push_steps_300_reaches_the_stub(kaggle_stub, tmp_path: Path) -> None:
     env = kaggle_stub.client_env(tmp_path / "home", credentials="key")
     done = push_cli(["--steps", "300"], tmp_path, env)
@@ -63,9 +71,9 @@ def test_push_steps_300_reaches_the_stub(kaggle_stub, tmp_path: Path) -> None:
     assert body["isPrivate"] is True and body["kernelType"] == "notebook" and body["language"] == "python"
     cells = cells_of(body["text"])
     assert "LIB_ARCHIVE" in cells[0]["source"]
-    injected = tagged(cells, "injected-parameters")["source"]
-    assert re.search(r"^steps = 300$", injected, re.M)
-    assert re.search(r'^commit = "[0-9a-f]{12}(-dirty)?"$', injected, re.M)
+    injected = injected_config(cells)
+    assert injected["steps"] == 300
+    assert re.fullmatch(r"[0-9a-f]{12}(-dirty)?", injected["commit"])
     assert kaggle_stub.key not in body["text"]
     record = json.loads((tmp_path / "runs" / "last_push.json").read_text())
     assert record["ref"] == REF and record["version"] == 1
@@ -127,14 +135,30 @@ def test_dry_run_with_retired_p100_writes_bundle_only(kaggle_stub, tmp_path: Pat
     assert metadata["id"] == "stubuser/my-test-run" and metadata["machine_shape"] == "NvidiaTeslaP100"
     assert metadata["code_file"] == "my-test-run.ipynb" and metadata["title"] == "My Test Run"
     nb = nbformat.read(tmp_path / "build" / "my-test-run" / "my-test-run.ipynb", as_version=4)
-    assert re.search(r"^seed = 7$", tagged(nb.cells, "injected-parameters")["source"], re.M)
+    assert injected_config(nb.cells)["seed"] == 7
     assert kaggle_stub.requests == []
 
 
-def test_unknown_parameter_names_the_closest(kaggle_stub, tmp_path: Path) -> None:
-    done = push_cli(["--dry-run", "-p", "stpes", "3"], tmp_path, kaggle_stub.client_env(tmp_path / "home"))
+def test_unknown_setting_names_the_closest(kaggle_stub, tmp_path: Path) -> None:
+    env = kaggle_stub.client_env(tmp_path / "home")
+    done = push_cli(["--dry-run", "-p", "stpes", "3"], tmp_path, env)
     assert done.returncode == 1
-    assert "unknown notebook parameter 'stpes'" in done.stderr and "'steps'" in done.stderr
+    assert "unknown key 'stpes'" in done.stderr and "'steps'" in done.stderr
+    done = push_cli(["--dry-run", "-p", "env.sim.ordr", "2"], tmp_path, env)
+    assert done.returncode == 1 and "Did you mean 'env.sim.order'?" in done.stderr
+
+
+def test_every_run_setting_is_an_option_with_dotted_names(kaggle_stub, tmp_path: Path) -> None:
+    """Nested settings reach the notebook's `config` typed per field, from options and -p alike."""
+    done = push_cli(["--dry-run", "--env.sim.order", "2", "--env.reward", "queue", "--run-id", "007",
+                     "-p", "env.demand-level-range", "[0.9, 1.1]", "--net-arch", "[32]", "--slug", "dotted"],
+                    tmp_path, kaggle_stub.client_env(tmp_path / "home"))
+    assert done.returncode == 0, done.stderr
+    nb = nbformat.read(tmp_path / "build" / "dotted" / "dotted.ipynb", as_version=4)
+    config = injected_config(nb.cells)
+    assert config["env.sim.order"] == 2 and config["env.reward"] == "queue" and config["run_id"] == "007"
+    run = RunConfig.from_dict(config)  # as the notebook reads it: JSON lists back to tuples
+    assert run.env.demand_level_range == (0.9, 1.1) and run.net_arch == (32,)
 
 
 @pytest.fixture
@@ -147,7 +171,7 @@ def fake_lib(tmp_path: Path) -> Path:
 
 
 def build(lib: Path, tmp_path: Path, **params) -> bundle_mod.Bundle:
-    return build_bundle(resolve_parameters({"run_id": "t", **params}), tmp_path / "out", REF,
+    return build_bundle(resolve_parameters({"config": {"run_id": "t", **params}}), tmp_path / "out", REF,
                         "NvidiaTeslaT4", lib_dir=lib)
 
 
@@ -250,7 +274,7 @@ def test_failing_cell_is_named_and_partial_log_kept(fake_lib: Path, tmp_path: Pa
 @pytest.mark.slow
 def test_target_local_runs_here_even_with_credentials(kaggle_stub, tmp_path: Path) -> None:
     env = kaggle_stub.client_env(tmp_path / "home", credentials="key")
-    done = push_cli(["--target", "local", "--steps", "128", "--episode-seconds", "120", "--eval-episodes",
+    done = push_cli(["--target", "local", "--steps", "128", "--env.episode-seconds", "120", "--eval-episodes",
                      "1", "--n-envs", "2", "--run-id", "local-tiny"], tmp_path, env)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "LOCAL RUN (--target local)" in done.stdout
@@ -269,7 +293,7 @@ def test_parameters_the_run_would_reject_are_refused_before_running(kaggle_stub,
     env = kaggle_stub.client_env(tmp_path / "home", credentials="key")
     done = push_cli(["--target", target, "--n-envs", "0", "--run-id", "bad"], tmp_path, env)
     assert done.returncode == 1
-    assert "the run would reject these parameters: RunConfig.n_envs must be >= 1" in done.stderr
+    assert "the run would reject these settings: RunConfig.n_envs must be >= 1" in done.stderr
     assert not (tmp_path / "runs" / "bad").exists() and not (tmp_path / "build").exists()
     assert kaggle_stub.requests == []
 
@@ -277,7 +301,7 @@ def test_parameters_the_run_would_reject_are_refused_before_running(kaggle_stub,
 @pytest.mark.skipif(cuda_available(), reason="needs a machine without a CUDA GPU to make the run fail")
 def test_auto_without_credentials_runs_here_and_names_a_failing_cell(kaggle_stub, tmp_path: Path) -> None:
     env = kaggle_stub.client_env(tmp_path / "home", credentials=None)
-    done = push_cli(["--backend", "cuda", "--run-id", "bad"], tmp_path, env)
+    done = push_cli(["--env.backend", "cuda", "--run-id", "bad"], tmp_path, env)
     assert done.returncode == 1
     assert "LOCAL RUN (no Kaggle credentials are configured)" in done.stdout
     assert "LOCAL RUN FAILED" in done.stdout and "numba finds no CUDA GPU" in done.stdout

@@ -17,22 +17,21 @@ from lib.sim.simulator import Simulator
 
 SMALL = {
     "steps": 300,
-    "episode_seconds": 300.0,
     "n_envs": 2,
     "eval_episodes": 2,
-    "backend": "cpu",
     "progress_bar": False,
     "seed": 1,
+    "env": {"episode_seconds": 300.0, "backend": "cpu"},
 }
 CONTROLLERS = {"dqn", "webster", "max_pressure", "actuated", "random"}
 PHASES = ["config", "build", "sanity", "train", "eval", "baselines", "save"]
 
 
 def test_run_start_says_which_backend_auto_chose(tmp_path, pool_events):
-    run(RunConfig(**{**SMALL, "backend": "auto"}, output_dir=str(tmp_path)))
+    run(RunConfig.from_dict(SMALL, output_dir=str(tmp_path)).replace(**{"env.backend": "auto"}))
     records = pool_events()
     start, build = records[0], pool_events("network_build")[0]
-    assert start["params"]["backend"] == "auto"
+    assert start["params"]["env"]["backend"] == "auto"
     assert start["backend"] == build["backend"] and start["backend"] in ("cpu", "cuda")
     assert (start["device"] == "cpu") == (start["backend"] == "cpu")
 
@@ -140,9 +139,11 @@ def test_strict_config_names_the_closest_key_and_refuses_a_run_that_cannot_learn
     with pytest.raises(ConfigError, match="never make a gradient update"):
         RunConfig(steps=100, learning_starts=100)
     with pytest.raises(ConfigError, match="moto_share"):
-        RunConfig(env_options={"moto_share": 2.0})
-    with pytest.raises(ConfigError, match="RunConfig fields"):
-        RunConfig(env_options={"reward": "queue"})
+        RunConfig(env={"moto_share": 2.0})
+    with pytest.raises(ConfigError, match="Did you mean 'env.sim.order'"):
+        RunConfig.from_dict({"env.sim.ordr": 2})
+    with pytest.raises(ConfigError, match="DQN needs a Discrete action space"):
+        RunConfig.from_dict({"env.action_mode": "multibinary"})
     assert RunConfig().learning_starts < RunConfig().steps
 
 

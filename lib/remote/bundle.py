@@ -38,6 +38,8 @@ REQUIREMENTS = REPO_ROOT / "requirements.txt"
 MAX_SOURCE_BYTES = 1_000_000
 BOOTSTRAP_TAG = "bundle-bootstrap"
 SLUG_PATTERN = re.compile(r"^[a-z0-9][a-z0-9-]{3,48}[a-z0-9]$")
+# The layers of lib/ that never run inside the notebook (reading logs, pushing): not bundled.
+NOT_SHIPPED = ("remote", "runlog")
 # Tools for building and pushing the notebook, not imported by the run itself.
 NOT_IN_NOTEBOOK = frozenset({"papermill", "ipykernel", "nbformat", "kaggle", "six"})
 # Pure-Python packages whose API the run depends on: replaced when the image has another version.
@@ -60,6 +62,7 @@ import base64, hashlib, importlib.metadata, io, lzma, subprocess, sys, tarfile, 
 from pathlib import Path
 
 LIB_SHA256 = {lib_sha256!r}
+SHIPPED = {shipped!r}
 PINS = {pins!r}
 EXACT_VERSION = {exact!r}
 
@@ -85,7 +88,7 @@ if missing:
     if done.returncode != 0:
         raise RuntimeError(f"pip could not install {{missing}}: the kernel needs internet access "
                            "(enable_internet in kernel-metadata.json, phone-verified account)")
-print(f"lib/ sha256 {{LIB_SHA256[:12]}} unpacked to {{lib_root}}", flush=True)
+print(f"lib/ sha256 {{LIB_SHA256[:12]}} unpacked to {{lib_root}}: {{', '.join(SHIPPED)}}", flush=True)
 '''
 
 
@@ -126,17 +129,17 @@ def resolve_parameters(overrides: dict[str, Any], notebook: Path = NOTEBOOK) -> 
     return {**defaults, **overrides}
 
 
-def check_run_parameters(parameters: dict[str, Any]) -> None:
+def check_run_settings(settings: dict[str, Any]) -> None:
     """Refuse what the training notebook's RunConfig would refuse, before anything is pushed or
     run: a Kaggle session that dies on a config error in its first cells wastes its queue time.
-    (The notebook's parameters are RunConfig fields; none of its checks depends on this machine.)"""
+    (`settings` are RunConfig's by dotted name; none of its checks depends on this machine.)"""
     from lib.config import ConfigError
-    from lib.rl.train import RunConfig
+    from lib.rl.run_config import RunConfig
 
     try:
-        RunConfig.from_dict(parameters)
+        RunConfig.from_dict(settings)
     except ConfigError as exc:
-        raise BundleError(f"the run would reject these parameters: {exc}") from None
+        raise BundleError(f"the run would reject these settings: {exc}") from None
 
 
 def build_bundle(parameters: dict[str, Any], out_dir: Path, ref: str, accelerator: str | None,
@@ -144,8 +147,9 @@ def build_bundle(parameters: dict[str, Any], out_dir: Path, ref: str, accelerato
                  max_bytes: int = MAX_SOURCE_BYTES) -> Bundle:
     """Write `<slug>.ipynb` and `kernel-metadata.json` into `out_dir` and check them.
 
-    `parameters` are injected as given (resolve them first); an empty `commit` becomes this
-    checkout's, since Kaggle has no git (the run adds the hash of lib/ to `run_start` itself).
+    `parameters` are injected as given (resolve them first); when the notebook takes a `config`
+    (the run's settings), an empty `commit` there becomes this checkout's, since Kaggle has no
+    git (the run adds the hash of lib/ to `run_start` itself).
     """
     import nbformat
     from papermill.iorw import load_notebook_node
@@ -155,11 +159,11 @@ def build_bundle(parameters: dict[str, Any], out_dir: Path, ref: str, accelerato
     tar_bytes, sizes = _lib_tar(lib_dir)
     lib_sha256 = hashlib.sha256(tar_bytes).hexdigest()
     commit = git_commit(lib_dir)
-    params = dict(parameters)
-    if "commit" in params and not params["commit"]:
-        params["commit"] = commit
+    params = json.loads(json.dumps(parameters))  # as papermill can write them: tuples become lists
+    if isinstance(params.get("config"), dict) and not params["config"].get("commit"):
+        params["config"] = {**params["config"], "commit": commit}
     nb = load_notebook_node(str(notebook))
-    nb.cells.insert(0, _bootstrap_cell(nbformat, tar_bytes, lib_sha256))
+    nb.cells.insert(0, _bootstrap_cell(nbformat, tar_bytes, lib_sha256, shipped_packages(lib_dir)))
     nb = parameterize_notebook(nb, params)
     text = nbformat.writes(nb)
     _check_size(len(text.encode()), max_bytes, sizes)
@@ -182,9 +186,10 @@ def pinned_requirements(path: Path = REQUIREMENTS) -> dict[str, str]:
     return pins
 
 
-def _bootstrap_cell(nbformat: Any, tar_bytes: bytes, lib_sha256: str) -> Any:
+def _bootstrap_cell(nbformat: Any, tar_bytes: bytes, lib_sha256: str, shipped: list[str]) -> Any:
     archive = base64.b64encode(lzma.compress(tar_bytes, preset=9)).decode()
-    source = BOOTSTRAP.format(lib_sha256=lib_sha256, pins=pinned_requirements(), exact=EXACT_VERSION,
+    source = BOOTSTRAP.format(lib_sha256=lib_sha256, shipped=shipped, pins=pinned_requirements(),
+                              exact=EXACT_VERSION,
                               archive=archive)
     return nbformat.v4.new_code_cell(source, metadata={"tags": [BOOTSTRAP_TAG]})
 
@@ -195,7 +200,7 @@ def _lib_tar(lib_dir: Path) -> tuple[bytes, dict[str, int]]:
         raise BundleError(f"{lib_dir} is not the lib package (no __init__.py).")
     buffer, sizes = io.BytesIO(), {}
     with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as tar:
-        for path in sorted(p for p in lib_dir.rglob("*") if p.is_file() and _bundled(p)):
+        for path in bundled_files(lib_dir):
             data = path.read_bytes()
             name = "lib/" + path.relative_to(lib_dir).as_posix()
             info = tarfile.TarInfo(name)
@@ -205,8 +210,18 @@ def _lib_tar(lib_dir: Path) -> tuple[bytes, dict[str, int]]:
     return buffer.getvalue(), sizes
 
 
-def _bundled(path: Path) -> bool:
-    return "__pycache__" not in path.parts and path.suffix != ".pyc"
+def bundled_files(lib_dir: Path) -> list[Path]:
+    """The files of lib/ that go into the notebook: the layers that run there, no caches."""
+    def shipped(path: Path) -> bool:
+        parts = path.relative_to(lib_dir).parts
+        return path.is_file() and "__pycache__" not in parts and path.suffix != ".pyc" \
+            and parts[0] not in NOT_SHIPPED
+    return sorted(p for p in lib_dir.rglob("*") if shipped(p))
+
+
+def shipped_packages(lib_dir: Path) -> list[str]:
+    """The top-level modules and packages of lib/ that the bundle ships (named in the log)."""
+    return sorted({p.relative_to(lib_dir).parts[0].removesuffix(".py") for p in bundled_files(lib_dir)})
 
 
 def _check_size(n_bytes: int, max_bytes: int, sizes: dict[str, int]) -> None:
@@ -222,7 +237,7 @@ def _check_size(n_bytes: int, max_bytes: int, sizes: dict[str, int]) -> None:
 def _check_credentials(lib_dir: Path, notebook_text: str) -> None:
     """Refuse anything that looks like a credential; never print the secret itself."""
     secrets = credential_values()
-    for path in sorted(p for p in lib_dir.rglob("*") if p.is_file() and _bundled(p)):
+    for path in bundled_files(lib_dir):
         shown = path.relative_to(lib_dir.parent)
         if path.name.lower() in CREDENTIAL_NAMES or path.name.lower().endswith(CREDENTIAL_SUFFIXES):
             raise BundleError(f"refusing to bundle {shown}: a credential file. Remove it from lib/; "

@@ -20,11 +20,9 @@ from gymnasium import spaces
 from lib.config import ConfigError, strict_config
 from lib.rl import pool
 from lib.rl.demand import default_demand, draw_episode, profile_factor
-from lib.rl.reward import Reward, row_sum
+from lib.rl.reward import Reward, RewardName, row_sum
 from lib.sim.network import DEFAULT_CELL_LENGTH_M, Network
 from lib.sim.simulator import SimConfig, Simulator
-
-ENV_ID = "VictoriaIsland-v0"
 
 
 @strict_config
@@ -34,13 +32,13 @@ class EnvConfig:
     decision_interval: float = 15.0  # simulated s between decisions
     episode_seconds: float = 3600.0  # horizon -> truncated=True
     action_mode: Literal["joint", "multibinary"] = "joint"  # Discrete(2**n) | MultiBinary(n)
-    reward: Literal["delay", "queue", "pressure", "throughput"] = "delay"
+    reward: RewardName = "delay"  # lib/rl/reward.py
     demand_scale: float = 1.0  # multiplies the per-entry demand
     moto_share: float = 0.35
     randomize_demand: bool = True  # per-episode level, jitter and profile from the seeded RNG
     backend: Literal["auto", "cpu", "cuda"] = "auto"
     data_path: str | None = None  # None: lib/data/victoria_island
-    sim: dict | None = None  # SimConfig overrides (lib.sim.SimConfig field names)
+    sim: SimConfig = SimConfig()  # the simulator's model and numerics (lib/sim/simulator.py)
     demand_veh_h: tuple[float, ...] | None = None  # per entry (network.entries order); None: default
     demand_profile: Literal["random", "flat", "peak"] = "random"  # "random" is flat when not randomized
     demand_level_range: tuple[float, float] = (0.7, 1.3)  # episode level ~ U[lo, hi]
@@ -82,7 +80,11 @@ class EnvConfig:
             )
         if not 0 <= self.demand_jitter < 1:
             raise ConfigError(f"EnvConfig.demand_jitter must be in [0, 1), got {self.demand_jitter!r}.")
-        SimConfig.from_dict(self.sim or {})
+
+    @property
+    def horizon(self) -> int:
+        """Decisions in one episode: episode_seconds over decision_interval, rounded up."""
+        return math.ceil(self.episode_seconds / self.decision_interval - 1e-9)
 
 
 def make_config(config: EnvConfig | Mapping[str, Any] | None, overrides: Mapping[str, Any]) -> EnvConfig:
@@ -101,7 +103,7 @@ def lease_for(config: EnvConfig, n_slots: int) -> pool.Lease:
     return pool.acquire(
         n_slots,
         data_path=config.data_path,
-        sim_config=SimConfig.from_dict(config.sim or {}),
+        sim_config=config.sim,
         backend=config.backend,
         cell_length_m=config.cell_length_m,
     )
@@ -117,7 +119,7 @@ class SignalBatch:
         self.n_signals = network.n_signals
         self.n_phases = np.array([s.n_phases for s in network.signals], dtype=np.int64)
         self.interval = float(config.decision_interval)
-        self.horizon = math.ceil(config.episode_seconds / self.interval - 1e-9)
+        self.horizon = config.horizon
         self.base_demand = base_demand(config, network)
         self.reward = Reward(config.reward, network, self.interval)
         self._bits = np.arange(self.n_signals, dtype=np.int64)
@@ -365,7 +367,3 @@ class TrafficSignalEnv(gym.Env):
     def _check_open(self) -> None:
         if self._state == "closed":
             raise RuntimeError("this environment is closed; create a new TrafficSignalEnv")
-
-
-if ENV_ID not in gym.registry:
-    gym.register(id=ENV_ID, entry_point="lib.rl.env:TrafficSignalEnv")

@@ -70,7 +70,7 @@ class Evaluation:
 
 def horizon_steps(env: Any) -> int:
     """Decisions in one episode of `env` (its horizon over its decision interval, rounded up)."""
-    return math.ceil(env.config.episode_seconds / env.config.decision_interval - 1e-9)
+    return env.config.horizon
 
 
 def evaluate(

@@ -7,6 +7,8 @@ rates and value targets then need no per-reward tuning.
 
 from __future__ import annotations
 
+from typing import Literal
+
 import numpy as np
 
 from lib.sim.network import Network
@@ -14,6 +16,8 @@ from lib.sim.network import Network
 # Scales (docs/env.md): delay in vehicles held still on average during the interval
 # (veh-s lost / interval s), queue and pressure in vehicles, throughput in veh/s leaving.
 REWARD_SCALE = {"delay": 50.0, "queue": 50.0, "pressure": 50.0, "throughput": 1.0}
+# The reward names EnvConfig accepts: the keys above, written nowhere else.
+RewardName = Literal[tuple(REWARD_SCALE)]  # type: ignore[valid-type]
 
 
 class Reward:

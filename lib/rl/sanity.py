@@ -163,4 +163,4 @@ def _keep(env: Any) -> Any:
 
 
 def _horizon(env: Any) -> int:
-    return math.ceil(env.config.episode_seconds / env.config.decision_interval - 1e-9)
+    return env.config.horizon

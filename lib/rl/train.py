@@ -15,10 +15,8 @@ line, also on errors and interruptions). Why it is shaped this way (docs/trainin
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import platform
-import re
 import signal
 import threading
 import time
@@ -34,7 +32,6 @@ from stable_baselines3 import DQN, PPO
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.vec_env import VecEnv, VecMonitor
 
-from lib.config import ConfigError, strict_config
 from lib.obs.events import emit, jsonable, start_clock
 from lib.obs.provenance import git_commit, lib_hash
 from lib.obs.warn import capture_warnings
@@ -42,132 +39,14 @@ from lib.rl import plots, pool
 from lib.rl.callbacks import CheckpointCallback, ProgressCallback
 from lib.rl.checkpoints import Checkpoints
 from lib.rl.controllers import baselines
-from lib.rl.env import EnvConfig, TrafficSignalEnv
+from lib.rl.env import TrafficSignalEnv
 from lib.rl.evaluate import Evaluation, evaluate, relative_change, report, results_markdown
+from lib.rl.run_config import EVAL_SEED_OFFSET, SANITY_SEED_OFFSET, RunConfig
 from lib.rl.sanity import run_checks
 from lib.rl.vecenv import TrafficVecEnv
 from lib.sim.simulator import pick_backend
 
-# Evaluation seeds start here, far from the training seeds (seed .. seed + n_envs - 1).
-EVAL_SEED_OFFSET = 1_000_000
-SANITY_SEED_OFFSET = 2_000_000
 REFERENCES = ("webster", "max_pressure")
-ENV_FIELDS = ("episode_seconds", "decision_interval", "reward", "demand_scale", "backend")
-
-
-@strict_config
-class RunConfig:
-    """Every setting of a run; docs/training.md gives each default's reason."""
-
-    steps: int = 300  # total environment steps (transitions, all envs together)
-    seed: int = 0
-    algorithm: Literal["dqn", "ppo"] = "dqn"
-    n_envs: int = 4  # scenarios stepped together by one simulator call
-    eval_episodes: int = 5  # one per evaluation seed, the same for every controller
-    output_dir: str = ""  # "" -> runs/<run_id>
-    backend: Literal["auto", "cpu", "cuda"] = "auto"
-    episode_seconds: float = 3600.0
-    decision_interval: float = 15.0
-    reward: Literal["delay", "queue", "pressure", "throughput"] = "delay"
-    demand_scale: float = 1.0
-    env_options: dict | None = None  # further lib.env.EnvConfig fields (moto_share, sim, ...)
-    checkpoint_every: int = 10_000  # steps between checkpoints (one is also saved at the end)
-    keep_checkpoints: int = 3
-    resume: bool = False  # continue from the latest checkpoint in output_dir
-    tensorboard: bool = False
-    progress_bar: bool = True  # tqdm on stderr
-    run_id: str = ""  # "" -> <UTC time>-<algorithm>-s<seed>
-    commit: str = ""  # "" -> `git rev-parse HEAD`, else "unknown"
-    torch_device: Literal["auto", "cpu", "cuda"] = "cpu"  # a 64x64 MLP is faster on the CPU
-    torch_threads: int = 1  # more threads fight numba's OpenMP pool: 15 ms vs 0.5 ms per update here
-    # both algorithms
-    learning_rate: float = 5e-4
-    gamma: float = 0.95
-    batch_size: int = 64
-    net_arch: tuple[int, ...] = (64, 64)
-    # DQN
-    buffer_size: int = 50_000
-    learning_starts: int = 100
-    train_freq: int = 1
-    gradient_steps: int = 1
-    target_update_interval: int = 200
-    exploration_fraction: float = 0.3
-    exploration_final_eps: float = 0.05
-    # PPO
-    n_steps: int = 128
-    n_epochs: int = 10
-    gae_lambda: float = 0.95
-    clip_range: float = 0.2
-    ent_coef: float = 0.01
-
-    def validate(self) -> None:
-        positive = (
-            "torch_threads",
-            "steps",
-            "n_envs",
-            "eval_episodes",
-            "checkpoint_every",
-            "keep_checkpoints",
-            "batch_size",
-            "buffer_size",
-            "train_freq",
-            "target_update_interval",
-            "n_steps",
-            "n_epochs",
-        )
-        for name in positive:
-            if getattr(self, name) < 1:
-                raise ConfigError(f"RunConfig.{name} must be >= 1, got {getattr(self, name)!r}.")
-        if not self.learning_rate > 0 or not 0 < self.gamma <= 1:
-            raise ConfigError(
-                f"RunConfig needs learning_rate > 0 and 0 < gamma <= 1, got "
-                f"{self.learning_rate!r}, {self.gamma!r}."
-            )
-        largest_seed = 2**32 - 1 - SANITY_SEED_OFFSET - max(self.n_envs, self.eval_episodes)
-        if not 0 <= self.seed <= largest_seed:
-            raise ConfigError(f"RunConfig.seed must be in 0..{largest_seed} (numpy seeds are 32-bit and "
-                              f"evaluation adds offsets), got {self.seed!r}.")
-        if self.learning_starts < 0 or not (self.gradient_steps >= 1 or self.gradient_steps == -1):
-            raise ConfigError(f"RunConfig needs learning_starts >= 0 and gradient_steps >= 1 (or -1: as many "
-                              f"as steps collected), got {self.learning_starts!r}, {self.gradient_steps!r}.")
-        for name in ("exploration_fraction", "exploration_final_eps"):
-            if not 0 <= getattr(self, name) <= 1:
-                raise ConfigError(f"RunConfig.{name} must be in [0, 1], got {getattr(self, name)!r}.")
-        if not self.clip_range > 0 or not 0 <= self.gae_lambda <= 1 or self.ent_coef < 0:
-            raise ConfigError(f"RunConfig needs clip_range > 0, 0 <= gae_lambda <= 1 and ent_coef >= 0, got "
-                              f"{self.clip_range!r}, {self.gae_lambda!r}, {self.ent_coef!r}.")
-        if not re.fullmatch(r"([A-Za-z0-9_-][A-Za-z0-9._-]*)?", self.run_id):
-            raise ConfigError(f"RunConfig.run_id names a folder: use letters, digits, '.', '_' and '-' (not "
-                              f"starting with '.'), got {self.run_id!r}.")
-        if not self.net_arch or min(self.net_arch) < 1:
-            raise ConfigError(f"RunConfig.net_arch needs layers of >= 1 units, got {self.net_arch!r}.")
-        if self.algorithm == "dqn" and self.learning_starts >= self.steps and not self.resume:
-            raise ConfigError(
-                f"RunConfig.learning_starts ({self.learning_starts}) >= steps ({self.steps}): DQN would "
-                f"never make a gradient update. Lower learning_starts below steps or raise steps."
-            )
-        first_update = self.learning_starts + self.train_freq * self.n_envs
-        if self.algorithm == "dqn" and not self.resume and first_update > self.steps:
-            raise ConfigError(
-                f"RunConfig: DQN first trains after learning_starts ({self.learning_starts}) plus train_freq "
-                f"({self.train_freq}) steps of each of the {self.n_envs} envs = {first_update} steps, more "
-                f"than steps ({self.steps}); SB3 would also overrun the budget to finish that round. "
-                f"Raise steps or lower train_freq or learning_starts."
-            )
-        if self.tensorboard and importlib.util.find_spec("tensorboard") is None:
-            raise ConfigError(
-                "RunConfig.tensorboard=True needs the tensorboard package: pip install tensorboard."
-            )
-        clash = sorted(set(self.env_options or {}) & set(ENV_FIELDS))
-        if clash:
-            raise ConfigError(f"RunConfig.env_options repeats {clash}: set them as RunConfig fields instead.")
-        env = self.env_config()
-        if self.algorithm == "dqn" and env.action_mode != "joint":
-            raise ConfigError("DQN needs a Discrete action space: leave env_options action_mode at 'joint'.")
-
-    def env_config(self) -> EnvConfig:
-        """The lib.env.EnvConfig of this run (its own strict checks apply to env_options)."""
-        return EnvConfig(**{name: getattr(self, name) for name in ENV_FIELDS}, **(self.env_options or {}))
 
 
 @dataclass
@@ -221,8 +100,8 @@ def run(config: RunConfig) -> RunResult:
         run_id=run_id,
         commit=config.commit,
         params=config.to_dict(),
-        backend=pick_backend(config.backend),  # what "auto" chose; params keeps the request
-        device=device_name(config.backend),
+        backend=pick_backend(config.env.backend),  # what "auto" chose; params keeps the request
+        device=device_name(config.env.backend),
         versions=versions(),
         lib_hash=lib_hash(),
     )
@@ -279,7 +158,6 @@ class _Run:
                 env.close()
 
     def prepare(self) -> None:
-        self.config.env_config()
         checkpoints = self.out / "checkpoints"
         if not self.config.resume and checkpoints.is_dir() and any(checkpoints.iterdir()):
             raise ValueError(
@@ -290,12 +168,12 @@ class _Run:
         (self.out / "config.json").write_text(json.dumps(self.config.to_dict(), indent=2, default=str))
 
     def vec_env(self, n: int) -> TrafficVecEnv:
-        env = TrafficVecEnv(n, self.config.env_config())
+        env = TrafficVecEnv(n, self.config.env)
         self.envs.append(env)
         return env
 
     def sanity(self) -> int:
-        env = TrafficSignalEnv(self.config.env_config())
+        env = TrafficSignalEnv(self.config.env)
         self.envs.append(env)
         checks = run_checks(env, self.config.seed + SANITY_SEED_OFFSET)
         env.close()

@@ -1,0 +1,120 @@
+"""RunConfig: every setting of a training run, checked before anything is built or pushed.
+
+It lives apart from lib/rl/train.py so that checking a configuration (push_kernel.py does it
+before a Kaggle session is spent) imports neither torch nor Stable-Baselines3.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+from typing import Literal
+
+from lib.config import ConfigError, strict_config
+from lib.rl.env import EnvConfig
+
+# Evaluation seeds start here, far from the training seeds (seed .. seed + n_envs - 1).
+EVAL_SEED_OFFSET = 1_000_000
+SANITY_SEED_OFFSET = 2_000_000
+
+
+@strict_config
+class RunConfig:
+    """Every setting of a run; docs/training.md gives each default's reason."""
+
+    steps: int = 300  # total environment steps (transitions, all envs together)
+    seed: int = 0
+    algorithm: Literal["dqn", "ppo"] = "dqn"
+    n_envs: int = 4  # scenarios stepped together by one simulator call
+    eval_episodes: int = 5  # one per evaluation seed, the same for every controller
+    output_dir: str = ""  # "" -> runs/<run_id>
+    env: EnvConfig = EnvConfig()  # the environments (and, inside, the simulator: env.sim)
+    checkpoint_every: int = 10_000  # steps between checkpoints (one is also saved at the end)
+    keep_checkpoints: int = 3
+    resume: bool = False  # continue from the latest checkpoint in output_dir
+    tensorboard: bool = False
+    progress_bar: bool = True  # tqdm on stderr
+    run_id: str = ""  # "" -> <UTC time>-<algorithm>-s<seed>
+    commit: str = ""  # "" -> `git rev-parse HEAD`, else "unknown"
+    torch_device: Literal["auto", "cpu", "cuda"] = "cpu"  # a 64x64 MLP is faster on the CPU
+    torch_threads: int = 1  # more threads fight numba's OpenMP pool: 15 ms vs 0.5 ms per update here
+    # both algorithms
+    learning_rate: float = 5e-4
+    gamma: float = 0.95
+    batch_size: int = 64
+    net_arch: tuple[int, ...] = (64, 64)
+    # DQN
+    buffer_size: int = 50_000
+    learning_starts: int = 100
+    train_freq: int = 1
+    gradient_steps: int = 1
+    target_update_interval: int = 200
+    exploration_fraction: float = 0.3
+    exploration_final_eps: float = 0.05
+    # PPO
+    n_steps: int = 128
+    n_epochs: int = 10
+    gae_lambda: float = 0.95
+    clip_range: float = 0.2
+    ent_coef: float = 0.01
+
+    def validate(self) -> None:
+        positive = (
+            "torch_threads",
+            "steps",
+            "n_envs",
+            "eval_episodes",
+            "checkpoint_every",
+            "keep_checkpoints",
+            "batch_size",
+            "buffer_size",
+            "train_freq",
+            "target_update_interval",
+            "n_steps",
+            "n_epochs",
+        )
+        for name in positive:
+            if getattr(self, name) < 1:
+                raise ConfigError(f"RunConfig.{name} must be >= 1, got {getattr(self, name)!r}.")
+        if not self.learning_rate > 0 or not 0 < self.gamma <= 1:
+            raise ConfigError(
+                f"RunConfig needs learning_rate > 0 and 0 < gamma <= 1, got "
+                f"{self.learning_rate!r}, {self.gamma!r}."
+            )
+        largest_seed = 2**32 - 1 - SANITY_SEED_OFFSET - max(self.n_envs, self.eval_episodes)
+        if not 0 <= self.seed <= largest_seed:
+            raise ConfigError(f"RunConfig.seed must be in 0..{largest_seed} (numpy seeds are 32-bit and "
+                              f"evaluation adds offsets), got {self.seed!r}.")
+        if self.learning_starts < 0 or not (self.gradient_steps >= 1 or self.gradient_steps == -1):
+            raise ConfigError(f"RunConfig needs learning_starts >= 0 and gradient_steps >= 1 (or -1: as many "
+                              f"as steps collected), got {self.learning_starts!r}, {self.gradient_steps!r}.")
+        for name in ("exploration_fraction", "exploration_final_eps"):
+            if not 0 <= getattr(self, name) <= 1:
+                raise ConfigError(f"RunConfig.{name} must be in [0, 1], got {getattr(self, name)!r}.")
+        if not self.clip_range > 0 or not 0 <= self.gae_lambda <= 1 or self.ent_coef < 0:
+            raise ConfigError(f"RunConfig needs clip_range > 0, 0 <= gae_lambda <= 1 and ent_coef >= 0, got "
+                              f"{self.clip_range!r}, {self.gae_lambda!r}, {self.ent_coef!r}.")
+        if not re.fullmatch(r"([A-Za-z0-9_-][A-Za-z0-9._-]*)?", self.run_id):
+            raise ConfigError(f"RunConfig.run_id names a folder: use letters, digits, '.', '_' and '-' (not "
+                              f"starting with '.'), got {self.run_id!r}.")
+        if not self.net_arch or min(self.net_arch) < 1:
+            raise ConfigError(f"RunConfig.net_arch needs layers of >= 1 units, got {self.net_arch!r}.")
+        if self.algorithm == "dqn" and self.learning_starts >= self.steps and not self.resume:
+            raise ConfigError(
+                f"RunConfig.learning_starts ({self.learning_starts}) >= steps ({self.steps}): DQN would "
+                f"never make a gradient update. Lower learning_starts below steps or raise steps."
+            )
+        first_update = self.learning_starts + self.train_freq * self.n_envs
+        if self.algorithm == "dqn" and not self.resume and first_update > self.steps:
+            raise ConfigError(
+                f"RunConfig: DQN first trains after learning_starts ({self.learning_starts}) plus train_freq "
+                f"({self.train_freq}) steps of each of the {self.n_envs} envs = {first_update} steps, more "
+                f"than steps ({self.steps}); SB3 would also overrun the budget to finish that round. "
+                f"Raise steps or lower train_freq or learning_starts."
+            )
+        if self.tensorboard and importlib.util.find_spec("tensorboard") is None:
+            raise ConfigError(
+                "RunConfig.tensorboard=True needs the tensorboard package: pip install tensorboard."
+            )
+        if self.algorithm == "dqn" and self.env.action_mode != "joint":
+            raise ConfigError("DQN needs a Discrete action space: leave env.action_mode at 'joint'.")
