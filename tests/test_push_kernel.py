@@ -189,6 +189,17 @@ def test_bundle_embeds_lib_and_pins(fake_lib: Path, tmp_path: Path) -> None:
     assert repr(pins) in source
 
 
+def test_bundle_ships_only_the_layers_that_run_in_the_notebook(tmp_path: Path) -> None:
+    """The run needs config, obs, sim, rl and the data; log reading and pushing never run there."""
+    made = build_bundle(resolve_parameters({"config": {"run_id": "t"}}), tmp_path / "out", REF, None)
+    source = nbformat.read(made.notebook, as_version=4).cells[0].source
+    archive = re.search(r"^LIB_ARCHIVE = '([A-Za-z0-9+/=]+)'$", source, re.M).group(1)
+    with tarfile.open(fileobj=io.BytesIO(lzma.decompress(base64.b64decode(archive)))) as tar:
+        tops = {name.split("/")[1] for name in tar.getnames()}
+    assert tops == {"__init__.py", "config.py", "data", "obs", "rl", "sim"}
+    assert re.search(r"^SHIPPED = \['__init__', 'config', 'data', 'obs', 'rl', 'sim'\]$", source, re.M)
+
+
 def test_bootstrap_cell_unpacks_an_importable_lib(fake_lib: Path, tmp_path: Path) -> None:
     """The first cell, run as a script elsewhere, makes `import lib` the bundled package."""
     made = build(fake_lib, tmp_path)
