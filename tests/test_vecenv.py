@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from stable_baselines3 import DQN, PPO
-from stable_baselines3.common.vec_env import VecMonitor
+from stable_baselines3.common.vec_env import DummyVecEnv, VecMonitor
 
 from lib.rl import pool
 from lib.rl.env import TrafficSignalEnv
@@ -102,3 +102,50 @@ def test_sb3_trains_on_it_and_the_build_is_shared():
     assert pool.build_count() == 1
     for env in (joint, multi, single):
         env.close()
+
+
+@pytest.mark.parametrize("mode", ["joint", "multibinary"])
+def test_per_index_calls_act_like_dummy_vec_env_over_single_envs(mode):
+    """get_attr / env_method / set_attr answer per sub-environment exactly as SB3's DummyVecEnv does
+    over TrafficSignalEnvs: per-scenario values, a reset of one index only, its (obs, info)."""
+    n = 3
+    ours = TrafficVecEnv(n, **OPTIONS, action_mode=mode)
+    dummy = DummyVecEnv([lambda: TrafficSignalEnv(**OPTIONS, action_mode=mode) for _ in range(n)])
+    for vec in (ours, dummy):
+        vec.seed(5)
+        vec.reset()
+    for name in ("n_signals", "demand_veh_h"):
+        assert_same(ours.get_attr(name, [2, 0]), dummy.get_attr(name, [2, 0]))
+    phases = [[1, 0, 1], [0, 0, 0]]
+    assert_same(ours.env_method("encode_phases", phases[0], indices=[1]),
+                dummy.env_method("encode_phases", phases[0], indices=[1]))
+    action = ours.env_method("encode_phases", phases[1], indices=[2])[0]
+    assert_same(ours.env_method("decode_action", action, indices=[2]),
+                dummy.env_method("decode_action", action, indices=[2]))
+    keep = np.stack([np.asarray(a) for a in ours.env_method("encode_phases", phases[1])])
+    for vec in (ours, dummy):  # two decisions, then scenario 1 alone starts again
+        vec.step(keep)
+        vec.step(keep)
+    [(obs_ours, info_ours)] = ours.env_method("reset", seed=99, indices=[1])
+    [(obs_dummy, info_dummy)] = dummy.env_method("reset", seed=99, indices=[1])
+    assert np.array_equal(obs_ours, obs_dummy)
+    _same_info(info_dummy, info_ours)
+    obs, _, _, infos = ours.step(keep)
+    expected, _, _, dummy_infos = dummy.step(keep)
+    assert np.array_equal(obs, expected)
+    assert [i["sim_time"] for i in infos] == [i["sim_time"] for i in dummy_infos] == [45.0, 15.0, 45.0]
+    ours.set_attr("label", "a", indices=[0])
+    ours.set_attr("label", "b", indices=[1, 2])
+    assert ours.get_attr("label") == ["a", "b", "b"]
+    with pytest.raises(ValueError, match="share 'config'.*set it for all indices"):
+        ours.set_attr("config", ours.config, indices=[0])
+    with pytest.raises(RuntimeError, match="cannot step alone"):
+        ours.env_method("step", keep[0], indices=[0])
+    ours.close()
+    dummy.close()
+
+
+def assert_same(ours: list, theirs: list) -> None:
+    assert len(ours) == len(theirs)
+    for a, b in zip(ours, theirs, strict=True):
+        assert np.array_equal(np.asarray(a), np.asarray(b)), (a, b)

@@ -36,6 +36,7 @@ class TrafficVecEnv(VecEnv):
         self._batch = SignalBatch(self.sim, self.config)
         self._batch.observe()
         self._rngs: list[np.random.Generator | None] = [None] * int(n_envs)
+        self._scenario_attrs: list[dict[str, Any]] = [{} for _ in range(int(n_envs))]
         self._actions: np.ndarray | None = None
         self._started = False
         self.render_mode = None
@@ -87,18 +88,47 @@ class TrafficVecEnv(VecEnv):
         self._lease.release()
 
     def get_attr(self, attr_name: str, indices: VecEnvIndices = None) -> list[Any]:
-        """Attributes are shared by the batch: the same value for every index."""
-        return [getattr(self, attr_name) for _ in self._get_indices(indices)]
+        """The attribute of each sub-environment (`Scenario`), as DummyVecEnv reads its envs'."""
+        return [getattr(self.scenario(i), attr_name) for i in self._get_indices(indices)]
 
     def set_attr(self, attr_name: str, value: Any, indices: VecEnvIndices = None) -> None:
-        if len(list(self._get_indices(indices))) != self.num_envs:
-            raise ValueError("the scenarios share their attributes: set_attr applies to all indices or none")
-        setattr(self, attr_name, value)
+        """Set the attribute of each sub-environment named; a setting the scenarios share (their
+        config, network, spaces) can only be set for all of them at once."""
+        chosen = list(self._get_indices(indices))
+        if attr_name in Scenario.SHARED:
+            if sorted(chosen) != list(range(self.num_envs)):
+                raise ValueError(
+                    f"the {self.num_envs} scenarios of a TrafficVecEnv share '{attr_name}' (one simulator "
+                    f"call steps them all): set it for all indices (indices=None), or use separate VecEnvs"
+                )
+            setattr(self, attr_name, value)
+            return
+        for i in chosen:
+            setattr(self.scenario(i), attr_name, value)
 
     def env_method(
         self, method_name: str, *method_args: Any, indices: VecEnvIndices = None, **kwargs: Any
     ) -> list:
-        return [getattr(self, method_name)(*method_args, **kwargs) for _ in self._get_indices(indices)]
+        """Call the method on each sub-environment named (`env_method("reset", indices=[2])` resets
+        scenario 2 alone and returns its (obs, info), as a TrafficSignalEnv would)."""
+        chosen = self._get_indices(indices)
+        return [getattr(self.scenario(i), method_name)(*method_args, **kwargs) for i in chosen]
+
+    def scenario(self, index: int) -> Scenario:
+        """Scenario `index` seen as one environment (what DummyVecEnv's envs[index] would be)."""
+        if not 0 <= int(index) < self.num_envs:
+            raise IndexError(f"scenario index {index} is out of range for {self.num_envs} scenarios")
+        return Scenario(self, int(index))
+
+    def reset_scenario(self, index: int, seed: int | None = None) -> tuple[np.ndarray, dict[str, Any]]:
+        """Start a new episode in one scenario (the others keep theirs); its (obs, info)."""
+        self._check_open()
+        if seed is not None or self._rngs[index] is None:
+            self._rngs[index] = np_random(seed)[0]
+        self._batch.begin(index, self._rngs[index])
+        obs = self._batch.observe()[index]
+        self.reset_infos[index] = self._batch.infos([index])[0]
+        return obs, self.reset_infos[index]
 
     def env_is_wrapped(self, wrapper_class: type[gym.Wrapper], indices: VecEnvIndices = None) -> list[bool]:
         return [False for _ in self._get_indices(indices)]
@@ -106,3 +136,75 @@ class TrafficVecEnv(VecEnv):
     def _check_open(self) -> None:
         if self._lease.released:
             raise RuntimeError("this TrafficVecEnv is closed; create a new one")
+
+
+class Scenario:
+    """One scenario of a TrafficVecEnv as the environment SB3's per-index calls expect.
+
+    DummyVecEnv answers `get_attr`, `set_attr` and `env_method` from its i-th environment; here
+    every scenario lives in one batched simulator, so this view answers for scenario i: its own
+    demand, RNG, reset, encode and decode, plus the settings all scenarios share (read from the
+    VecEnv). Attributes set on it are kept per scenario.
+    """
+
+    SHARED = ("config", "network", "sim", "n_signals", "observation_space", "action_space", "render_mode")
+
+    def __init__(self, vec: TrafficVecEnv, index: int) -> None:
+        object.__setattr__(self, "_vec", vec)
+        object.__setattr__(self, "index", index)
+
+    def __getattr__(self, name: str) -> Any:
+        if name in Scenario.SHARED:
+            return getattr(self._vec, name)
+        extra = self._vec._scenario_attrs[self.index]
+        if name in extra:
+            return extra[name]
+        raise AttributeError(f"scenario {self.index} of a TrafficVecEnv has no attribute '{name}'")
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name in Scenario.SHARED or hasattr(type(self), name):
+            raise AttributeError(f"'{name}' of a TrafficVecEnv scenario cannot be set per scenario")
+        self._vec._scenario_attrs[self.index][name] = value
+
+    @property
+    def unwrapped(self) -> Scenario:
+        return self
+
+    @property
+    def np_random(self) -> np.random.Generator | None:
+        return self._vec._rngs[self.index]
+
+    @property
+    def demand_veh_h(self) -> np.ndarray:
+        """This scenario's base demand per entry (veh/h, before the profile factor)."""
+        return self._vec._batch.demand[self.index].copy()
+
+    def get_wrapper_attr(self, name: str) -> Any:
+        return getattr(self, name)
+
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[np.ndarray, dict[str, Any]]:
+        return self._vec.reset_scenario(self.index, seed)
+
+    def encode_phases(self, phases: Any) -> Any:
+        """The action requesting `phases` (n_signals,) in this scenario."""
+        batch = self._vec._batch
+        every = batch.reads["phase"].copy()
+        every[self.index] = np.asarray(phases)
+        action = batch.encode(every)[self.index]
+        return int(action) if self._vec.config.action_mode == "joint" else action
+
+    def decode_action(self, action: Any) -> np.ndarray:
+        """The phases (n_signals,) that `action` requests from this scenario's current ones."""
+        batch = self._vec._batch
+        every = np.zeros((batch.n, *batch.action_space.shape), dtype=np.int64)
+        every[self.index] = np.asarray(action)
+        return batch.decode(batch.switch_bits(every))[self.index]
+
+    def step(self, action: Any) -> Any:
+        raise RuntimeError("a scenario of a TrafficVecEnv cannot step alone: one simulator call advances "
+                           "them all; call step() on the VecEnv")
+
+    def close(self) -> None:
+        raise RuntimeError("a scenario of a TrafficVecEnv cannot close alone: close() the VecEnv")
