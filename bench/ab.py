@@ -1,0 +1,156 @@
+"""Two checkouts side by side: the simulator's and the environments' speed, runs interleaved.
+
+A refactoring or a model change must show what it does to speed against the commit before it,
+measured in the same run on the same machine (a loaded machine slows both alike when the runs
+alternate). Each run is a fresh process on one checkout that times, after warm-up:
+
+- `sim B=1`, `sim B=64`: scenario-seconds simulated per wall second (one hour, 800 veh/h per
+  entry, phases flipping every 30 s; bench/sim.py's workload);
+- `env`, `vecenv 64`: environment steps per second with random actions and 15 s decisions
+  (bench/env.py's workload).
+
+    python bench/ab.py --base HEAD~1            # this checkout against a commit (a temporary worktree)
+    python bench/ab.py --base ../other-checkout --runs 7
+
+Prints the median of each figure per checkout, the ratio (this / base) and the spread (min-max
+over runs as a share of the median).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# Works on both layouts: lib/ as packages (now) and the flat lib/ of before.
+SNIPPET = r"""
+import io, json, time
+import numpy as np
+try:
+    from lib.obs import events
+    from lib.sim.network import load_network
+    from lib.sim.simulator import Simulator
+    from lib.rl.env import TrafficSignalEnv
+    from lib.rl.vecenv import TrafficVecEnv
+except ImportError:
+    from lib import events
+    from lib.network import load_network
+    from lib.sim import Simulator
+    from lib.env import TrafficSignalEnv
+    from lib.vecenv import TrafficVecEnv
+events.set_stream(io.StringIO())
+SECONDS = {seconds}
+
+def sim_rate(n):
+    sim = Simulator(load_network(), n_scenarios=n, backend="cpu")
+    def hour():
+        sim.reset()
+        sim.set_demand(np.full(sim.network.n_entries, 800.0))
+        phases = np.zeros(sim.network.n_signals, dtype=np.int64)
+        start = time.perf_counter()
+        for k in range(120):
+            phases[:] = k % 2
+            sim.set_phase(phases)
+            sim.advance(30.0)
+        return time.perf_counter() - start
+    hour()
+    walls = [hour() for _ in range(max(1, int(SECONDS / max(hour(), 1e-3))))]
+    return n * 3600.0 / min(walls)
+
+def timed(step):
+    for _ in range(10):
+        step()
+    calls, start = 0, time.perf_counter()
+    while time.perf_counter() - start < SECONDS:
+        step()
+        calls += 1
+    return calls / (time.perf_counter() - start)
+
+def single_rate():
+    env = TrafficSignalEnv(backend="cpu")
+    rng = np.random.default_rng(0)
+    env.reset(seed=0)
+    def step():
+        if env.step(int(rng.integers(0, env.action_space.n)))[3]:
+            env.reset()
+    rate = timed(step)
+    env.close()
+    return rate
+
+def vec_rate(n):
+    env = TrafficVecEnv(n, backend="cpu")
+    rng = np.random.default_rng(0)
+    env.seed(0)
+    env.reset()
+    rate = n * timed(lambda: env.step(rng.integers(0, env.action_space.n, size=n)))
+    env.close()
+    return rate
+
+print(json.dumps({{
+    "sim B=1": sim_rate(1),
+    "sim B=64": sim_rate(64),
+    "env": single_rate(),
+    "vecenv 64": vec_rate(64),
+}}))
+"""
+UNITS = {"sim B=1": "scenario-s/s", "sim B=64": "scenario-s/s", "env": "steps/s", "vecenv 64": "steps/s"}
+
+
+def measure(checkout: Path, seconds: float) -> dict[str, float]:
+    done = subprocess.run([sys.executable, "-c", SNIPPET.format(seconds=seconds)], cwd=checkout,
+                          capture_output=True, text=True, timeout=900)
+    if done.returncode != 0:
+        raise SystemExit(f"the benchmark failed in {checkout}:\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+@contextmanager
+def checkout_of(base: str) -> Iterator[Path]:
+    """`base` as a folder: itself when it is one, else a temporary git worktree of that commit."""
+    if Path(base).is_dir():
+        yield Path(base).resolve()
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp) / "base"
+        subprocess.run(["git", "worktree", "add", "--detach", str(folder), base], cwd=ROOT, check=True,
+                       capture_output=True)
+        try:
+            yield folder
+        finally:
+            subprocess.run(["git", "worktree", "remove", "--force", str(folder)], cwd=ROOT, check=False)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--base", required=True, help="a commit (temporary worktree) or a checkout folder")
+    parser.add_argument("--runs", type=int, default=5, help="runs per checkout, interleaved (default 5)")
+    parser.add_argument("--seconds", type=float, default=1.5, help="timed wall seconds per figure per run")
+    args = parser.parse_args()
+    with checkout_of(args.base) as base:
+        trees = {"this": ROOT, "base": base}
+        results: dict[str, list[dict[str, float]]] = {name: [] for name in trees}
+        for run in range(args.runs):
+            for name, tree in trees.items():
+                results[name].append(measure(tree, args.seconds))
+            print(f"run {run + 1}/{args.runs} done", file=sys.stderr, flush=True)
+    print(f"medians of {args.runs} interleaved runs per checkout (this: {ROOT}, base: {args.base})")
+    print(f"{'figure':<11} {'unit':<13} {'this':>10} {'base':>10} {'this/base':>10} {'spread this':>12} "
+          f"{'spread base':>12}")
+    for figure, unit in UNITS.items():
+        this = [r[figure] for r in results["this"]]
+        base_values = [r[figure] for r in results["base"]]
+        a, b = statistics.median(this), statistics.median(base_values)
+        print(f"{figure:<11} {unit:<13} {a:>10,.0f} {b:>10,.0f} {a / b:>9.3f}x "
+              f"{(max(this) - min(this)) / a:>11.0%} {(max(base_values) - min(base_values)) / b:>11.0%}")
+
+
+if __name__ == "__main__":
+    main()
