@@ -144,7 +144,19 @@ def test_strict_config_names_the_closest_key_and_refuses_a_run_that_cannot_learn
         RunConfig.from_dict({"env.sim.ordr": 2})
     with pytest.raises(ConfigError, match="DQN needs a Discrete action space"):
         RunConfig.from_dict({"env.action_mode": "multibinary"})
-    assert RunConfig().learning_starts < RunConfig().steps
+    assert RunConfig().warmup_steps() < RunConfig().steps
+
+
+def test_a_tiny_budget_shrinks_the_default_warm_up_with_a_warning(tmp_path, pool_events):
+    """`--steps 10` works when learning_starts was left unset; set explicitly, it is still refused."""
+    result = run(RunConfig(**{**SMALL, "steps": 10, "eval_episodes": 1}, output_dir=str(tmp_path)))
+    assert result.status == "ok" and result.updates > 0
+    [shrunk] = [w for w in pool_events("warning") if w["category"] == "learning_starts"]
+    assert "shrunk from 100 to 8" in shrunk["message"]
+    with pytest.raises(ConfigError, match="learning_starts \\(10\\) >= steps \\(10\\)"):
+        RunConfig(steps=10, learning_starts=10)
+    with pytest.raises(ConfigError, match="more than steps \\(3\\).*lower train_freq or n_envs"):
+        RunConfig(steps=3, n_envs=4)
 
 
 def test_repeated_warnings_become_one_event_each_plus_a_count(pool_events):
@@ -170,7 +182,8 @@ def test_repeated_warnings_become_one_event_each_plus_a_count(pool_events):
     [
         ({"gradient_steps": 0}, "gradient_steps >= 1"),
         ({"learning_starts": -5}, "learning_starts >= 0"),
-        ({"train_freq": 200}, "DQN first trains after learning_starts"),
+        ({"train_freq": 200}, "DQN first trains after no warm-up plus train_freq"),
+        ({"train_freq": 200, "learning_starts": 10}, "DQN first trains after learning_starts"),
         ({"exploration_fraction": -1.0}, r"exploration_fraction must be in \[0, 1\]"),
         ({"exploration_final_eps": 2.0}, r"exploration_final_eps must be in \[0, 1\]"),
         ({"algorithm": "ppo", "clip_range": -1.0}, "clip_range > 0"),

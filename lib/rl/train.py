@@ -41,7 +41,7 @@ from lib.rl.checkpoints import Checkpoints
 from lib.rl.controllers import baselines
 from lib.rl.env import TrafficSignalEnv
 from lib.rl.evaluate import Evaluation, evaluate, relative_change, report, results_markdown
-from lib.rl.run_config import EVAL_SEED_OFFSET, SANITY_SEED_OFFSET, RunConfig
+from lib.rl.run_config import DEFAULT_LEARNING_STARTS, EVAL_SEED_OFFSET, SANITY_SEED_OFFSET, RunConfig
 from lib.rl.sanity import run_checks
 from lib.rl.vecenv import TrafficVecEnv
 from lib.sim.simulator import pick_backend
@@ -191,6 +191,8 @@ class _Run:
             else new_model(config, env)
         )
         if not latest:
+            warn_shrunk_warmup(config)
+        if not latest:
             self.model.set_random_seed(config.seed)
         info["resumed_from"] = str(latest) if latest else None
         remaining = config.steps - self.model.num_timesteps
@@ -276,6 +278,15 @@ class _Run:
             figure.savefig(self.out / name, dpi=120)
 
 
+def warn_shrunk_warmup(config: RunConfig) -> None:
+    """Say so when DQN's default warm-up was shrunk to fit a small budget."""
+    warmup = config.warmup_steps()
+    if config.algorithm == "dqn" and config.learning_starts is None and warmup < DEFAULT_LEARNING_STARTS:
+        emit("warning", category="learning_starts", count=1,
+             message=f"learning_starts shrunk from {DEFAULT_LEARNING_STARTS} to {warmup} so that DQN trains "
+                     f"within steps={config.steps}; set learning_starts to choose the warm-up")
+
+
 def new_model(config: RunConfig, env: VecEnv) -> BaseAlgorithm:
     """A fresh SB3 model with this config's hyperparameters (TensorBoard only if asked)."""
     common = {
@@ -293,7 +304,7 @@ def new_model(config: RunConfig, env: VecEnv) -> BaseAlgorithm:
             "MlpPolicy",
             env,
             buffer_size=config.buffer_size,
-            learning_starts=config.learning_starts,
+            learning_starts=config.warmup_steps(),
             train_freq=config.train_freq,
             gradient_steps=config.gradient_steps,
             target_update_interval=config.target_update_interval,
