@@ -35,7 +35,7 @@ from stable_baselines3.common.vec_env import VecEnv, VecMonitor
 from lib.obs.events import emit, jsonable, start_clock
 from lib.obs.provenance import git_commit, lib_hash
 from lib.obs.warn import capture_warnings
-from lib.rl import plots, pool
+from lib.rl import plots, pool, tensorboard
 from lib.rl.callbacks import CheckpointCallback, ProgressCallback
 from lib.rl.checkpoints import Checkpoints
 from lib.rl.controllers import baselines
@@ -289,6 +289,8 @@ def warn_shrunk_warmup(config: RunConfig) -> None:
 
 def new_model(config: RunConfig, env: VecEnv) -> BaseAlgorithm:
     """A fresh SB3 model with this config's hyperparameters (TensorBoard only if asked)."""
+    if config.tensorboard:
+        tensorboard.enable()
     common = {
         "learning_rate": config.learning_rate,
         "gamma": config.gamma,
