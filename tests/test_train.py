@@ -10,6 +10,7 @@ import warnings
 import pytest
 
 from lib.config import ConfigError
+from lib.obs.warn import LIB_DIR as LIB
 from lib.obs.warn import capture_warnings, numba_performance_warnings
 from lib.rl.callbacks import ProgressCallback
 from lib.rl.train import RunConfig, RunFailed, run
@@ -175,6 +176,16 @@ def test_repeated_warnings_become_one_event_each_plus_a_count(pool_events):
     assert [r["category"] for r in first] == ["NumbaPerformanceWarning", "UserWarning"]
     assert "Grid size 0" in first[0]["message"]
     assert final == {"NumbaPerformanceWarning": 40, "UserWarning": 2}
+
+
+def test_third_party_deprecations_are_dropped_but_ours_are_reported(pool_events):
+    with capture_warnings():
+        warnings.warn_explicit("datetime.datetime.utcnow() is deprecated", DeprecationWarning,
+                               "/site-packages/jupyter_client/session.py", 1)
+        warnings.warn_explicit("old call", DeprecationWarning, str(LIB / "rl" / "env.py"), 1)
+        warnings.warn_explicit("not a deprecation", UserWarning, "/site-packages/other.py", 1)
+    reported = [(r["category"], r["message"]) for r in pool_events("warning") if not r.get("final")]
+    assert reported == [("DeprecationWarning", "old call"), ("UserWarning", "not a deprecation")]
 
 
 @pytest.mark.parametrize(
