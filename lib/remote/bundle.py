@@ -331,6 +331,11 @@ class LocalRun:
     error: str | None
 
 
+# The local kernel talks to papermill over IPC sockets: over TCP without CurveZMQ keys ipykernel
+# prints "Kernel is running over TCP without encryption" into every local run.
+LOCAL_KERNEL = {"KernelManager": {"transport": "ipc"}}
+
+
 def run_local(bundle: Bundle, run_dir: Path) -> LocalRun:
     """Execute the bundle notebook here with papermill, cwd = `run_dir` (created, must be new).
 
@@ -340,6 +345,7 @@ def run_local(bundle: Bundle, run_dir: Path) -> LocalRun:
     and the executed-so-far notebook are kept.
     """
     import papermill
+    from traitlets.config import Config
 
     try:
         run_dir.mkdir(parents=True)
@@ -350,7 +356,7 @@ def run_local(bundle: Bundle, run_dir: Path) -> LocalRun:
     try:
         papermill.execute_notebook(
             str(bundle.notebook), str(run_dir / bundle.notebook.name), cwd=str(run_dir),
-            kernel_name="python3", progress_bar=False, log_output=False,
+            kernel_name="python3", progress_bar=False, log_output=False, config=Config(LOCAL_KERNEL),
             stdout_file=log.stream("stdout", sys.stdout), stderr_file=log.stream("stderr", sys.stderr))
     except papermill.PapermillExecutionError as exc:
         # As in a Kaggle log, the traceback ends the log, so fetch_logs reads the ending as an error.

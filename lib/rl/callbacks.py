@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import sys
 import time
 
 import numpy as np
 from stable_baselines3.common.callbacks import BaseCallback
-from tqdm import tqdm
 
 from lib.obs.events import emit
+from lib.obs.progress import progress_bar
 from lib.rl.checkpoints import Checkpoints
 
 # Seconds between `train_progress` events: well inside the 10 s the log format promises.
@@ -30,13 +29,8 @@ class ProgressCallback(BaseCallback):
         self.start_steps = self.model.num_timesteps
         self.started = time.monotonic()
         self.last_emit = self.started
-        self.bar = tqdm(
-            total=self.total,
-            initial=self.start_steps,
-            desc="train",
-            disable=not self.show_bar,
-            file=sys.stderr,
-            unit="step",
+        self.bar = progress_bar(
+            total=self.total, initial=self.start_steps, desc="train", disable=not self.show_bar, unit="step"
         )
 
     def _on_step(self) -> bool:

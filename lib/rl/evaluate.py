@@ -23,9 +23,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from tqdm import tqdm
 
 from lib.obs.events import emit
+from lib.obs.progress import progress_bar as bar_for
 
 METRICS = ("mean_delay_s", "throughput_veh", "mean_queue_veh", "mean_reward")
 # Seconds between `eval_progress` events: well inside the 10 s the log format promises.
@@ -97,7 +97,7 @@ def evaluate(
     density = np.zeros((n, env.network.n_links))
     counts = np.zeros((n, 1))
     throttle = Throttle(PROGRESS_EVERY_S)
-    with tqdm(total=limit - 2, desc=f"eval {name}", disable=not progress_bar, leave=False) as bar:
+    with bar_for(total=limit - 2, desc=f"eval {name}", disable=not progress_bar, leave=False) as bar:
         for step in range(limit):
             running = np.array([f is None for f in finals])
             if not running.any():
