@@ -19,14 +19,11 @@ See docs/kaggle.md. The work is done in lib/remote/bundle.py and lib/remote/kagg
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
-import typing
 from pathlib import Path
 from typing import Any
 
-from lib.config import Setting, settings
 from lib.remote.bundle import (
     REPO_ROOT,
     Bundle,
@@ -47,6 +44,7 @@ from lib.remote.kaggle_api import (
     username,
     wait_for_completion,
 )
+from lib.remote.settings import run_options, setting_name, typed
 from lib.runlog.analysis import analyse_path
 from lib.runlog.reader import find_log
 from lib.runlog.report import render_text, write_outputs
@@ -54,8 +52,6 @@ from lib.runlog.report import render_text, write_outputs
 DEFAULT_SLUG = "victoria-island-signals"
 DEFAULT_ACCELERATOR = "NvidiaTeslaT4"
 RETIRED = {"NvidiaTeslaP100": "Kaggle has retired the P100 and runs such requests on a T4"}
-# Not options: the notebook sets its own output folder (Kaggle's working directory).
-NOT_OPTIONS = ("output_dir",)
 RULE = "=" * 78
 
 
@@ -115,39 +111,15 @@ def _run(args: argparse.Namespace) -> int:
     return _kaggle(bundle, args, accelerator)
 
 
-def run_options() -> dict[str, Setting]:
-    """RunConfig's settings by dotted name, each one an option of this script."""
-    from lib.rl.run_config import RunConfig
-
-    return {name: s for name, s in settings(RunConfig).items() if name not in NOT_OPTIONS}
-
-
 def _settings(args: argparse.Namespace) -> dict[str, Any]:
     """The run settings given on the command line (options, then -p), values typed per field."""
     known = run_options()
     given = {key.removeprefix("setting:"): value for key, value in vars(args).items()
              if key.startswith("setting:") and value is not None}
-    given.update((name.replace("-", "_"), value) for name, value in args.param)
-    chosen = {name: _typed(value, known.get(name)) for name, value in given.items()}
+    given.update((setting_name(name), value) for name, value in args.param)
+    chosen = {name: typed(value, known.get(name)) for name, value in given.items()}
     chosen.setdefault("run_id", f"{time.strftime('%Y%m%d-%H%M%S')}-{args.slug.split('/')[-1]}")
     return chosen
-
-
-def _typed(text: str, setting: Setting | None) -> Any:
-    """A command-line value for a setting: text for text fields, else JSON (lists as tuples)."""
-    if setting is not None and _is_text(setting.annotation):
-        return text
-    value = _value(text)
-    return tuple(value) if isinstance(value, list) else value
-
-
-def _is_text(annotation: Any) -> bool:
-    args = typing.get_args(annotation)
-    if annotation is str:
-        return True
-    if typing.get_origin(annotation) is typing.Literal:
-        return all(isinstance(a, str) for a in args)
-    return bool(args) and all(a is str or a is type(None) for a in args) and str in args
 
 
 def _positive(text: str) -> int:
@@ -158,13 +130,6 @@ def _positive(text: str) -> int:
     if value <= 0:
         raise argparse.ArgumentTypeError(f"must be a positive whole number of seconds, got {text!r}")
     return value
-
-
-def _value(text: str) -> Any:
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError:
-        return text
 
 
 def _accelerator(name: str) -> str | None:
