@@ -1,0 +1,187 @@
+"""Fault injection: every probe of the hardening review (issue 15) kept as a regression test.
+
+A stand-in Kaggle that stalls, drops replies, sends garbage and throttles (tests/kaggle_stub.py);
+hostile credential files, logs and data; kills during checkpoint writes. Timeouts are injected
+(SIGNALS_KAGGLE_POLICY) so that each probe takes a fraction of a second instead of minutes.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from lib.remote import kaggle_api as kaggle_io
+from lib.remote.kaggle_api import KaggleError
+
+pytest_plugins = ("tests.kaggle_stub",)
+
+REF = "stubuser/victoria-island-signals"
+FAST = "connect_s=1,read_s=0.5,attempts=3,total_s=5,backoff_s=0.01,retry_after_max_s=2,min_poll_s=0"
+
+
+@pytest.fixture(autouse=True)
+def fast_policy(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(kaggle_io.POLICY_ENV, FAST)
+
+
+@pytest.fixture
+def bundle_dir(tmp_path: Path) -> Path:
+    """A minimal pushable folder: the client reads only the metadata and the code file."""
+    folder = tmp_path / "bundle"
+    folder.mkdir()
+    (folder / "run.ipynb").write_text(json.dumps({"cells": [], "metadata": {}, "nbformat": 4,
+                                                  "nbformat_minor": 5}))
+    metadata = {"id": REF, "title": "Victoria Island Signals", "code_file": "run.ipynb",
+                "language": "python", "kernel_type": "notebook", "is_private": True}
+    (folder / "kernel-metadata.json").write_text(json.dumps(metadata))
+    return folder
+
+
+# --------------------------------------------------------------------------- Kaggle requests
+
+
+def test_a_stalled_status_reply_times_out_with_a_message(kaggle_env) -> None:
+    kaggle_env.add_kernel(REF, statuses=["RUNNING"])
+    kaggle_env.misbehave("GetKernelSessionStatus", "stall", times=99)
+    started = time.monotonic()
+    with pytest.raises(KaggleError, match=r"after 3 tries.*no reply within 0.5 s") as info:
+        kaggle_io.kernel_status(REF)
+    assert time.monotonic() - started < 5
+    assert info.value.exit_code == 1
+
+
+def test_a_day_long_retry_after_is_not_slept(kaggle_env) -> None:
+    kaggle_env.add_kernel(REF)
+    kaggle_env.fail("GetKernelSessionStatus", 429, times=9, retry_after="86400")
+    with pytest.raises(KaggleError, match=r"asks to wait 86400 s .* more than the 2 s"):
+        kaggle_io.kernel_status(REF)
+    assert len(kaggle_env.calls("GetKernelSessionStatus")) == 1
+
+
+def test_retries_stop_at_the_total_time(kaggle_env, monkeypatch) -> None:
+    monkeypatch.setenv(kaggle_io.POLICY_ENV, "attempts=50,total_s=0.5,backoff_s=0.2,backoff_max_s=0.2")
+    kaggle_env.add_kernel(REF)
+    kaggle_env.fail("GetKernelSessionStatus", 503, times=99)
+    with pytest.raises(KaggleError, match="HTTP 503"):
+        kaggle_io.kernel_status(REF)
+    assert len(kaggle_env.calls("GetKernelSessionStatus")) < 10
+
+
+def test_a_push_whose_reply_is_lost_is_not_pushed_again(kaggle_env, bundle_dir) -> None:
+    kaggle_env.misbehave("SaveKernel", "drop")
+    result = kaggle_io.push(bundle_dir)
+    assert (result.version, result.versions) == (1, (1,))
+    assert len(kaggle_env.calls("SaveKernel")) == 1
+    assert kaggle_env.kernels[REF].version == 1
+
+
+def test_a_garbage_push_reply_is_checked_then_retried(kaggle_env, bundle_dir) -> None:
+    kaggle_env.add_kernel(REF, version=4)
+    kaggle_env.misbehave("SaveKernel", "garbage")
+    result = kaggle_io.push(bundle_dir)
+    assert (result.version, result.versions) == (5, (5,))
+    assert len(kaggle_env.calls("SaveKernel")) == 2
+    assert len(kaggle_env.calls("GetKernel")) >= 2  # before the push, and after the garbage
+
+
+def test_a_push_that_keeps_failing_says_no_version_exists(kaggle_env, bundle_dir) -> None:
+    kaggle_env.misbehave("SaveKernel", "garbage", times=99)
+    with pytest.raises(KaggleError, match="could not be read.*No new version appeared") as info:
+        kaggle_io.push(bundle_dir)
+    assert "refused by the client" not in str(info.value)
+
+
+def test_garbage_status_is_not_blamed_on_the_slug(kaggle_env) -> None:
+    kaggle_env.add_kernel(REF)
+    kaggle_env.misbehave("GetKernelSessionStatus", "garbage", times=99)
+    with pytest.raises(KaggleError, match="status reply could not be read.*Bad gateway") as info:
+        kaggle_io.kernel_status(REF)
+    assert "OWNER/SLUG" not in str(info.value)
+
+
+def test_an_unknown_status_is_reported_as_kaggle_spelled_it(kaggle_env) -> None:
+    kaggle_env.add_kernel(REF, statuses=["HIBERNATING"])
+    assert kaggle_io.kernel_status(REF) == ("HIBERNATING", None)
+    assert "HIBERNATING" not in kaggle_io.KNOWN_STATUSES
+
+
+def test_wait_has_a_deadline(kaggle_env) -> None:
+    kaggle_env.add_kernel(REF, statuses=["RUNNING"])
+    with pytest.raises(KaggleError, match="gave up waiting .* still RUNNING.*fetch_logs.py"):
+        kaggle_io.wait_for_completion(REF, poll_s=0.05, deadline_s=0.3)
+
+
+def test_wait_polls_no_faster_than_the_floor(kaggle_env, monkeypatch) -> None:
+    monkeypatch.setenv(kaggle_io.POLICY_ENV, "min_poll_s=0.2")
+    kaggle_env.add_kernel(REF, statuses=["RUNNING"])
+    with pytest.raises(KaggleError, match="gave up"):
+        kaggle_io.wait_for_completion(REF, poll_s=0.0, deadline_s=0.5)
+    assert len(kaggle_env.calls("GetKernelSessionStatus")) <= 3
+
+
+def test_a_cut_off_download_is_retried_whole(kaggle_env, tmp_path) -> None:
+    kaggle_env.add_kernel(REF, outputs={"a.txt": b"x" * 5000})
+    kaggle_env.misbehave("download", "truncate")
+    folder = kaggle_io.download_output(REF + "/1", tmp_path / "runs")
+    assert (folder / "a.txt").read_bytes() == b"x" * 5000
+
+
+def test_a_broken_download_leaves_a_message_and_no_folder(kaggle_env, tmp_path) -> None:
+    kaggle_env.add_kernel(REF, outputs={"a.txt": b"x" * 5000, "b.txt": b"b"})
+    kaggle_env.misbehave("download", "truncate", times=99)
+    with pytest.raises(KaggleError, match="download the outputs after 3 tries.*cut off"):
+        kaggle_io.download_output(REF + "/1", tmp_path / "runs")
+    assert list((tmp_path / "runs").iterdir()) == []
+
+
+def test_concurrent_fetches_of_one_kernel_never_mix(kaggle_env, tmp_path) -> None:
+    outputs = {f"f{i}.txt": bytes([65 + i]) * 2000 for i in range(4)}
+    kaggle_env.add_kernel(REF, outputs=outputs)
+    folders: list[Path] = []
+    errors: list[Exception] = []
+
+    def fetch() -> None:
+        try:
+            folders.append(kaggle_io.download_output(REF + "/1", tmp_path / "runs"))
+        except Exception as exc:  # noqa: BLE001 - reported by the assertion below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=fetch) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors
+    assert sorted(f.name for f in folders) == [
+        "victoria-island-signals-v1", "victoria-island-signals-v1-2", "victoria-island-signals-v1-3"]
+    for folder in folders:
+        assert {p.name: p.read_bytes() for p in folder.iterdir()} == outputs
+    assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == sorted(f.name for f in folders)
+
+
+def test_an_unreachable_server_is_named(kaggle_env, monkeypatch) -> None:
+    for name in ("HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy"):
+        monkeypatch.setenv(name, "http://127.0.0.1:9")  # the discard port: nothing listens
+    with pytest.raises(KaggleError, match="cannot connect to Kaggle"):
+        kaggle_io.kernel_status(REF)
+
+
+@pytest.mark.parametrize(("file", "content", "words"), [
+    ("kaggle.json", b"{not json", "not readable JSON"),
+    ("kaggle.json", b'{"username": "u"}', "lacks 'username' and 'key'"),
+    ("access_token", b"\xff\xfe\x00token", "not UTF-8 text"),
+])
+def test_a_broken_credential_file_is_named_not_ignored(kaggle_env, monkeypatch, file, content, words) -> None:
+    monkeypatch.delenv("KAGGLE_USERNAME")
+    monkeypatch.delenv("KAGGLE_KEY")
+    folder = Path.home() / ".kaggle"
+    folder.mkdir(exist_ok=True)
+    (folder / file).write_bytes(content)
+    with pytest.raises(KaggleError, match=words) as info:
+        kaggle_io.has_credentials()
+    assert info.value.exit_code == 2 and file in str(info.value)
+    assert kaggle_io.credential_values() is not None  # readable for the bundle's secret scan
