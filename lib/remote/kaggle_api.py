@@ -348,23 +348,19 @@ def _output_page(api: Any, owner: str, slug: str, version: str | None, token: st
 
 
 def _fetch_file(name: str, url: str, folder: Path) -> None:
-    """Stream one output file into `folder`; a short body (cut-off reply) is a _Transient."""
+    """Stream one output file into `folder`; a body shorter than its Content-Length raises
+    (urllib3 checks it), so a cut-off reply is retried, never kept."""
     import requests
 
     target = (folder / name).resolve()
-    if not target.is_relative_to(folder.resolve()) or not name:
+    if not name or not target.is_relative_to(folder.resolve()):
         raise KaggleError(f"the kernel's outputs name a file outside the download folder: {name!r}; "
                           "nothing was kept.")
     target.parent.mkdir(parents=True, exist_ok=True)
-    with requests.get(url, stream=True) as response:
+    with requests.get(url, stream=True) as response, target.open("wb") as out:
         response.raise_for_status()
-        written = 0
-        with target.open("wb") as out:
-            for chunk in response.iter_content(1 << 20):
-                written += out.write(chunk)
-        expected = response.headers.get("Content-Length")
-    if expected is not None and expected.isdigit() and written != int(expected):
-        raise _Transient(f"{name} arrived cut off ({written} of {expected} bytes)", reached=True)
+        for chunk in response.iter_content(1 << 20):
+            out.write(chunk)
 
 
 def _claim(runs_dir: Path, name: str, partial: Path) -> Path:
