@@ -185,3 +185,110 @@ def test_a_broken_credential_file_is_named_not_ignored(kaggle_env, monkeypatch, 
         kaggle_io.has_credentials()
     assert info.value.exit_code == 2 and file in str(info.value)
     assert kaggle_io.credential_values() is not None  # readable for the bundle's secret scan
+
+
+# --------------------------------------------------------------------------- checkpoints, run dirs
+
+CHILD = '''
+import os, sys, time
+from pathlib import Path
+from stable_baselines3 import DQN
+from lib.rl.checkpoints import Checkpoints
+from lib.rl.rundir import owned
+
+folder = Path(sys.argv[1])
+with owned(folder.parent):
+    model = DQN("MlpPolicy", "CartPole-v1", buffer_size=500, learning_starts=10, seed=0, device="cpu")
+    store = Checkpoints(folder, keep=3)
+    model.learn(40)
+    store.save(model)
+    model.learn(40, reset_num_timesteps=False)
+
+    def stalled_write(path):
+        Path(path).write_bytes(b"half a replay buffer")
+        (folder.parent / "writing").touch()
+        time.sleep(60)
+
+    model.save_replay_buffer = stalled_write
+    store.save(model)
+'''
+
+
+def _cartpole_env():
+    from stable_baselines3.common.env_util import make_vec_env
+
+    return make_vec_env("CartPole-v1", n_envs=1)
+
+
+@pytest.fixture
+def saved_sets(tmp_path):
+    """Two complete DQN sets (steps 40 and 80) in tmp_path/checkpoints."""
+    from stable_baselines3 import DQN
+
+    from lib.rl.checkpoints import Checkpoints
+
+    store = Checkpoints(tmp_path / "checkpoints", keep=3)
+    model = DQN("MlpPolicy", "CartPole-v1", buffer_size=500, learning_starts=10, seed=0, device="cpu")
+    for _ in range(2):
+        model.learn(40, reset_num_timesteps=False)
+        store.save(model)
+    return store
+
+
+def test_a_kill_during_a_checkpoint_write_resumes_from_the_last_complete_set(tmp_path) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from lib.rl.checkpoints import Checkpoints
+    from lib.rl.rundir import RunDirBusy, owned
+
+    folder = tmp_path / "checkpoints"
+    child = subprocess.Popen([sys.executable, "-c", CHILD, str(folder)], cwd=Path(__file__).parents[1])
+    deadline = time.monotonic() + 60
+    while not (tmp_path / "writing").exists() and child.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert (tmp_path / "writing").exists(), "the child never reached the checkpoint write"
+    with pytest.raises(RunDirBusy, match="in use by pid"):
+        with owned(tmp_path):
+            pass
+    os.kill(child.pid, signal.SIGKILL)
+    assert child.wait(10) == -signal.SIGKILL
+    store = Checkpoints(folder, keep=3)
+    latest = store.latest()
+    assert latest is not None and latest.name.startswith("step_") and latest.name != "step_000000080.zip"
+    model = store.load(latest, "dqn", _cartpole_env(), "cpu")
+    assert model.num_timesteps == 40 and model.replay_buffer.size() > 0
+    with owned(tmp_path):  # the kernel released the dead child's lock
+        pass
+
+
+def test_a_set_whose_replay_buffer_is_gone_is_refused_unless_asked(saved_sets) -> None:
+    from lib.rl.checkpoints import CheckpointError
+
+    latest = saved_sets.latest()
+    saved_sets.replay_path(latest).unlink()
+    assert saved_sets.latest() == latest, "the set is not silently replaced by an older one"
+    with pytest.raises(CheckpointError, match="no replay buffer.*resume_without_replay=True"):
+        saved_sets.load(latest, "dqn", _cartpole_env(), "cpu")
+    model = saved_sets.load(latest, "dqn", _cartpole_env(), "cpu", without_replay=True)
+    assert model.num_timesteps == 80 and model.replay_buffer.size() == 0
+
+
+def test_a_damaged_newest_set_is_skipped_and_named(saved_sets) -> None:
+    newest = saved_sets.latest()
+    with newest.open("r+b") as handle:
+        handle.truncate(100)
+    older = saved_sets.latest()
+    assert older is not None and older.name == "step_000000040.zip"
+    assert saved_sets.skipped == [f"{newest.stem}: {newest.name} is missing or not the size its "
+                                  "manifest records"]
+
+
+def test_two_runs_never_share_a_run_directory(tmp_path) -> None:
+    from lib.rl.rundir import owned
+    from lib.rl.train import RunConfig, RunFailed, run
+
+    with owned(tmp_path), pytest.raises(RunFailed, match="in use by pid"):
+        run(RunConfig(steps=300, backend="cpu", progress_bar=False, output_dir=str(tmp_path)))

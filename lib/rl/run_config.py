@@ -31,7 +31,8 @@ class RunConfig:
     env: EnvConfig = EnvConfig()  # the environments (and, inside, the simulator: env.sim)
     checkpoint_every: int = 10_000  # steps between checkpoints (one is also saved at the end)
     keep_checkpoints: int = 3
-    resume: bool = False  # continue from the latest checkpoint in output_dir
+    resume: bool = False  # continue from the newest complete checkpoint in output_dir
+    resume_without_replay: bool = False  # accept a DQN checkpoint whose replay buffer is gone
     tensorboard: bool = False
     progress_bar: bool = True  # tqdm on stderr
     run_id: str = ""  # "" -> <UTC time>-<algorithm>-s<seed>
