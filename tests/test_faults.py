@@ -291,4 +291,4 @@ def test_two_runs_never_share_a_run_directory(tmp_path) -> None:
     from lib.rl.train import RunConfig, RunFailed, run
 
     with owned(tmp_path), pytest.raises(RunFailed, match="in use by pid"):
-        run(RunConfig(steps=300, backend="cpu", progress_bar=False, output_dir=str(tmp_path)))
+        run(RunConfig(steps=300, progress_bar=False, output_dir=str(tmp_path)))
