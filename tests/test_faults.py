@@ -292,3 +292,59 @@ def test_two_runs_never_share_a_run_directory(tmp_path) -> None:
 
     with owned(tmp_path), pytest.raises(RunFailed, match="in use by pid"):
         run(RunConfig(steps=300, progress_bar=False, output_dir=str(tmp_path)))
+
+
+# --------------------------------------------------------------------------- input bounds
+
+NODES = [{"osm_id": 1, "lat": 6.43, "lon": 3.42, "traffic_signals": "False"},
+         {"osm_id": 2, "lat": 6.44, "lon": 3.42, "traffic_signals": "False"}]
+
+
+def _edge(**changes):
+    return {"u": 1, "v": 2, "name": "a", "highway": "primary", "length_m": "100", "oneway": "True",
+            "osm_lanes": "2", "geometry_wkt": "", **changes}
+
+
+@pytest.mark.parametrize(("edge", "nodes", "words"), [
+    (_edge(length_m="20001"), NODES, "length_m must be a positive number of metres up to 20000"),
+    (_edge(length_m="1e12"), NODES, "split a longer road"),
+    (_edge(length_m="nan"), NODES, "length_m"),
+    (_edge(osm_lanes="9"), NODES, "osm_lanes must be 1..8"),
+    (_edge(osm_lanes="1e9"), NODES, "osm_lanes must be 1..8"),
+    (_edge(oneway="False", osm_lanes="17"), NODES, "osm_lanes must be 1..16"),
+    (_edge(), [NODES[0], {**NODES[1], "lat": "nan"}], r"lat must be in \[-90, 90\]"),
+    (_edge(), [NODES[0], {**NODES[1], "lon": "181"}], "lon in"),
+    (_edge(geometry_wkt="LINESTRING (3.42 6.43, 200 6.44)"), NODES, "point outside"),
+])
+def test_out_of_range_data_is_refused_naming_the_row(edge, nodes, words) -> None:
+    from lib.sim.network import build_network
+
+    with pytest.raises(ValueError, match=words):
+        build_network([edge], nodes, source="probe")
+
+
+def test_a_simulator_that_would_not_fit_is_refused_before_allocating(monkeypatch) -> None:
+    from lib.sim import memory
+    from lib.sim.network import build_network
+    from lib.sim.simulator import Simulator
+
+    network = build_network([_edge()], NODES, source="probe")
+    monkeypatch.setattr(memory, "machine_bytes", lambda backend: 2 * memory.estimate_bytes(
+        network.n_cells, network.n_links, 1000))
+    Simulator(network, 1000, backend="cpu")
+    with pytest.raises(MemoryError, match=r"1001 scenarios .* more than half .* lower n_scenarios"):
+        Simulator(network, 1001, backend="cpu")
+
+
+@pytest.mark.parametrize(("settings", "words"), [
+    ({"env": {"decision_interval": 1e-9}}, r"decision_interval must be 1..3600"),
+    ({"env": {"decision_interval": 7200.0, "episode_seconds": 7200.0}}, "decision_interval"),
+    ({"env": {"cell_length_m": 0.01}}, r"cell_length_m must be 1..1000"),
+    ({"steps": 10**12}, "steps must be at most"),
+])
+def test_run_settings_out_of_known_ranges_are_refused(settings, words) -> None:
+    from lib.config import ConfigError
+    from lib.rl.run_config import RunConfig
+
+    with pytest.raises(ConfigError, match=words):
+        RunConfig.from_dict(settings)

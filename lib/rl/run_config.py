@@ -13,6 +13,8 @@ from typing import Literal
 from lib.config import ConfigError, strict_config
 from lib.rl.env import EnvConfig
 
+# The most steps a run may ask for: a Kaggle session (12 h) makes well under 10**8.
+MAX_STEPS = 10**9
 # Evaluation seeds start here, far from the training seeds (seed .. seed + n_envs - 1).
 EVAL_SEED_OFFSET = 1_000_000
 SANITY_SEED_OFFSET = 2_000_000
@@ -77,6 +79,9 @@ class RunConfig:
         for name in positive:
             if getattr(self, name) < 1:
                 raise ConfigError(f"RunConfig.{name} must be >= 1, got {getattr(self, name)!r}.")
+        if self.steps > MAX_STEPS:
+            raise ConfigError(f"RunConfig.steps must be at most {MAX_STEPS:.0e} (a Kaggle session makes well "
+                              f"under 1e8 in its 12 hours), got {self.steps!r}.")
         if not self.learning_rate > 0 or not 0 < self.gamma <= 1:
             raise ConfigError(
                 f"RunConfig needs learning_rate > 0 and 0 < gamma <= 1, got "
