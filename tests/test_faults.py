@@ -348,3 +348,79 @@ def test_run_settings_out_of_known_ranges_are_refused(settings, words) -> None:
 
     with pytest.raises(ConfigError, match=words):
         RunConfig.from_dict(settings)
+
+
+# --------------------------------------------------------------------------- hostile logs
+
+def _event(**fields) -> str:
+    return "[event] " + json.dumps(fields)
+
+
+HOSTILE = {
+    "text where numbers belong": [
+        _event(event="run_start", t=0, run_id={"a": 1}, params=[1, 2], versions="v"),
+        _event(event="network_build", t=1, seconds="slow", bytes="big", cells="many", n=[1]),
+        _event(event="train_progress", t=2, steps="a", total=None, steps_per_s=[1]),
+        _event(event="eval_result", t=3, controller={"x": 1}, mean_delay_s="q", episodes=True),
+        _event(event="warning", t=4, category=["a"], count="many", message={"m": 1}),
+        _event(event="checkpoint", t=5, path=5, steps="x"),
+        _event(event=5, t=6),
+        _event(event="run_end", t=7, status=["ok"], seconds="x", builds="y", error={"e": 1}),
+    ],
+    "infinite and NaN numbers": [
+        _event(event="run_start", t=0),
+        '[event] {"event": "phase_start", "t": 1e999, "phase": "train"}',
+        '[event] {"event": "phase_end", "t": 1, "phase": "x", "seconds": Infinity}',
+        '[event] {"event": "run_end", "t": NaN, "status": "ok"}',
+        '[event] {"event": "run_end", "t": 3, "status": "ok", "builds": 1e400}',
+    ],
+    "nested 100,000 deep": ['[event] {"event": "x", "t": 1, "a": ' + "[" * 100_000 + "]" * 100_000 + "}"],
+}
+
+
+@pytest.mark.parametrize("name", list(HOSTILE))
+def test_hostile_event_values_give_notes_not_tracebacks(name, tmp_path) -> None:
+    from lib.runlog.analysis import analyse_path
+    from lib.runlog.report import render_text, to_json, write_outputs
+
+    path = tmp_path / "run.log"
+    path.write_text("\n".join(HOSTILE[name]) + "\n")
+    analysis = analyse_path(path)
+    assert analysis["notes"], "what could not be read is said"
+    assert render_text(analysis) and json.loads(to_json(analysis))
+    write_outputs(analysis, tmp_path)
+
+
+def test_hostile_kaggle_elements_are_read_or_skipped(tmp_path) -> None:
+    from lib.runlog.analysis import analyse_path
+    from lib.runlog.report import render_text
+
+    start = _event(event="run_start", t=0) + "\n"
+    elements = [json.dumps({"stream_name": "stdout", "time": 0.0, "data": start}),
+                '{"stream_name": "stdout", "time": NaN, "data": "a\\n"}',
+                '{"stream_name": "stdout", "time": 1e999, "data": "b\\n"}',
+                json.dumps({"stream_name": ["x"], "time": 2.0, "data": "c\\n"}),
+                '{"stream_name": "stdout", "time": 3, "data": ' + "[" * 100_000 + "]" * 100_000 + "}",
+                json.dumps({"stream_name": "stdout", "time": 4.0, "data": "d\\n"})]
+    path = tmp_path / "run.log"
+    path.write_text("[" + "\n,".join(elements) + "]")
+    analysis = analyse_path(path)
+    assert analysis["lines"] == 5 and "1 malformed element(s) skipped" in analysis["notes"]
+    assert render_text(analysis)
+
+
+def test_many_distinct_phase_names_fold_into_one_row(tmp_path) -> None:
+    from lib.runlog.analysis import MAX_PHASE_ROWS, analyse_path
+    from lib.runlog.report import write_outputs
+
+    lines = [_event(event="run_start", t=0)]
+    for i in range(3000):
+        lines += [_event(event="phase_start", t=i, phase=f"p{i}"),
+                  _event(event="phase_end", t=i + 0.5, phase=f"p{i}", seconds=0.5)]
+    path = tmp_path / "run.log"
+    path.write_text("\n".join(lines) + "\n")
+    analysis = analyse_path(path)
+    rows = [r["phase"] for r in analysis["timeline"]["phases"]]
+    assert len(rows) == MAX_PHASE_ROWS + 1 and rows[-2:] == ["other phases (2981 names)", "unaccounted"]
+    assert len({i["phase"] for i in analysis["timeline"]["intervals"]}) == MAX_PHASE_ROWS
+    write_outputs(analysis, tmp_path)
