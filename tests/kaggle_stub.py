@@ -24,7 +24,10 @@ Usage in a test module::
 
 It answers `SaveKernel`, `GetKernelSessionStatus`, `ListKernelSessionOutput` (paginated:
 `output_page_size` files per page), `IntrospectToken` (for `KAGGLE_API_TOKEN`) and the file
-downloads the listing points to. `stub.fail(endpoint, status, times)` scripts HTTP errors.
+downloads the listing points to. `stub.fail(endpoint, status, times)` scripts HTTP errors;
+`stub.misbehave(endpoint, mode, times)` scripts faults: "stall" (no reply until `stall_s` passed
+or the stub stops), "drop" (act on the request, then close the connection without a reply),
+"garbage" (HTTP 200 with a body that is not JSON) and "truncate" (a download cut off mid-body).
 """
 
 from __future__ import annotations
@@ -111,6 +114,9 @@ class KaggleStub:
         self.output_page_size = 2
         self.default_statuses = ["RUNNING", "COMPLETE"]
         self._failures: dict[str, list[ScriptedFailure]] = {}
+        self._faults: dict[str, list[list[Any]]] = {}
+        self.stall_s = 30.0
+        self._stopping = threading.Event()
         self._lock = threading.Lock()
         self._server = _QuietServer(("127.0.0.1", 0), _handler_for(self))
         self.port = self._server.server_address[1]
@@ -122,6 +128,7 @@ class KaggleStub:
         return self
 
     def stop(self) -> None:
+        self._stopping.set()
         self._server.shutdown()
         self._server.server_close()
 
@@ -138,6 +145,21 @@ class KaggleStub:
         with self._lock:
             self._failures.setdefault(endpoint, []).append(
                 ScriptedFailure(status, times, retry_after, message))
+
+    def misbehave(self, endpoint: str, mode: str, times: int = 1) -> None:
+        """Answer the next `times` calls of `endpoint` with fault `mode` (see the module docstring)."""
+        if mode not in ("stall", "drop", "garbage", "truncate"):
+            raise ValueError(f"unknown fault mode {mode!r}")
+        with self._lock:
+            self._faults.setdefault(endpoint, []).append([mode, times])
+
+    def _fault(self, endpoint: str) -> str | None:
+        with self._lock:
+            queue = self._faults.get(endpoint, [])
+            if not queue:
+                return None
+            queue[0][1] -= 1
+            return (queue.pop(0) if queue[0][1] <= 0 else queue[0])[0]
 
     def calls(self, endpoint: str) -> list[Recorded]:
         with self._lock:
@@ -211,6 +233,9 @@ class KaggleStub:
             return 200, reply
         if endpoint == "ListKernelSessionOutput":
             return 200, self._output_page(kernel, body.get("pageToken") or "")
+        if endpoint == "GetKernel":
+            return 200, {"metadata": {"ref": kernel.ref, "currentVersionNumber": kernel.version},
+                         "blob": {"source": "", "language": "python", "kernelType": "notebook"}}
         return 404, {"code": 404, "message": f"unknown endpoint {endpoint}"}
 
     def _save(self, body: dict[str, Any]) -> tuple[int, Any]:
@@ -275,6 +300,9 @@ def _handler_for(stub: KaggleStub) -> type[BaseHTTPRequestHandler]:
             endpoint = path.rsplit("/", 1)[-1] if path.startswith(API_PREFIX) else "download"
             body = _decode(raw)
             stub._record(Recorded(self.command, host, path, endpoint, dict(self.headers.items()), body))
+            fault = stub._fault(endpoint)
+            if fault is not None and self._misbehave(fault, endpoint, path, body):
+                return
             failure = stub._scripted(endpoint)
             if failure is not None:
                 extra = {"Retry-After": failure.retry_after} if failure.retry_after else {}
@@ -286,6 +314,29 @@ def _handler_for(stub: KaggleStub) -> type[BaseHTTPRequestHandler]:
                 self._json(401, {"code": 401, "message": "Unauthenticated"})
             else:
                 self._json(*stub._answer(endpoint, body if isinstance(body, dict) else {}))
+
+        def _misbehave(self, fault: str, endpoint: str, path: str, body: Any) -> bool:
+            """Play `fault`; False when the request should then be answered normally."""
+            if fault == "stall":
+                stub._stopping.wait(stub.stall_s)
+                self.close_connection = True
+                return True
+            if fault == "garbage":
+                self._send(200, b"<html>Bad gateway</html>", "application/json")
+                return True
+            if fault == "truncate":
+                data = stub._download(path)[1] if endpoint == "download" else b"{}"
+                self.send_response(200)
+                self.send_header("Content-Type", "application/octet-stream")
+                self.send_header("Content-Length", str(len(data) + 1000))
+                self.end_headers()
+                self.wfile.write(data[: len(data) // 2])
+                self.close_connection = True
+                return True
+            if endpoint not in ("download", "IntrospectToken"):  # "drop": act, then lose the reply
+                stub._answer(endpoint, body if isinstance(body, dict) else {})
+            self.close_connection = True
+            return True
 
         def _json(self, status: int, payload: Any, extra: dict[str, str] | None = None) -> None:
             self._send(status, json.dumps(payload).encode(), "application/json", extra)

@@ -20,7 +20,7 @@ REF = f"{USERNAME}/victoria-island-signals"
 @pytest.fixture(autouse=True)
 def no_retry_wait(monkeypatch: pytest.MonkeyPatch) -> None:
     """Retries keep their count but not their sleeping, so the tests stay fast."""
-    monkeypatch.setattr(kaggle_io, "RETRY_DELAYS_S", (0.0, 0.0, 0.0, 0.0))
+    monkeypatch.setenv(kaggle_io.POLICY_ENV, "backoff_s=0,min_poll_s=0")
 
 
 @pytest.fixture
@@ -77,11 +77,11 @@ def test_rate_limit_that_persists_gives_up_with_advice(kaggle_env, bundle_dir: P
     with pytest.raises(KaggleError, match="429") as info:
         kaggle_io.push(bundle_dir)
     assert info.value.exit_code == 1
-    assert len(kaggle_env.calls("SaveKernel")) == len(kaggle_io.RETRY_DELAYS_S) + 1
+    assert len(kaggle_env.calls("SaveKernel")) == kaggle_io.Policy().attempts
 
 
 @pytest.mark.parametrize(("status", "code", "words"), [
-    (401, 2, "rejected the credentials"), (403, 2, "phone verification"), (500, 1, "may or may not")])
+    (401, 2, "rejected the credentials"), (403, 2, "phone verification"), (400, 1, "Check https")])
 def test_push_http_errors_are_not_retried_and_explained(kaggle_env, bundle_dir, status, code, words) -> None:
     kaggle_env.fail("SaveKernel", status)
     with pytest.raises(KaggleError, match=words) as info:

@@ -53,7 +53,7 @@ def parse_line(line: str) -> dict[str, Any] | None:
         return None
     try:
         record = json.loads(line[len(PREFIX) :])
-    except json.JSONDecodeError:
+    except (json.JSONDecodeError, RecursionError):  # RecursionError: nested too deep to parse
         return None
     if not isinstance(record, dict) or "event" not in record:
         return None

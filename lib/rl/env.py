@@ -24,6 +24,9 @@ from lib.rl.reward import Reward, RewardName, row_sum
 from lib.sim.network import DEFAULT_CELL_LENGTH_M, Network
 from lib.sim.simulator import SimConfig, Simulator
 
+MIN_DECISION_S, MAX_DECISION_S = 1.0, 3600.0
+MIN_CELL_M, MAX_CELL_M = 1.0, 1000.0
+
 
 @strict_config
 class EnvConfig:
@@ -58,6 +61,17 @@ class EnvConfig:
         for name in positive:
             if not getattr(self, name) > 0:
                 raise ConfigError(f"EnvConfig.{name} must be > 0, got {getattr(self, name)!r}.")
+        if not MIN_DECISION_S <= self.decision_interval <= MAX_DECISION_S:
+            raise ConfigError(
+                f"EnvConfig.decision_interval must be {MIN_DECISION_S:g}..{MAX_DECISION_S:g} simulated s "
+                f"(a signal cannot switch faster than its amber; an hour is a whole episode), got "
+                f"{self.decision_interval!r}."
+            )
+        if not MIN_CELL_M <= self.cell_length_m <= MAX_CELL_M:
+            raise ConfigError(
+                f"EnvConfig.cell_length_m must be {MIN_CELL_M:g}..{MAX_CELL_M:g} m (shorter cells multiply "
+                f"the memory and shrink the time step), got {self.cell_length_m!r}."
+            )
         if self.episode_seconds < self.decision_interval:
             raise ConfigError(
                 f"EnvConfig.episode_seconds ({self.episode_seconds}) must be >= decision_interval "

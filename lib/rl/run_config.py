@@ -13,6 +13,8 @@ from typing import Literal
 from lib.config import ConfigError, strict_config
 from lib.rl.env import EnvConfig
 
+# The most steps a run may ask for: a Kaggle session (12 h) makes well under 10**8.
+MAX_STEPS = 10**9
 # Evaluation seeds start here, far from the training seeds (seed .. seed + n_envs - 1).
 EVAL_SEED_OFFSET = 1_000_000
 SANITY_SEED_OFFSET = 2_000_000
@@ -33,7 +35,8 @@ class RunConfig:
     env: EnvConfig = EnvConfig()  # the environments (and, inside, the simulator: env.sim)
     checkpoint_every: int = 10_000  # steps between checkpoints (one is also saved at the end)
     keep_checkpoints: int = 3
-    resume: bool = False  # continue from the latest checkpoint in output_dir
+    resume: bool = False  # continue from the newest complete checkpoint in output_dir
+    resume_without_replay: bool = False  # accept a DQN checkpoint whose replay buffer is gone
     tensorboard: bool = False
     progress_bar: bool = True  # tqdm on stderr
     run_id: str = ""  # "" -> <UTC time>-<algorithm>-s<seed>
@@ -78,6 +81,9 @@ class RunConfig:
         for name in positive:
             if getattr(self, name) < 1:
                 raise ConfigError(f"RunConfig.{name} must be >= 1, got {getattr(self, name)!r}.")
+        if self.steps > MAX_STEPS:
+            raise ConfigError(f"RunConfig.steps must be at most {MAX_STEPS:.0e} (a Kaggle session makes well "
+                              f"under 1e8 in its 12 hours), got {self.steps!r}.")
         if not self.learning_rate > 0 or not 0 < self.gamma <= 1:
             raise ConfigError(
                 f"RunConfig needs learning_rate > 0 and 0 < gamma <= 1, got "

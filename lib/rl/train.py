@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import platform
 import signal
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -42,6 +43,7 @@ from lib.rl.controllers import baselines
 from lib.rl.env import TrafficSignalEnv
 from lib.rl.evaluate import Evaluation, evaluate, relative_change, report, results_markdown
 from lib.rl.run_config import DEFAULT_LEARNING_STARTS, EVAL_SEED_OFFSET, SANITY_SEED_OFFSET, RunConfig
+from lib.rl.rundir import owned
 from lib.rl.sanity import run_checks
 from lib.rl.vecenv import TrafficVecEnv
 from lib.sim.simulator import pick_backend
@@ -108,7 +110,7 @@ def run(config: RunConfig) -> RunResult:
     threads = torch.get_num_threads()
     try:
         torch.set_num_threads(config.torch_threads)
-        with capture_warnings(), sigterm_interrupts():
+        with capture_warnings(), sigterm_interrupts(), owned(Path(config.output_dir)):
             _Run(config, result).phases()
     except KeyboardInterrupt as exc:
         result.status, result.error = "interrupted", type(exc).__name__
@@ -186,7 +188,7 @@ class _Run:
         store = Checkpoints(self.out / "checkpoints", config.keep_checkpoints)
         latest = store.latest() if config.resume else None
         self.model = (
-            store.load(latest, config.algorithm, env, config.torch_device)
+            store.load(latest, config.algorithm, env, config.torch_device, config.resume_without_replay)
             if latest
             else new_model(config, env)
         )
@@ -195,6 +197,8 @@ class _Run:
         if not latest:
             self.model.set_random_seed(config.seed)
         info["resumed_from"] = str(latest) if latest else None
+        if store.skipped:
+            info["skipped_checkpoints"] = store.skipped
         remaining = config.steps - self.model.num_timesteps
         progress = ProgressCallback(config.steps, config.progress_bar, self.result.training_curve)
         callbacks = [progress, CheckpointCallback(store, config.checkpoint_every)]
@@ -207,7 +211,9 @@ class _Run:
                     tb_log_name=config.run_id,
                 )
         except KeyboardInterrupt:
-            store.save(self.model)
+            saved = store.save(self.model)
+            print(f"interrupted at step {self.model.num_timesteps}: checkpoint {saved} saved; continue with "
+                  f"resume=True and output_dir={self.out}", file=sys.stderr, flush=True)
             raise
         finally:
             self.result.steps = int(self.model.num_timesteps)

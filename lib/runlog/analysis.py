@@ -22,12 +22,14 @@ from typing import Any
 from lib.obs.events import PREFIX, parse_line
 from lib.runlog.legacy import Legacy
 from lib.runlog.reader import LogLine, LogReader
-from lib.runlog.values import Bounded, Interval, difference, number, ratio, rounded
+from lib.runlog.values import MAX_ITEMS, Bounded, Interval, clean_event, difference, number, ratio, rounded
 
 EXPECTED_BUILDS = 1
 PHASES = ("setup", "config", "build", "sanity", "train", "eval", "baselines", "save")
 USEFUL = ("train", "eval")
 MAX_CATEGORIES = 200
+MAX_PHASE_ROWS = 20
+OTHER_PHASES = "other phases "
 CONTEXT_LINES = 3
 
 _EXCEPTION = re.compile(r"^\s*(?:[\w.]+(?:Error|Exception|Interrupt)|Killed)\b")
@@ -50,6 +52,7 @@ class Analysis:
         self.offset: float | None = None
         self.events = 0
         self.bad_events = 0
+        self.bad_values = Bounded()  # "event: field, ..." for fields of the wrong type, dropped
         self.unknown: dict[str, int] = {}
         self.last_event: dict[str, Any] | None = None
         self.last_event_at: float | None = None
@@ -92,7 +95,10 @@ class Analysis:
         self.clock = at
         self.latest = at if self.latest is None else max(self.latest, at)
 
-    def _event(self, record: dict[str, Any], stamped: float | None) -> None:
+    def _event(self, raw: dict[str, Any], stamped: float | None) -> None:
+        record, bad = clean_event(raw)
+        if bad:
+            self.bad_values.add(f"{record['event'][:60]}: {', '.join(bad[:5])}")
         t = float(record["t"])
         if stamped is not None and self.offset is None:
             self.offset = stamped - t
@@ -201,6 +207,9 @@ class Analysis:
         notes = []
         if self.bad_events:
             notes.append(f"{self.bad_events} malformed [event] line(s) skipped")
+        if self.bad_values.total:
+            notes.append(f"{self.bad_values.total} event(s) with fields of the wrong type (read as missing), "
+                         f"first: {self.bad_values[0]}")
         if self.run_starts > 1:
             notes.append(f"{self.run_starts} run_start events: several runs in one log, the first is shown")
         if end is None and self.lines:
@@ -208,8 +217,8 @@ class Analysis:
         if self.unknown:
             notes.append("unknown events (newer format?): " + ", ".join(sorted(self.unknown)))
         said = self.run_end and self.run_end["builds"]
-        if isinstance(said, int) and said != self.builds.total:
-            notes.append(f"run_end counts {said} build(s) but the log holds {self.builds.total} "
+        if said is not None and said != self.builds.total:
+            notes.append(f"run_end counts {said:.0f} build(s) but the log holds {self.builds.total} "
                          "network_build event(s): builds in other processes, or lines lost")
         return notes
 
@@ -291,7 +300,8 @@ class Timeline:
         self.intervals = Bounded()
 
     def start(self, phase: str, at: float) -> None:
-        self.open.append((phase, at))
+        if len(self.open) < MAX_ITEMS:  # bounded like everything else a log can make grow
+            self.open.append((phase, at))
 
     def end(self, phase: str, at: float, seconds: float | None) -> None:
         for i in range(len(self.open) - 1, -1, -1):
@@ -356,13 +366,19 @@ class Warnings:
 
 
 def timeline(intervals: list[Interval], end: float | None, inferred: bool) -> dict[str, Any]:
-    """Phase rows (start, seconds, share), unaccounted time, useful share and overhead ratio."""
+    """Phase rows (start, seconds, share), unaccounted time, useful share and overhead ratio.
+
+    Beyond MAX_PHASE_ROWS names, the rarer names share one row (a log of 20,000 distinct phase
+    names once took 45 s and 451 MB to report, and its chart was unreadable)."""
     if end is None:
         return {"total_s": None, "inferred": inferred, "phases": [], "intervals": []}
+    intervals = _fold_phases(intervals)
     total = max(end, max((b for _, _, b, _ in intervals), default=0.0))
-    names = [p for p in PHASES if any(i[0] == p for i in intervals)]
-    names += sorted({i[0] for i in intervals} - set(names))
-    rows = [_phase_row(name, intervals, total) for name in names]
+    by_name: dict[str, list[Interval]] = {}
+    for item in intervals:
+        by_name.setdefault(item[0], []).append(item)
+    others = sorted(set(by_name) - set(PHASES), key=lambda n: (n.startswith(OTHER_PHASES), n))
+    rows = [_phase_row(name, by_name[name], total) for name in [p for p in PHASES if p in by_name] + others]
     covered = _union([(a, b) for _, a, b, _ in intervals])
     rows.append({"phase": "unaccounted", "start": None, "seconds": rounded(total - covered),
                  "share": rounded(ratio(total - covered, total)), "count": None, "open": False})
@@ -380,8 +396,21 @@ def timeline(intervals: list[Interval], end: float | None, inferred: bool) -> di
     }
 
 
-def _phase_row(name: str, intervals: list[Interval], total: float) -> dict[str, Any]:
-    mine = [i for i in intervals if i[0] == name]
+def _fold_phases(intervals: list[Interval]) -> list[Interval]:
+    """The intervals with names past the first MAX_PHASE_ROWS (known phases first, then by
+    count) renamed to one 'other phases (N names)'."""
+    counts: dict[str, int] = {}
+    for name, *_ in intervals:
+        counts[name] = counts.get(name, 0) + 1
+    if len(counts) <= MAX_PHASE_ROWS:
+        return intervals
+    ranked = sorted(counts, key=lambda n: (n not in PHASES, -counts[n], n))
+    kept = set(ranked[:MAX_PHASE_ROWS - 1])
+    other = f"{OTHER_PHASES}({len(counts) - len(kept)} names)"
+    return [item if item[0] in kept else (other, *item[1:]) for item in intervals]
+
+
+def _phase_row(name: str, mine: list[Interval], total: float) -> dict[str, Any]:
     seconds = _union([(a, b) for _, a, b, _ in mine])
     return {
         "phase": name,

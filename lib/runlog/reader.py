@@ -17,6 +17,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO, NamedTuple
 
+from lib.runlog.values import number
+
 CHUNK = 1 << 20
 MAX_LINE = 1 << 20
 MAX_ELEMENT = 8 << 20
@@ -107,6 +109,10 @@ class LogReader:
                 return
             try:
                 element, pos = decoder.raw_decode(buf, pos)
+            except RecursionError:  # nested deeper than Python's parser goes: skip the element
+                self.malformed += 1
+                pos = _resync(buf, pos)
+                continue
             except json.JSONDecodeError:
                 if not eof and len(buf) - pos < MAX_ELEMENT:
                     chunk = handle.read(CHUNK)
@@ -190,8 +196,8 @@ def _join_streams(elements: Iterator[dict]) -> Iterator[LogLine]:
     """
     pending: dict[str, tuple[float | None, str]] = {}
     for element in elements:
-        stream = str(element.get("stream_name", "stdout"))
-        time = element.get("time")
+        stream = str(element.get("stream_name", "stdout"))[:40]
+        time = number(element.get("time"))
         start, head = pending.pop(stream, (time, ""))
         data = head + element["data"]
         if len(data) > MAX_LINE and "\n" not in data:

@@ -107,8 +107,10 @@ def plot_timeline(analysis: dict[str, Any], path: Path) -> Path:
     colors = colormaps["tab10"]
     for y, name in enumerate(reversed(names)):
         color = "0.75" if name == "unaccounted" else colors(names.index(name) % 10)
-        for start, width, still_open in spans[name]:
-            ax.barh(y, width, left=start, color=color, hatch="//" if still_open else None, edgecolor="0.3")
+        for still_open in (False, True):  # one collection per row and kind: fast for many spans
+            bars = [(start, width) for start, width, o in spans[name] if o == still_open]
+            ax.broken_barh(bars, (y - 0.4, 0.8), facecolors=color, hatch="//" if still_open else None,
+                           edgecolor="0.3")
     ax.set_yticks(range(len(names)), list(reversed(names)))
     ax.set_xlabel("seconds since the log started (hatched: still open when the log ended)")
     useful = _percent(timeline["useful_share"])

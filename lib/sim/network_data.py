@@ -26,6 +26,11 @@ DEFAULT_LANES = {"primary": 2, "secondary": 2, "tertiary": 1}
 # `freeflow_speed` per class in observed_speeds.csv (2025-08-05), see docs/calibration.md.
 DEFAULT_FREE_SPEED_KMH = {"primary": 54.0, "secondary": 36.0, "tertiary": 20.0}
 
+# Bounds a row must respect: beyond them a value is a unit or typing error, and one such value
+# (length_m = 1e12) once made the network build allocate 17 GB before anything said why.
+MAX_LENGTH_M = 20_000.0  # the longest link; a longer road is several OSM ways
+MAX_LANES = 8  # per direction
+
 EDGE_COLUMNS = ("u", "v", "name", "highway", "length_m", "oneway", "osm_lanes", "geometry_wkt")
 NODE_COLUMNS = ("osm_id", "lat", "lon", "traffic_signals")
 
@@ -103,6 +108,9 @@ def _parse_nodes(rows: Sequence[Mapping[str, Any]], source: str) -> dict[int, di
             lat, lon = float(row["lat"]), float(row["lon"])
         except (KeyError, TypeError, ValueError) as exc:
             raise _row_error(source, "nodes.csv", row_no, f"bad osm_id/lat/lon ({exc})") from None
+        if not _coordinates(lon, lat):
+            raise _row_error(source, "nodes.csv", row_no, f"lat must be in [-90, 90] and lon in [-180, "
+                             f"180] (decimal degrees, WGS84), got lat {row['lat']!r}, lon {row['lon']!r}")
         if osm_id in info:
             raise _row_error(source, "nodes.csv", row_no, f"duplicate node {osm_id}")
 
@@ -140,8 +148,9 @@ def _parse_edges(
             raise fail(f"duplicate edge {u}->{v}: each directed edge may appear once")
         seen.add((u, v))
         length = _float(row.get("length_m"))
-        if not (length is not None and math.isfinite(length) and length > 0):
-            raise fail(f"length_m must be a positive number of metres, got {row.get('length_m')!r}")
+        if not (length is not None and 0 < length <= MAX_LENGTH_M):
+            raise fail(f"length_m must be a positive number of metres up to {MAX_LENGTH_M:.0f} (split a "
+                       f"longer road into several edges; check the unit), got {row.get('length_m')!r}")
         highway = str(row.get("highway") or "").strip()
         if highway not in DEFAULT_LANES:
             raise fail(f"highway {highway!r} unknown; expected one of {', '.join(DEFAULT_LANES)}")
@@ -163,8 +172,10 @@ def _lanes(raw: Any, highway: str, oneway: bool, fail: Any) -> int:
     if not number.is_integer():
         raise fail(f"osm_lanes must be a whole number, got {raw!r}")
     total = int(number)
-    if total <= 0:
-        raise fail(f"osm_lanes must be positive, got {raw!r}")
+    most = MAX_LANES if oneway else 2 * MAX_LANES
+    if not 0 < total <= most:
+        raise fail(f"osm_lanes must be 1..{most} ({MAX_LANES} per direction, both directions counted on "
+                   f"a two-way street), got {raw!r}")
     return total if oneway else max(1, total // 2)
 
 
@@ -261,9 +272,17 @@ def _parse_wkt(raw: Any, fail: Any) -> tuple[tuple[float, float], ...]:
         raise fail(f"geometry_wkt must be a WKT LINESTRING, got {text[:40]!r}")
     try:
         pairs = text[text.index("(") + 1 : -1].split(",")
-        return tuple((float(p.split()[0]), float(p.split()[1])) for p in pairs)
+        points = tuple((float(p.split()[0]), float(p.split()[1])) for p in pairs)
     except (ValueError, IndexError):
         raise fail(f"geometry_wkt has a malformed coordinate: {text[:60]!r}") from None
+    if not all(_coordinates(lon, lat) for lon, lat in points):
+        raise fail(f"geometry_wkt has a point outside lon [-180, 180], lat [-90, 90]: {text[:60]!r}")
+    return points
+
+
+def _coordinates(lon: float, lat: float) -> bool:
+    """Valid WGS84 degrees (NaN fails both comparisons)."""
+    return -90.0 <= lat <= 90.0 and -180.0 <= lon <= 180.0
 
 
 def _straight(node_info: Mapping[int, Mapping[str, Any]], u: int, v: int) -> tuple[tuple[float, float], ...]:

@@ -16,7 +16,7 @@ from typing import Any, Literal
 import numpy as np
 
 from lib.config import ConfigError, strict_config
-from lib.sim import physics
+from lib.sim import memory, physics
 from lib.sim.network import Network, build_network
 
 
@@ -136,6 +136,7 @@ class Simulator:
         self.n_scenarios = int(n_scenarios)
         self.config = config or SimConfig()
         self.backend = pick_backend(backend)
+        memory.check_fits(network, self.n_scenarios, self.backend)
         self._static = _static_arrays(network, self.config)
         # Order 2 halves the step: each Euler stage then keeps every bound (docs/model.md).
         cfl = self.config.cfl / self.config.order
