@@ -22,6 +22,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from lib.rl import protocol, tuning  # noqa: E402
+from lib.rl.env import EnvConfig  # noqa: E402
 from lib.rl.study import StudyConfig, run_study  # noqa: E402
 from lib.rl.vecenv import TrafficVecEnv  # noqa: E402
 
@@ -73,12 +74,12 @@ def main() -> None:
         tune=args.tune or "missing",
         tuning_budget=args.tuning_budget,
         tuning_episodes=args.tuning_episodes,
-        backend=args.backend,
+        env=EnvConfig(backend=args.backend),
         output_dir=args.output,
     )
     started = time.monotonic()
     if args.tune_only:
-        base = config.env_config()
+        base = config.env
         entry = tuning.tune_all(
             base,
             TrafficVecEnv(1, base).network,

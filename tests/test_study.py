@@ -20,7 +20,7 @@ TINY = {
     "validation_episodes": 1,
     "tuning_budget": 4,
     "tuning_episodes": 1,
-    "episode_seconds": 120.0,
+    "env": {"backend": "cpu", "episode_seconds": 120.0},
 }
 
 

@@ -174,3 +174,27 @@ def compare(
         "throughput_ratio": float(throughput / summaries[best]["throughput_veh"]),
     }
     return out
+
+
+def pct(value: float) -> str:
+    return f"{100 * value:+.1f} %"
+
+
+def paired_markdown(name: str, comparison: dict[str, Any]) -> list[str]:
+    """Lines of a table: `name` against every baseline (paired per episode), headline first."""
+    h = comparison["headline"]
+    lines = [
+        f"`{name}` against every baseline (paired per episode, {h['training_seeds']} training seed(s) x "
+        f"{h['episodes']} episodes; negative is less delay). Headline: against the best classic "
+        f"controller, **{h['best_classic']}**: {pct(h['mean_rel_change'])} [{pct(h['ci_low'])}, "
+        f"{pct(h['ci_high'])}], throughput ratio {h['throughput_ratio']:.3f}.",
+        "",
+        "| vs | delay change [95 % CI] | win rate | median ratio |",
+        "| --- | --- | --- | --- |",
+    ]
+    for ref, st in comparison["vs"].items():
+        lines.append(
+            f"| {ref} | {pct(st['mean_rel_change'])} [{pct(st['ci_low'])}, {pct(st['ci_high'])}] | "
+            f"{100 * st['win_rate']:.0f} % | {st['median_ratio']:.3f} |"
+        )
+    return lines

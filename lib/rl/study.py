@@ -28,6 +28,7 @@ from lib.rl import protocol, tuning
 from lib.rl.controllers import critical_flow_ratios
 from lib.rl.env import EnvConfig
 from lib.rl.evaluate import METRICS, Evaluation, evaluate, evaluate_controller, policy_actor
+from lib.rl.protocol import pct
 from lib.rl.train import RunConfig, run
 from lib.rl.vecenv import TrafficVecEnv
 
@@ -50,9 +51,7 @@ class StudyConfig:
     tune: Literal["missing", "always", "never"] = "missing"
     tuning_budget: int = tuning.DEFAULT_BUDGET
     tuning_episodes: int = tuning.DEFAULT_TUNING_EPISODES
-    episode_seconds: float = 3600.0
-    decision_interval: float = 15.0
-    backend: Literal["auto", "cpu", "cuda"] = "cpu"
+    env: EnvConfig = EnvConfig(backend="cpu")  # the episodes; levels and profiles set its demand
     output_dir: str = "runs/experiment"
     run_options: dict | None = None  # further RunConfig fields for every learner run
 
@@ -70,24 +69,13 @@ class StudyConfig:
             raise ConfigError(f"StudyConfig.learners must be among dqn, ppo; got {unknown}.")
         self.learner_config("dqn", 0, 1.0, Path("."))  # RunConfig's own checks, before any work
 
-    def env_config(self) -> EnvConfig:
-        return EnvConfig(
-            backend=self.backend,
-            episode_seconds=self.episode_seconds,
-            decision_interval=self.decision_interval,
-        )
-
     def learner_config(self, algorithm: str, seed: int, level: float, out: Path) -> RunConfig:
         """One learner run: trained at this level (flat and peak episodes), best on validation."""
         return RunConfig(
             **{"steps": self.steps, "n_envs": self.n_envs, "eval_episodes": 1, **(self.run_options or {})},
             algorithm=algorithm,
             seed=seed,
-            backend=self.backend,
-            episode_seconds=self.episode_seconds,
-            decision_interval=self.decision_interval,
-            demand_scale=level,
-            env_options={"demand_level_range": (1.0, 1.0)},
+            env=self.env.replace(demand_scale=level, demand_level_range=(1.0, 1.0)),
             validation_every=self.validation_every,
             validation_episodes=self.validation_episodes,
             baselines=False,
@@ -129,7 +117,7 @@ def run_study(config: StudyConfig) -> dict[str, Any]:
     out = Path(config.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     protocol.check_disjoint()
-    base = config.env_config()
+    base = config.env
     network = TrafficVecEnv(1, base).network  # leases the one pooled build
     entry = tuned_entry(config, base, network)
     eval_seeds = protocol.EVALUATION.take(config.episodes)
@@ -211,7 +199,7 @@ def evaluate_baselines(
     )
     for name, controller in controllers.items():
         started = time.monotonic()
-        result = evaluate_controller(controller, env_config, seeds, sample_s=config.decision_interval)
+        result = evaluate_controller(controller, env_config, seeds, sample_s=config.env.decision_interval)
         cell["summaries"][name] = result.summary()
         cell["episodes"][name] = result.episodes
         progress.finished("baseline", time.monotonic() - started, f"{name} level {level:g} {profile}")
@@ -294,10 +282,6 @@ def protocol_record(config: StudyConfig, entry: dict[str, Any], eval_seeds: list
 # --------------------------------------------------------------------------- tables
 
 
-def pct(value: float) -> str:
-    return f"{100 * value:+.1f} %"
-
-
 def study_markdown(payload: dict[str, Any]) -> str:
     """Headline table (each learner vs the best classic controller per level), then per level and
     profile every controller's metrics and each learner's paired comparison with every baseline."""
@@ -334,16 +318,5 @@ def study_markdown(payload: dict[str, Any]) -> str:
             cells = [f"{s[k]:.1f} ± {s[k + '_std']:.1f}" for k in TABLE_METRICS]
             lines.append(f"| {name} | {int(s['episodes'])} | " + " | ".join(cells) + " |")
         for name, learner in cell["learners"].items():
-            lines += [
-                "",
-                f"`{name}` against every baseline (paired per episode; negative is less delay):",
-                "",
-                "| vs | delay change [95 % CI] | win rate | median ratio |",
-                "| --- | --- | --- | --- |",
-            ]
-            for ref, st in learner["vs"].items():
-                lines.append(
-                    f"| {ref} | {pct(st['mean_rel_change'])} [{pct(st['ci_low'])}, {pct(st['ci_high'])}] | "
-                    f"{100 * st['win_rate']:.0f} % | {st['median_ratio']:.3f} |"
-                )
+            lines += ["", *protocol.paired_markdown(name, learner)]
     return "\n".join(lines) + "\n"

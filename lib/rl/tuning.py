@@ -43,7 +43,6 @@ from lib.rl.evaluate import evaluate_controller
 from lib.rl.vecenv import TrafficVecEnv
 from lib.sim.network import DEFAULT_DATA, Network
 from lib.sim.network_data import DATA_FILES
-from lib.sim.simulator import SimConfig
 
 TUNED_PATH = Path(__file__).resolve().parents[1] / "data" / "tuned_baselines.json"
 SIM_DIR = Path(__file__).resolve().parents[1] / "sim"
@@ -77,7 +76,7 @@ def sim_version(config: EnvConfig) -> str:
     for name in DATA_FILES:
         path = folder / name
         digest.update(name.encode() + (path.read_bytes() if path.exists() else b"<absent>"))
-    digest.update(repr(sorted(SimConfig.from_dict(config.sim or {}).to_dict().items())).encode())
+    digest.update(repr(sorted(config.sim.to_dict().items())).encode())
     return digest.hexdigest()[:16]
 
 
@@ -125,7 +124,7 @@ def measure_signals(config: EnvConfig) -> dict[str, Any]:
             served.append(env.sim.cumulative_link_outflow()[0, links].copy())
     finally:
         env.close()
-    amber = float(SimConfig.from_dict(config.sim or {}).amber_s)
+    amber = float(config.sim.amber_s)
     return _signal_model(net, np.array(phases), np.array(queues), np.array(served), amber)
 
 
@@ -184,7 +183,7 @@ def _runs(flags: np.ndarray) -> list[tuple[int, int]]:
 
 def webster_for(config: EnvConfig, network: Network, model: dict[str, Any]) -> FixedTimePlan:
     """Webster's plan for the level and profile of `config` from the measured signal model."""
-    sim = SimConfig.from_dict(config.sim or {})
+    sim = config.sim
     return webster_fixed_time(
         network,
         protocol.design_demand(config, network),
@@ -281,7 +280,7 @@ def tune_fixed_time(
     signal's phase shares, each offset), steps halving every round; round 1 holds `start` (Webster
     at a common cycle). Returns the best plan and its tuning delay. A TRANSYT-like engineer's tool:
     a fixed budget of simulated evaluations, no gradient."""
-    sim = SimConfig.from_dict(config.sim or {})
+    sim = config.sim
     floor = sim.amber_s + sim.min_green_s
     lo = max(WEBSTER_MIN_CYCLE_S, floor * max(s.n_phases for s in network.signals))
     cycle = float(np.clip(max(start.cycle_s), lo, WEBSTER_MAX_CYCLE_S))
