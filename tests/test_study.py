@@ -43,6 +43,7 @@ def test_a_tiny_study_runs_the_protocol_on_one_build(tmp_path, monkeypatch, pool
         assert all(run["model"].endswith("best_model.zip") for run in learner["runs"])
     table = (tmp_path / "study" / "results.md").read_text()
     assert "against the best classic controller" in table and "| 1.2 | peak |" in table
+    assert "Below the full protocol" in table
     tuned_at = json.loads((tmp_path / "tuned.json").read_text())
     run_study(StudyConfig(**TINY, tune="never", learners=(), output_dir=str(tmp_path / "again")))
     assert json.loads((tmp_path / "tuned.json").read_text()) == tuned_at  # read, not re-tuned

@@ -282,12 +282,25 @@ def protocol_record(config: StudyConfig, entry: dict[str, Any], eval_seeds: list
 # --------------------------------------------------------------------------- tables
 
 
+FULL_EPISODES, FULL_SEEDS = 30, 5  # the protocol's evaluation episodes and headline training seeds
+
+
+def scale_note(episodes: int, seeds: int) -> str:
+    """What the tables are worth: the full protocol, or a check of the pipeline."""
+    if episodes >= FULL_EPISODES and seeds >= FULL_SEEDS:
+        return f"Full protocol: {episodes} evaluation episodes per level and profile, {seeds} training seeds."
+    return (
+        f"**Below the full protocol** ({episodes} evaluation episodes, {seeds} training seeds; the protocol "
+        f"asks {FULL_EPISODES} and {FULL_SEEDS}): a check of the pipeline, not a result."
+    )
+
+
 def study_markdown(payload: dict[str, Any]) -> str:
     """Headline table (each learner vs the best classic controller per level), then per level and
     profile every controller's metrics and each learner's paired comparison with every baseline."""
-    lines = [
-        "# Results",
-        "",
+    config = payload["protocol"]["config"]
+    lines = ["# Results", "", scale_note(config["episodes"], config["training_seeds"]), ""]
+    lines += [
         "## Headline: each learner against the best classic controller at that level",
         "",
         "| level | profile | Y (max signal) | learner | best classic | delay change [95 % CI] | win rate | "

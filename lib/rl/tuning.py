@@ -58,9 +58,11 @@ SATURATED_VEH = 5.0  # a green counts as saturated when this many vehicles stand
 STARTUP_S = 8.0  # discharge after amber + this is the saturation flow (start-up wave gone)
 
 # Search grids and budget (candidate plans per level and profile, each on every tuning seed).
-DELTA_GRID_S = (5.0, 10.0, 15.0, 20.0, 30.0)
-GAP_GRID_VEH_H_LANE = (150.0, 300.0, 600.0)
-MAX_GREEN_GRID_S = (30.0, 60.0, 90.0)
+# Grids widened after a first tuning on this simulator picked their edges (Delta 5 s at low
+# demand, 30 s at 1.4x; gap 600, max green 30 s low and 90 s high).
+DELTA_GRID_S = (2.0, 5.0, 10.0, 20.0, 30.0)
+GAP_GRID_VEH_H_LANE = (300.0, 600.0, 1200.0)
+MAX_GREEN_GRID_S = (20.0, 40.0, 80.0, 120.0)
 DEFAULT_BUDGET = 16
 DEFAULT_TUNING_EPISODES = 3
 SEARCH_ROUNDS = 4
