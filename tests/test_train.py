@@ -8,6 +8,7 @@ import signal
 import warnings
 
 import pytest
+from stable_baselines3 import DQN
 
 from lib.config import ConfigError
 from lib.obs.warn import LIB_DIR as LIB
@@ -61,7 +62,8 @@ def test_a_300_step_dqn_run_learns_builds_once_and_writes_everything(tmp_path, p
         assert {"mean_delay_s", "throughput_veh", "mean_queue_veh", "mean_reward", "mean_delay_s_std"} <= set(
             metrics
         )
-    assert set(saved["relative_change"]) == {"webster", "max_pressure"}
+    assert set(saved["relative_change"]) == CONTROLLERS - {"dqn"}  # untuned here: no fixed_time plan
+    assert any(r["category"] == "UntunedBaselines" for r in pool_events("warning"))
     n_links = len(saved["link_names"])
     assert (
         len(result.link_metrics["mean_speed_mps"]) == len(result.link_metrics["mean_density_vpm"]) == n_links
@@ -207,3 +209,22 @@ def test_third_party_deprecations_are_dropped_but_ours_are_reported(pool_events)
 def test_settings_that_would_fail_late_or_never_learn_are_rejected(changes, message):
     with pytest.raises(ConfigError, match=message):
         RunConfig(**{**SMALL, **changes})
+
+
+def test_the_model_kept_is_the_best_on_the_validation_seeds(tmp_path, pool_events, monkeypatch):
+    """Validation delays made up to fall then rise: the model of the lowest one is evaluated."""
+    scores = iter([50.0, 40.0, 45.0])
+    monkeypatch.setattr("lib.rl.train.validation_delay", lambda model, env, seeds: next(scores))
+    result = run(
+        RunConfig(**SMALL, validation_every=100, baselines=False, output_dir=str(tmp_path))
+    )
+    checks = pool_events("validation")
+    assert [(r["steps"], r["best"]) for r in checks] == [(100, True), (200, True), (300, False)]
+    assert result.model_path == tmp_path / "best_model.zip" and result.validation[1] == (200, 40.0)
+    assert DQN.load(result.model_path).num_timesteps == 200
+    saved = json.loads((tmp_path / "results.json").read_text())
+    assert saved["model"].endswith("best_model.zip") and "webster" not in saved["results"]
+    assert "baselines" not in [r["phase"] for r in pool_events("phase_start")]
+    assert len(pool_events("network_build")) == 1
+    with pytest.raises(ConfigError, match="validation_every"):
+        RunConfig(**SMALL, validation_every=-1)

@@ -62,6 +62,10 @@ class RunConfig:
     gae_lambda: float = 0.95
     clip_range: float = 0.2
     ent_coef: float = 0.01
+    # the model kept and the comparison (issue 12)
+    validation_every: int = 0  # steps between validation evaluations; 0: keep the final model
+    validation_episodes: int = 5
+    baselines: bool = True  # evaluate the classic controllers on the evaluation seeds too
 
     def validate(self) -> None:
         positive = (
@@ -77,6 +81,7 @@ class RunConfig:
             "target_update_interval",
             "n_steps",
             "n_epochs",
+            "validation_episodes",
         )
         for name in positive:
             if getattr(self, name) < 1:
@@ -105,6 +110,10 @@ class RunConfig:
         if not re.fullmatch(r"([A-Za-z0-9_-][A-Za-z0-9._-]*)?", self.run_id):
             raise ConfigError(f"RunConfig.run_id names a folder: use letters, digits, '.', '_' and '-' (not "
                               f"starting with '.'), got {self.run_id!r}.")
+        if self.validation_every < 0:
+            raise ConfigError(
+                f"RunConfig.validation_every must be >= 0 (0: off), got {self.validation_every!r}."
+            )
         if not self.net_arch or min(self.net_arch) < 1:
             raise ConfigError(f"RunConfig.net_arch needs layers of >= 1 units, got {self.net_arch!r}.")
         if self.algorithm == "dqn" and not self.resume:
