@@ -11,12 +11,11 @@ import re
 from typing import Literal
 
 from lib.config import ConfigError, strict_config
+from lib.rl import protocol
 from lib.rl.env import EnvConfig
 
 # The most steps a run may ask for: a Kaggle session (12 h) makes well under 10**8.
 MAX_STEPS = 10**9
-# Evaluation seeds start here, far from the training seeds (seed .. seed + n_envs - 1).
-EVAL_SEED_OFFSET = 1_000_000
 SANITY_SEED_OFFSET = 2_000_000
 # DQN's warm-up when learning_starts is not set: shrunk (with a warning) when a budget is smaller.
 DEFAULT_LEARNING_STARTS = 100
@@ -94,10 +93,13 @@ class RunConfig:
                 f"RunConfig needs learning_rate > 0 and 0 < gamma <= 1, got "
                 f"{self.learning_rate!r}, {self.gamma!r}."
             )
-        largest_seed = 2**32 - 1 - SANITY_SEED_OFFSET - max(self.n_envs, self.eval_episodes)
+        largest_seed = protocol.TRAINING.stop - 1 - SANITY_SEED_OFFSET - self.n_envs
         if not 0 <= self.seed <= largest_seed:
-            raise ConfigError(f"RunConfig.seed must be in 0..{largest_seed} (numpy seeds are 32-bit and "
-                              f"evaluation adds offsets), got {self.seed!r}.")
+            raise ConfigError(
+                f"RunConfig.seed must be in 0..{largest_seed}: training and sanity seeds stay in the "
+                f"protocol's training set, away from the tuning and evaluation seeds (lib/rl/protocol.py), "
+                f"got {self.seed!r}."
+            )
         if (self.learning_starts or 0) < 0 or not (self.gradient_steps >= 1 or self.gradient_steps == -1):
             raise ConfigError(f"RunConfig needs learning_starts >= 0 and gradient_steps >= 1 (or -1: as many "
                               f"as steps collected), got {self.learning_starts!r}, {self.gradient_steps!r}.")

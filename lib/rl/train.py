@@ -54,7 +54,7 @@ from lib.rl.evaluate import (
     report,
     results_markdown,
 )
-from lib.rl.run_config import DEFAULT_LEARNING_STARTS, EVAL_SEED_OFFSET, SANITY_SEED_OFFSET, RunConfig
+from lib.rl.run_config import DEFAULT_LEARNING_STARTS, SANITY_SEED_OFFSET, RunConfig
 from lib.rl.rundir import owned
 from lib.rl.sanity import run_checks
 from lib.rl.vecenv import TrafficVecEnv
@@ -294,7 +294,9 @@ class _Run:
             self.episodes[name] = evaluation.episodes
 
     def eval_seed(self) -> int:
-        return self.config.seed + EVAL_SEED_OFFSET
+        """The first evaluation seed: the protocol's evaluation set, the same for every training
+        seed, so runs of one sweep level face the same episodes (and their baselines agree)."""
+        return protocol.EVALUATION.take(self.config.eval_episodes)[0]
 
     def comparison(self) -> dict[str, Any]:
         """The policy's paired statistics against every baseline and the best classic one (one
