@@ -3,8 +3,10 @@ comparisons.
 
 The terminal text and the Markdown file are rendered from the same list of sections so the two
 never disagree. The chart is a horizontal bar per phase on the run's clock (nested phases such as
-an evaluation inside training show as overlapping bars), with "unaccounted" as the gaps, so the
-share of a run spent outside training and evaluation is visible at a glance.
+an evaluation inside training show as overlapping bars), with the start-up and the time between
+phases as grey bars, so the share of a run spent outside training, evaluation and baselines is
+visible at a glance. One story throughout: one total (the log's span, start-up included), one
+throughput figure with its definition, overhead as in docs/PERFORMANCE.md.
 """
 
 from __future__ import annotations
@@ -17,12 +19,14 @@ from typing import Any
 
 PLOT_SIZE_PX = (1000, 400)
 PLOT_DPI = 100
-GAP_SHARE = 0.002  # unaccounted gaps shorter than this share of the run are not drawn
+GAP_SHARE = 0.002  # gaps between phases shorter than this share of the run are not drawn
+GREY = ("start-up", "between phases")
 _STATUS = {
     "completed": "COMPLETED",
     "error": "ERROR",
     "interrupted": "INTERRUPTED",
     "cut_off": "CUT OFF (no run_end: the run died or the log was cut)",
+    "unknown": "ENDING UNKNOWN",
     "empty": "NOTHING READ",
     "unreadable": "NOTHING READ",
 }
@@ -101,12 +105,15 @@ def plot_timeline(analysis: dict[str, Any], path: Path) -> Path:
     spans = {name: [] for name in names}
     for item in timeline["intervals"]:
         spans[item["phase"]].append((item["start"], item["end"] - item["start"], item["open"]))
-    spans["unaccounted"] = [(a, b - a, False) for a, b in _gaps(timeline)]
+    gaps = _gaps(timeline)
+    spans.setdefault("start-up", [])
+    spans["start-up"] += [(a, b - a, False) for a, b in gaps if a == 0.0]
+    spans["between phases"] = [(a, b - a, False) for a, b in gaps if a > 0.0]
     fig = Figure(figsize=(PLOT_SIZE_PX[0] / PLOT_DPI, PLOT_SIZE_PX[1] / PLOT_DPI), dpi=PLOT_DPI)
     ax = fig.subplots()
     colors = colormaps["tab10"]
     for y, name in enumerate(reversed(names)):
-        color = "0.75" if name == "unaccounted" else colors(names.index(name) % 10)
+        color = "0.75" if name in GREY else colors(names.index(name) % 10)
         for still_open in (False, True):  # one collection per row and kind: fast for many spans
             bars = [(start, width) for start, width, o in spans[name] if o == still_open]
             ax.broken_barh(bars, (y - 0.4, 0.8), facecolors=color, hatch="//" if still_open else None,
@@ -114,7 +121,7 @@ def plot_timeline(analysis: dict[str, Any], path: Path) -> Path:
     ax.set_yticks(range(len(names)), list(reversed(names)))
     ax.set_xlabel("seconds since the log started (hatched: still open when the log ended)")
     useful = _percent(timeline["useful_share"])
-    ax.set_title(f"{_title(analysis)}: {timeline['total_s']:.1f} s, useful (train + eval) {useful}")
+    ax.set_title(f"{_title(analysis)}: {timeline['total_s']:.1f} s, useful (train, eval, baselines) {useful}")
     ax.set_xlim(0, max(timeline["total_s"], 1e-9))
     fig.subplots_adjust(left=0.12, right=0.98, top=0.9, bottom=0.14)
     fig.savefig(path, dpi=PLOT_DPI)
@@ -160,15 +167,17 @@ def _summary(analysis: dict[str, Any]) -> Section:
         kernel = analysis["kernel"]
         lines.append(f"Kaggle kernel {kernel['ref']}: {kernel['status']}"
                      + (f" ({kernel['failure']})" if kernel.get("failure") else ""))
-    lines.append("ending: " + _ending(ending))
+    lines.append("ending: " + _ending(ending, analysis["timeline"].get("total_s")))
     lines += [f"note: {note}" for note in analysis["notes"]]
     return Section("Summary", lines)
 
 
-def _ending(ending: dict[str, Any]) -> str:
+def _ending(ending: dict[str, Any], total: float | None = None) -> str:
     text = _STATUS.get(ending["status"], ending["status"])
     if ending.get("seconds") is not None:
-        text += f" after {_fmt(ending['seconds'])} s"
+        text += f": the run took {_fmt(ending['seconds'])} s (run_start to run_end)"
+        if total is not None and total > ending["seconds"]:
+            text += f" of the log's {_fmt(total)} s"
     if ending.get("error"):
         text += f": {ending['error']}"
     if ending["status"] == "cut_off":
@@ -210,9 +219,10 @@ def _timeline(analysis: dict[str, Any]) -> Section:
     if not timeline["total_s"]:
         return Section("Timeline", ["no time stamps in this log: no timeline"])
     how = "inferred from markers and Kaggle time stamps" if timeline["inferred"] else "from phase events"
-    lines = [f"total {_fmt(timeline['total_s'])} s ({how})",
-             f"useful (train + eval): {_fmt(timeline['useful_s'])} s = {_percent(timeline['useful_share'])}"
-             f" of the run; overhead ratio {_fmt(timeline['overhead_ratio'])} (other time / useful time)",
+    lines = [f"total {_fmt(timeline['total_s'])} s: the log's span, start-up included ({how})",
+             f"useful (train, eval, baselines): {_fmt(timeline['useful_s'])} s = "
+             f"{_percent(timeline['useful_share'])} of the total; overhead ratio "
+             f"{_fmt(timeline['overhead_ratio'])} (all other time, start-up included, / useful time)",
              f"time lost to redundant builds: {_fmt(analysis['builds']['lost_s'])} s"]
     rows = [[r["phase"] + (" (open)" if r["open"] else ""), _fmt(r["start"]), _fmt(r["seconds"]),
              _percent(r["share"]), "#" * round(20 * (r["share"] or 0))] for r in timeline["phases"]]
@@ -221,12 +231,9 @@ def _timeline(analysis: dict[str, Any]) -> Section:
 
 def _throughput(analysis: dict[str, Any]) -> Section:
     t = analysis["throughput"]
-    rate = f"{_fmt(t.get('steps_per_s'))} steps/s"
-    if t.get("reported_steps_per_s") is not None:
-        rate += f" (last reported {_fmt(t['reported_steps_per_s'])})"
-    if t.get("reported_fps") is not None:
-        rate += f" (SB3 fps {_fmt(t['reported_fps'])})"
-    lines = [f"training: {_fmt(t.get('train_steps'))} steps in {_fmt(t.get('train_s'))} s = {rate}"]
+    lines = [f"training: {_fmt(t.get('steps_per_s'))} steps/s = {_fmt(t.get('train_steps'))} environment "
+             f"steps over the {_fmt(t.get('train_s'))} s of the train phase (model set-up, checkpoints "
+             f"and validations included)"]
     if t.get("train_steps") is None and t.get("train_s") is None:
         lines = ["training: no training seen in this log"]
     if t.get("eval_episodes") is not None:
