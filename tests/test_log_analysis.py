@@ -432,6 +432,28 @@ def test_compare_shows_change_per_item() -> None:
     assert "builds" in text and "+3" in text
 
 
+def test_compare_lines_up_controllers_per_metric_and_diffs_the_parameters() -> None:
+    lines_a = ['[event] {"event": "run_start", "t": 0, "params": {"steps": 300, "env": {"reward": "delay"}}}',
+               '[event] {"event": "eval_result", "t": 1, "controller": "dqn", "mean_delay_s": 40.0}',
+               '[event] {"event": "eval_result", "t": 2, "controller": "webster", "mean_delay_s": 50.0}']
+    lines_b = ['[event] {"event": "run_start", "t": 0, "params": {"steps": 300, "env": {"reward": "queue"}}}',
+               '[event] {"event": "eval_result", "t": 1, "controller": "webster", "mean_delay_s": 50.0}',
+               '[event] {"event": "eval_result", "t": 2, "controller": "dqn", "mean_delay_s": 30.0}']
+    a, b = (analyse(LogLine(None, "stdout", x) for x in lines) for lines in (lines_a, lines_b))
+    for x in (a, b):
+        x["source"] = "x"
+    comparison = compare(a, b)
+    delay = {e["controller"]: e for e in comparison["metrics"]["mean_delay_s"]}
+    assert delay["dqn"]["a"] == 40.0 and delay["dqn"]["b"] == 30.0 and delay["dqn"]["change"] == -10.0
+    assert delay["webster"]["change"] == 0.0
+    assert comparison["parameters"] == [{"name": "env.reward", "a": "delay", "b": "queue"}]
+    text = render_compare(comparison)
+    table = text[text.index("== mean_delay_s per controller =="):]
+    rows = [line.split()[:3] for line in table.splitlines()[2:4]]
+    assert rows == [["dqn", "40", "30"], ["webster", "50", "50"]]
+    assert "env.reward  delay  queue" in text
+
+
 # Big logs ----------------------------------------------------------------------------------------------
 
 

@@ -128,8 +128,12 @@ def plot_timeline(analysis: dict[str, Any], path: Path) -> Path:
     return path
 
 
+COMPARED_METRICS = ("mean_delay_s", "throughput_veh", "mean_queue_veh", "mean_reward")
+
+
 def compare(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
-    """Two analyses side by side: each number of A and B with the change B - A."""
+    """Two analyses side by side: the run's numbers (A, B, change B - A), each metric as one
+    table with the same controllers on the same rows, and the parameters that differ."""
     rows = [
         ("builds", a["builds"]["count"], b["builds"]["count"]),
         ("build time lost (s)", a["builds"]["lost_s"], b["builds"]["lost_s"]),
@@ -141,19 +145,58 @@ def compare(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
         rows.append((key.replace("_", " "), a["timeline"].get(key), b["timeline"].get(key)))
     for key in ("steps_per_s", "train_steps", "eval_episodes"):
         rows.append((key.replace("_", " "), a["throughput"].get(key), b["throughput"].get(key)))
-    metrics_a, metrics_b = _flat_metrics(a), _flat_metrics(b)
-    rows += [(k, metrics_a.get(k), metrics_b.get(k)) for k in _union_keys(metrics_a, metrics_b)]
     table = [{"item": item, "a": va, "b": vb, **_change(va, vb)} for item, va, vb in rows]
+    controllers = _union_keys(a["metrics"], b["metrics"])
+    metrics = {
+        key: [{"controller": name, "a": _metric(a, name, key), "b": _metric(b, name, key),
+               **_change(_metric(a, name, key), _metric(b, name, key))} for name in controllers]
+        for key in COMPARED_METRICS
+        if any(_metric(x, n, key) is not None for x in (a, b) for n in controllers)
+    }
     endings = {"a": a["ending"]["status"], "b": b["ending"]["status"]}
-    return {"a": a["source"], "b": b["source"], "endings": endings, "rows": table}
+    return {"a": a["source"], "b": b["source"], "endings": endings, "rows": table, "metrics": metrics,
+            "parameters": _parameter_diff(a, b)}
 
 
 def render_compare(comparison: dict[str, Any]) -> str:
     head = [f"A: {comparison['a']} ({comparison['endings']['a']})",
             f"B: {comparison['b']} ({comparison['endings']['b']})", ""]
+    columns = ["A", "B", "change", "change %"]
     rows = [[r["item"], _fmt(r["a"]), _fmt(r["b"]), _signed(r["change"]), _percent(r["change_pct"], True)]
             for r in comparison["rows"]]
-    return "\n".join(head + _aligned(["", "A", "B", "change", "change %"], rows)) + "\n"
+    out = head + ["== The runs =="] + _aligned(["", *columns], rows)
+    for key, entries in comparison["metrics"].items():
+        table = [[e["controller"], _fmt(e["a"]), _fmt(e["b"]), _signed(e["change"]),
+                  _percent(e["change_pct"], True)] for e in entries]
+        out += ["", f"== {key} per controller =="] + _aligned(["controller", *columns], table)
+    params = comparison["parameters"]
+    out += ["", "== Parameters that differ =="]
+    out += (_aligned(["parameter", "A", "B"], [[p["name"], _fmt(p["a"]), _fmt(p["b"])] for p in params])
+            if params else ["none (or neither log has run_start parameters)"])
+    return "\n".join(out) + "\n"
+
+
+def _metric(analysis: dict[str, Any], controller: str, key: str) -> Any:
+    value = analysis["metrics"].get(controller, {}).get(key)
+    return value if _is_number(value) else None
+
+
+def _parameter_diff(a: dict[str, Any], b: dict[str, Any]) -> list[dict[str, Any]]:
+    """The run_start parameters (dotted names) whose values differ between the two runs."""
+    flat_a, flat_b = (_flatten((x.get("run") or {}).get("params") or {}) for x in (a, b))
+    return [{"name": k, "a": flat_a.get(k), "b": flat_b.get(k)} for k in _union_keys(flat_a, flat_b)
+            if flat_a.get(k) != flat_b.get(k)]
+
+
+def _flatten(params: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested parameters by dotted name (`env.sim.order`), as RunConfig names its settings."""
+    out: dict[str, Any] = {}
+    for key, value in params.items():
+        if isinstance(value, dict):
+            out.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
 
 
 def _summary(analysis: dict[str, Any]) -> Section:
@@ -291,11 +334,6 @@ def _gaps(timeline: dict[str, Any]) -> list[tuple[float, float]]:
 
 def _phase_seconds(analysis: dict[str, Any]) -> dict[str, Any]:
     return {row["phase"]: row["seconds"] for row in analysis["timeline"]["phases"]}
-
-
-def _flat_metrics(analysis: dict[str, Any]) -> dict[str, Any]:
-    return {f"{name}.{key}": value for name, values in analysis["metrics"].items()
-            for key, value in values.items() if _is_number(value)}
 
 
 def _union_keys(*dicts: dict[str, Any]) -> list[str]:
