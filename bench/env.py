@@ -1,10 +1,13 @@
 """Environment throughput: single env vs the batched VecEnv, plus build, reset and read costs.
 
-    python bench/env.py [--seconds 3] [--backend cpu] [--sizes 1 16 64 256]
+    python bench/env.py [--seconds 3] [--backend cpu] [--sizes 1 16 64 256] [--reps 5]
+                        [--peer-python ../.peers/bin/python]
 
 All rows are measured in one run after a warm-up, with random actions drawn beforehand, so the
 ratios compare like with like. Build times run in fresh subprocesses: "cold" with an empty
-Numba cache directory (full JIT compile), "warm" reusing the cache the cold run wrote.
+Numba cache directory (full JIT compile), "warm" reusing the cache the cold run wrote. Last, one
+hour of 15 s decisions with random actions, ours (single env) and UXsim's C++ engine on the same
+network, demand and cycle (bench/peer.py), alternating --reps times: medians and their ratio.
 """
 
 from __future__ import annotations
@@ -25,8 +28,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench import peer  # noqa: E402
 from lib.obs import events  # noqa: E402
-from lib.rl.env import TrafficSignalEnv  # noqa: E402
+from lib.rl.env import EnvConfig, TrafficSignalEnv  # noqa: E402
 from lib.rl.vecenv import TrafficVecEnv  # noqa: E402
 
 BUILD_SNIPPET = """
@@ -109,6 +113,43 @@ def vec_env(n: int, backend: str, seconds: float) -> dict[str, float]:
     }
 
 
+def hour_of_decisions(env: TrafficSignalEnv, rng: np.random.Generator) -> float:
+    """Wall seconds for one episode (an hour of 15 s decisions) with random actions."""
+    env.reset(seed=0)
+    actions = rng.integers(0, env.action_space.n, size=100_000)
+    start, k = time.perf_counter(), 0
+    while True:
+        _, _, terminated, truncated, _ = env.step(int(actions[k]))
+        k += 1
+        if terminated or truncated:
+            return time.perf_counter() - start
+
+
+def side_by_side(backend: str, python: Path, reps: int) -> None:
+    """Decisions per second of one hour of 15 s steps with random actions: our single env on the
+    peer's demand (fixed, not randomised) and UXsim's C++ engine, alternating `reps` times."""
+    probe = TrafficSignalEnv(backend=backend)
+    demand = tuple(float(q) for q in peer.peer_demand(probe.network))
+    probe.close()
+    env = TrafficSignalEnv(EnvConfig(backend=backend, demand_veh_h=demand, randomize_demand=False))
+    rng = np.random.default_rng(0)
+    hour_of_decisions(env, rng)  # warm-up
+    steps = round(env.config.episode_seconds / env.config.decision_interval)
+    ours, theirs = [], []
+    for _ in range(reps):
+        ours.append(steps / hour_of_decisions(env, rng))
+        theirs.append(peer.run_peer(python, "step15act")["dps"])
+    env.close()
+    mine, peer_dps = float(np.median(ours)), float(np.median(theirs))
+    print(f"\none hour of 15 s decisions, random actions, same network, demand and cycle, {reps} "
+          "interleaved runs each, medians")
+    print(f"{'simulator':<34} {'decisions/s':>12}")
+    print(f"{'ours (TrafficSignalEnv, ' + backend + ')':<34} {mine:>12,.0f}")
+    print(f"{'UXsim C++ (240 x exec_simulation)':<34} {peer_dps:>12,.0f}")
+    print(f"ours vs UXsim: {mine / peer_dps:.2f}x its speed (runs: ours {np.round(ours).tolist()}, "
+          f"UXsim {np.round(theirs).tolist()})")
+
+
 def first_build(backend: str) -> dict[str, dict]:
     """Cold (empty Numba cache) and warm (cache filled by the cold run) builds, each in a new process."""
     out = {}
@@ -128,6 +169,9 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=3.0, help="measured wall seconds per row")
     parser.add_argument("--backend", default="cpu", choices=["cpu", "cuda", "auto"])
     parser.add_argument("--sizes", type=int, nargs="+", default=[1, 16, 64, 256])
+    parser.add_argument("--reps", type=int, default=5, help="interleaved hours of ours and UXsim")
+    parser.add_argument("--peer-python", type=Path, default=peer.DEFAULT_PYTHON,
+                        help="python of the venv holding uxsim (bench/peer.py)")
     args = parser.parse_args()
     events.set_stream(io.StringIO())
 
@@ -153,6 +197,10 @@ def main() -> None:
             f"{r['layer_us']:>11,.0f} {r['reset_ms']:>9.3f}"
         )
     print(f"\nsingle env: observation read {single['observe_ms']:.3f} ms, reset {single['reset_ms']:.3f} ms")
+    if peer.available(args.peer_python):
+        side_by_side(args.backend, args.peer_python, args.reps)
+    else:
+        print(f"\nUXsim side by side skipped: no {args.peer_python} or {peer.PEER_SCRIPT} (bench/peer.py)")
     print(f"load average at the end: {os.getloadavg()[0]:.2f} (this machine: {os.cpu_count()} cores)")
 
 

@@ -151,30 +151,42 @@ def test_fixed_time_follows_offsets_on_the_clock():
 
 
 def test_downstream_share_of_a_receiving_link_follows_its_ratios_to_the_next_queue():
-    """Signal 2's box (this network): link 12 reaches approach 2 (link 13) with share 1/7 by hand
-    (x12 = x14 / 2, x14 = x11, x11 = x1 / 2, x1 = x12 / 2 + 1 / 2); an exit reaches none."""
+    """An approach is its own queue, an exit reaches none, and a link between junctions passes its
+    vehicles on by the turning ratios. On this network (each box one junction node) the links
+    between junctions are the two directions of Saka Tinubu Street: link 1 runs into signal 2's
+    approach on link 13 (share 1), link 4 only reaches an exit."""
     shares = ctl.downstream_shares(NETWORK)
-    a2 = approach(1, 0)
-    assert NETWORK.approaches[a2].link == 13
-    assert shares[12, a2] == pytest.approx(1 / 7)
-    assert shares[13, a2] == 1.0
+    for a in NETWORK.approaches:
+        assert shares[a.link, a.index] == 1.0 and shares[a.link].sum() == 1.0
     assert not shares[list(NETWORK.exit_links)].any()
+    assert NETWORK.links[1].name == NETWORK.links[4].name == "Saka Tinubu Street"
+    into_13 = next(a.index for a in NETWORK.approaches if a.link == 13)
+    assert shares[1].tolist() == [1.0 if a == into_13 else 0.0 for a in range(len(NETWORK.approaches))]
+    assert not shares[4].any()
+    ratios = ctl.turning_matrix(NETWORK)
+    for link in (1, 4):  # the defining identity: a passing link's share is its successors', by ratio
+        assert shares[link] == pytest.approx(ratios[link] @ shares)
 
 
 def test_max_pressure_on_constructed_queues():
+    """Signal 0's phase 0 serves approaches on links 2 (to two exits, 1/3 and 2/3) and 9 (1/3 to an
+    exit, 2/3 into signal 1's approach on link 11); its phase 1 the approach on link 10 (1/2 into
+    link 11, 1/2 to an exit). Pressures by hand from the queues placed."""
     saturation = np.linspace(2000.0, 3600.0, len(NETWORK.approaches))
+    on = {link: next(a.index for a in NETWORK.approaches if a.link == link) for link in (2, 9, 10, 11)}
+    c = {link: saturation[a] / 3600 for link, a in on.items()}
     sim = FakeSim(phase=(0, 0, 0))
-    sim.queue_on(approach(1, 0), 14.0)  # downstream of signal 2's phase 1 (links 16 -> 13, 12, 23 -> 11)
+    sim.queue_on(on[2], 20.0)
+    sim.queue_on(on[11], 10.0)  # downstream of link 9 (2/3) and link 10 (1/2)
     controller = ctl.MaxPressure(saturation, delta_s=10.0)
     controller.reset(fake_env(sim))
     pressure = controller.pressures(sim)
-    s3, s8 = saturation[approach(2, 1)] / 3600, saturation[8] / 3600
-    assert NETWORK.approaches[8].link == 23
-    assert pressure[0, 2, 1] == pytest.approx(s3 * (-14.0 - 14.0 / 7) + s8 * (-14.0 * 2 / 7))
-    sim.queue_on(approach(2, 1), 40.0)  # upstream queue: 0.5 x 40 into 13 and 0.5 x 40 into 12
+    assert pressure[0, 0, 0] == pytest.approx(c[2] * (20 / 3 + 40 / 3) + c[9] * (0 - 10.0))
+    assert pressure[0, 0, 1] == pytest.approx(c[10] * (0 - 10.0))
+    sim.queue_on(on[10], 40.0)  # 1/2 x 40 into link 11 (holding 10), 1/2 x 40 to an exit
     pressure = controller.pressures(sim)
-    assert pressure[0, 2, 1] == pytest.approx(s3 * (20 - 14 + 20 - 2) + s8 * -4.0)
-    assert controller.act(None, fake_env(sim)).tolist() == [0, 0, 1]
+    assert pressure[0, 0, 1] == pytest.approx(c[10] * (20 - 10 + 20 - 0))
+    assert controller.act(None, fake_env(sim)).tolist() == [1, 0, 0]
     sim.time[:] = 105.0  # off the Delta grid: no new decision
     assert controller.act(None, fake_env(sim)).tolist() == [0, 0, 0]
 

@@ -140,7 +140,7 @@ def test_reward_and_metrics_match_the_simulator_counters(reward):
             for s in network.signals:
                 for node in s.nodes:
                     for link in network.nodes[node].out_links:
-                        matrix[link, s.index] -= 0 if network.links[link].internal else 1
+                        matrix[link, s.index] -= 1
             assert r == pytest.approx(-np.abs(vehicles @ matrix).sum() / scale, rel=1e-9)
     total = sum(rewards) * REWARD_SCALE[reward]
     if reward == "delay":

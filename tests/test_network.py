@@ -22,9 +22,11 @@ def test_corridor_keeps_all_road_length_and_every_osm_edge(net):
     with (DEFAULT_DATA / "edges.csv").open() as handle:
         rows = list(csv.DictReader(handle))
     total = sum(float(r["length_m"]) for r in rows)
-    assert sum(link.length_m for link in net.links) == pytest.approx(total, rel=1e-12)
-    merged = sorted(edge for link in net.links for edge in link.edges)
-    assert merged == sorted((int(r["u"]), int(r["v"])) for r in rows)
+    boxes = sum(s.box_length_m for s in net.signals)
+    assert sum(link.length_m for link in net.links) + boxes == pytest.approx(total, rel=1e-12)
+    merged = [edge for link in net.links for edge in link.edges]
+    merged += [e for s in net.signals for e in s.box_edges]
+    assert sorted(merged) == sorted((int(r["u"]), int(r["v"])) for r in rows)
 
 
 def test_corridor_has_three_intersections_covering_the_eight_signalised_nodes(net):
@@ -36,24 +38,16 @@ def test_corridor_has_three_intersections_covering_the_eight_signalised_nodes(ne
     assert 2339926113 in box.osm_nodes  # the unsignalised corners inside the box belong to it
 
 
-def test_internal_links_are_short_and_never_stopped(net):
-    internal = [link for link in net.links if link.internal]
-    assert internal and all(link.length_m < 15 for link in internal)
+def test_each_box_is_one_junction_and_its_short_edges_are_not_links(net):
+    box_edges = [e for s in net.signals for e in s.box_edges]
+    assert len(box_edges) == 10 and 35 < sum(s.box_length_m for s in net.signals) < 110
+    assert min(link.length_m for link in net.links) > 50  # the 9-11 m edges no longer set the step
+    for s in net.signals:
+        (junction,) = s.nodes
+        assert net.nodes[junction].signal == s.index and net.nodes[junction].kind == "junction"
+        assert {net.approaches[a].link for a in s.approaches} == set(net.nodes[junction].in_links)
     for m in net.movements:
-        if net.links[m.in_link].internal:
-            assert m.phase == -1
-    approach_links = {a.link for a in net.approaches}
-    assert not approach_links & {link.index for link in internal}
-
-
-def test_turning_ratios_sum_to_one_and_uturns_get_nothing(net):
-    sums: dict[int, float] = {}
-    for m in net.movements:
-        sums[m.in_link] = sums.get(m.in_link, 0.0) + m.ratio
-        if m.uturn:
-            assert m.ratio == 0.0
-    assert all(abs(s - 1.0) < 1e-12 for s in sums.values())
-    assert sum(m.uturn for m in net.movements) > 0
+        assert m.signal == net.nodes[m.node].signal and (m.phase >= 0) == (m.signal >= 0)
 
 
 def test_map_boundary_of_a_two_way_street_is_an_exit_and_an_entry(net):

@@ -58,12 +58,12 @@ def test_released_simulator_is_reused_and_reset_by_copy(pool_events):
 def test_a_different_config_builds_its_own(pool_events):
     base = pool.acquire(1, backend="cpu")
     tuned = pool.acquire(1, sim_config={"min_green_s": 5.0}, backend="cpu")
-    coarse = pool.acquire(1, backend="cpu", cell_length_m=50.0)
+    finer = pool.acquire(1, backend="cpu", cell_length_m=25.0)
     assert pool.build_count() == 3
     assert [b["n"] for b in pool_events("network_build")] == [1, 2, 3]
     assert tuned.sim.config.min_green_s == 5.0 and base.sim.config.min_green_s != 5.0
-    assert coarse.network.n_cells < base.network.n_cells
-    assert coarse.network.key != base.network.key
+    assert finer.network.n_cells > base.network.n_cells
+    assert finer.network.key != base.network.key
     # the same settings spelled differently are the same key: no extra build
     pool.acquire(1, sim_config=SimConfig(min_green_s=5.0), backend="cpu")
     pool.acquire(1, sim_config=SimConfig(), backend="cpu")

@@ -1,9 +1,11 @@
 """The CUDA backend agrees with the CPU backend, run in numba's CUDA simulator (no GPU needed).
 
 NUMBA_ENABLE_CUDASIM must be set before numba is imported, so the comparison runs in a
-subprocess on a tiny network (a signalised merge/diverge, 23 cells) for a few steps, for the
-first-order scheme and for the second-order one (SimConfig.order = 2). The read-outs must not
-copy the cell state from the device (they are reduced there)."""
+subprocess on a tiny network (tests/junction_net.py: two diverges and a signal, 14 cells) for
+three minutes in which a red light's queue spills back through both diverges and the entries
+queue, for the first-order scheme; for 30 s, with entry queues, for the second-order one
+(SimConfig.order = 2; its many launches are slow in the CUDA simulator). The
+read-outs must not copy the cell state from the device (they are reduced there)."""
 
 from __future__ import annotations
 
@@ -19,34 +21,25 @@ SCRIPT = r"""
 import json
 import sys
 import numpy as np
-from lib.sim.network import build_network
 from lib.sim.simulator import SimConfig, Simulator, compile_kernels
+from tests import junction_net
 
-def node(i, dy, dx, signal=False):
-    return {"osm_id": i, "lat": 6.43 + dy, "lon": 3.42 + dx, "traffic_signals": signal}
-
-def edge(u, v, length):
-    return {"u": u, "v": v, "name": f"r{u}{v}", "highway": "primary", "length_m": length, "oneway": True,
-            "osm_lanes": 1, "geometry_wkt": ""}
-
-nodes = [node(1, 0, -0.002), node(2, 0.002, 0), node(3, 0, 0.002), node(4, -0.002, 0), node(5, 0, 0, True),
-         node(6, -0.004, 0), node(7, 0, 0.004)]
-edges = [edge(1, 5, 200.0), edge(2, 5, 200.0), edge(5, 3, 200.0), edge(5, 4, 150.0), edge(4, 6, 100.0),
-         edge(3, 7, 300.0)]
-net = build_network(edges, nodes, cell_length_m=50.0)
+# two diverges and a signal (tests/junction_net.py), 100 m links of 2 cells: B is held red, so
+# its queue spills back through J and U to the entry, which queues; F's entry queues at its red
+net = junction_net.network(length_m=100.0, cell_length_m=50.0)
 seconds, cached = compile_kernels("cuda")
 out = {"compile_s": seconds, "cached": cached, "cells": net.n_cells}
 config = SimConfig(order=int(sys.argv[1]))
 sims = {b: Simulator(net, n_scenarios=2, backend=b, config=config) for b in ("cpu", "cuda")}
-rng = np.random.default_rng(1)
-demand = rng.uniform(300, 1500, (2, net.n_entries))
+demand = np.array([[3000.0, 900.0], [1800.0, 1500.0]])
 for sim in sims.values():
     sim.set_demand(demand, moto_share=np.array([0.3, 0.6]))
-for step in range(3):
-    phase = np.array([[step % 2], [0]], dtype=np.int64)
+# order 1: three minutes, long enough for the spill-back; order 2 (7x the launches per second
+# simulated, slow in the CUDA simulator): 30 s, in which the entry queue forms
+for phase in (0, 1, 1, 1, 1, 1)[: 6 if config.order == 1 else 1]:
     for sim in sims.values():
-        sim.set_phase(phase)
-        sim.advance(12.0)
+        sim.set_phase(np.array([[phase], [0]], dtype=np.int64))
+        sim.advance(30.0)
 def rel(a, b):
     return float(np.max(np.abs(a - b)) / max(np.max(np.abs(a)), 1e-300))
 cpu, gpu = sims["cpu"], sims["cuda"]
@@ -61,6 +54,10 @@ for name in ("vehicles", "cumulative_entered", "cumulative_exited", "cumulative_
 gpu._engine.cells = cells
 out["cells"] = max(rel(a, b) for a, b in zip(cpu.cell_state(), gpu.cell_state()))
 out["moving"] = float(cpu.cumulative_exited().min())
+out["entry_queue"] = float(cpu.queue_lengths()[0].max())
+rho, _ = cpu.cell_state()
+first_of_a = net.links[junction_net.link(net, "A")].first_cell
+out["spilled"] = float(rho[0, :, first_of_a].sum() / cpu._static["cell_rj"][first_of_a])
 print("RESULT " + json.dumps(out))
 """
 
@@ -76,6 +73,9 @@ def test_cuda_backend_matches_cpu_in_the_cuda_simulator(order: int) -> None:
     result = json.loads(line[len("RESULT "):])
     assert result["backend"] == "cuda"
     assert result["moving"] > 0, "nothing left the network: the comparison would be vacuous"
+    assert result["entry_queue"] > 1, "no entry queue formed: the comparison would miss them"
+    if order == 1:
+        assert result["spilled"] > 0.9, "the queue did not spill back to the first diverge"
     for name, value in result.items():
-        if name not in ("backend", "compile_s", "cached", "moving"):
+        if name not in ("backend", "compile_s", "cached", "moving", "entry_queue", "spilled"):
             assert value <= 1e-10, (name, value, result)

@@ -1,5 +1,5 @@
 """The simulator on the Victoria Island network: conservation, bounds, signals, spill-back, no
-gridlock of the intersections' internal links, and the read-out API shapes."""
+gridlock of the intersections, and the read-out API shapes."""
 
 from __future__ import annotations
 
@@ -28,12 +28,9 @@ def check_bounds(sim: Simulator) -> None:
     assert sim.queue_lengths().min() >= -1e-9
 
 
-def random_hour(sim: Simulator, rng: np.random.Generator, check_every: int = 6) -> list[np.ndarray]:
-    """One hour of random demands and random phase requests every 10 s; returns the internal
-    links' densities every minute."""
+def random_hour(sim: Simulator, rng: np.random.Generator, check_every: int = 6) -> None:
+    """One hour of random demands and random phase requests every 10 s, bounds checked every minute."""
     ne, ns = sim.network.n_entries, sim.network.n_signals
-    internal = [lk.index for lk in sim.network.links if lk.internal]
-    samples = []
     for step in range(360):
         if step % 60 == 0:
             share = rng.uniform(0.1, 0.6, sim.n_scenarios)
@@ -42,32 +39,30 @@ def random_hour(sim: Simulator, rng: np.random.Generator, check_every: int = 6) 
         sim.advance(10.0)
         if step % check_every == 0:
             check_bounds(sim)
-            samples.append(sim.link_density()[:, internal])
-    return samples
 
 
 @pytest.mark.parametrize("order", [1, 2])
 def test_mass_balance_bounds_and_no_gridlock_over_a_random_hour(net, order: int) -> None:
     sim = Simulator(net, n_scenarios=B, backend="cpu", config=SimConfig(initial_load=0.1, order=order))
     start = sim.vehicles()
-    samples = random_hour(sim, np.random.default_rng(3))
+    random_hour(sim, np.random.default_rng(3))
     entered, exited = sim.cumulative_entered(), sim.cumulative_exited()
     assert np.all(entered > 1000)
     balance = np.abs(sim.vehicles() - start - entered + exited)
     assert np.all(balance <= 1e-9 * entered), balance / entered
     assert np.allclose(sim.time, 3600.0)
     assert np.all(sim.switches() > 0) and np.all(sim.ignored_requests() > 0)
-    # internal links never sit jammed: below 90 % of jam density in nearly every minute
-    rj = np.array([sim._static["cell_rj"][lk.first_cell] for lk in net.links if lk.internal])
-    jammed = np.stack(samples) >= 0.9 * rj
-    assert jammed.mean() < 0.05, jammed.mean(axis=(0, 1))
-    assert not jammed[-10:].all(axis=0).any(), "an internal link stayed jammed for the last 10 minutes"
-    internal = [lk.index for lk in net.links if lk.internal]
-    before = sim.cumulative_link_outflow()[:, internal]
-    sim.advance(300.0)
-    moved = sim.cumulative_link_outflow()[:, internal] - before
-    busy = sim.link_density()[:, internal] > 0.01
-    assert np.all(moved[busy] > 0), "an occupied internal link sent nothing for 5 minutes"
+    # no gridlock: with the demand off and the phases alternating, every approach holding
+    # vehicles discharges through its intersection within 5 minutes
+    sim.set_demand(np.zeros(net.n_entries))
+    approach_links = [a.link for a in net.approaches]
+    busy = sim.link_density()[:, approach_links] > 0.01
+    before = sim.cumulative_link_outflow()[:, approach_links]
+    for k in range(10):
+        sim.set_phase(np.full(net.n_signals, k % 2))
+        sim.advance(30.0)
+    moved = sim.cumulative_link_outflow()[:, approach_links] - before
+    assert np.all(moved[busy] > 1.0), "an occupied approach sent nothing for 5 minutes: gridlock"
 
 
 def test_red_light_queue_spills_back_and_discharges_near_capacity(net) -> None:

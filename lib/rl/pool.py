@@ -20,6 +20,7 @@ from pathlib import Path
 
 from lib.obs.events import emit
 from lib.sim import simulator as simulation
+from lib.sim.movements import MOVEMENTS_FILE
 from lib.sim.network import DEFAULT_CELL_LENGTH_M, DEFAULT_DATA, Network, load_network
 from lib.sim.network_data import DATA_FILES
 
@@ -151,7 +152,7 @@ def _data_key(folder: Path, cell_length_m: float) -> str:
             f"network folder {folder} does not exist; pass a folder holding edges.csv and nodes.csv"
         )
     digest = hashlib.sha256(f"cell_length_m={float(cell_length_m)!r}".encode())
-    for name in DATA_FILES:
+    for name in (*DATA_FILES, MOVEMENTS_FILE):
         path = folder / name
         digest.update(name.encode() + (path.read_bytes() if path.exists() else b"<absent>"))
     return digest.hexdigest()

@@ -52,16 +52,11 @@ class Reward:
 
 
 def pressure_sides(network: Network) -> list[tuple[list[int], list[int]]]:
-    """Per signal: its approach links, and the links leaving its box (not internal ones)."""
+    """Per signal: its approach links, and the links leaving its junction."""
     sides = []
     for signal in network.signals:
         ins = [network.approaches[a].link for a in signal.approaches]
-        outs = [
-            link
-            for node in signal.nodes
-            for link in network.nodes[node].out_links
-            if not network.links[link].internal
-        ]
+        outs = [link for node in signal.nodes for link in network.nodes[node].out_links]
         sides.append((ins, outs))
     return sides
 

@@ -69,17 +69,20 @@ def k_zero_links(lin, lyin):
 @source_keyed(cuda.jit(cache=True), __file__)
 def k_junctions(
     t_local, rho, cell_rj, kp, gamma, c_bound, dem, wv, vel, phi, gout, gyout, lin, lyin,
-    jn_mov_ptr, jn_out_ptr, jn_out_link, mov_in, mov_out, mov_ratio, mov_signal, mov_phase,
-    sig_phase, sig_amber, link_first, sd, sdw, sdp,
+    link_first, jn_mov_ptr, jn_out_ptr, jn_st_ptr, jn_out_link, mov_in, mov_out, mov_ratio, mov_signal,
+    mov_phase, mov_stream, mov_yield, mov_yield_share, st_link, st_cap, sig_phase, sig_amber, t_gap, t_follow,
+    sd, sdw, sdp, st_h, st_q, rsup, rres,
 ):
+    """One thread per (junction, scenario): physics.junction_flow, all its passes."""
     t = cuda.grid(1)
     n_scen = rho.shape[2]
     if t < (jn_mov_ptr.shape[0] - 1) * n_scen:
         n = t // n_scen
         junction_flow(
-            n, t % n_scen, t_local, rho, cell_rj, kp, gamma, c_bound, dem, wv, vel, phi, gout, gyout,
-            lin, lyin, jn_mov_ptr, jn_out_ptr, jn_out_link, mov_in, mov_out, mov_ratio, mov_signal, mov_phase,
-            sig_phase, sig_amber, link_first, sd, sdw, sdp,
+            n, t % n_scen, t_local, rho, cell_rj, kp, gamma, c_bound, dem, wv, vel, phi, gout, gyout, lin,
+            lyin, jn_mov_ptr, jn_out_ptr, jn_st_ptr, jn_out_link, mov_in, mov_out, mov_ratio, mov_signal,
+            mov_phase, mov_stream, mov_yield, mov_yield_share, st_link, st_cap, sig_phase, sig_amber,
+            link_first, t_gap, t_follow, sd, sdw, sdp, st_h, st_q, rsup, rres,
         )
 
 
@@ -298,6 +301,8 @@ class CudaEngine:
         self.sig_amber = cuda.to_device(np.zeros((max(ns, 1), B)))
         self.cell_scr = [zeros((2, nc, B)) for _ in range(6)]
         self.link_scr = [zeros((2, nl, B)) for _ in range(5)]
+        n_st = len(st["st_link"])
+        self.node_scr = [zeros((n_st, B)) for _ in range(2)] + [zeros((nl, B)) for _ in range(2)]
         self.cell_delay = zeros((nc, B))
         self.face_scr: list[Any] = []
         self.saved: list[Any] = []
@@ -311,7 +316,8 @@ class CudaEngine:
     @property
     def nbytes(self) -> int:
         arrays = [self.rho, self.y, self.queue_, self.rate, self.link_out, self.sig_phase, self.sig_amber,
-                  self.cell_delay, *self.cell_scr, *self.link_scr, *self.counters.values(), *self.d.values(),
+                  self.cell_delay, *self.cell_scr, *self.link_scr, *self.node_scr, *self.counters.values(),
+                  *self.d.values(),
                   *self.face_scr, *self.saved]
         return int(sum(a.nbytes for a in arrays))
 
@@ -468,9 +474,8 @@ class CudaEngine:
         if n_jn:
             k_junctions[_blocks(n_jn * B), THREADS](
                 t_local, self.rho, d["cell_rj"], d["kp"], gamma, c_bound, dem, wv, vel, phi, gout, gyout,
-                lin, lyin, d["jn_mov_ptr"], d["jn_out_ptr"], d["jn_out_link"], d["mov_in"], d["mov_out"],
-                d["mov_ratio"], d["mov_signal"], d["mov_phase"], self.sig_phase, self.sig_amber,
-                d["link_first"], sd, sdw, sdp,
+                lin, lyin, *(d[name] for name in physics.JUNCTION_ARRAYS), self.sig_phase, self.sig_amber,
+                float(cfg.left_gap_s), float(cfg.left_followup_s), sd, sdw, sdp, *self.node_scr,
             )
         k_boundaries[_blocks(B), THREADS](
             h, self.rho, d["cell_rj"], d["cell_vf"], d["kp"], d["creep"], alpha, gamma, c_bound,

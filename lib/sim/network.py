@@ -1,15 +1,19 @@
-"""The road network's topology: merge pass-through chains of OSM edges into links, group
-signalised corners into intersections, and lay out the flat arrays the kernels read (the data
-files are read and checked in lib/sim/network_data.py).
+"""The road network's topology: merge pass-through chains of OSM edges into links, collapse each
+signalised dual-carriageway box into one junction, attach its movements (lib/sim/movements.py),
+and lay out the flat arrays the kernels read (the data files are read and checked in
+lib/sim/network_data.py).
 
 Map data © OpenStreetMap contributors, ODbL 1.0 (lib/data/victoria_island/README.md).
 
 Why the shapes below:
 - The simulator needs few, long links (its time step is bound by the shortest cell), so chains
   of pass-through nodes are merged into one link that keeps the true total length and geometry.
-- The 8 signalised OSM nodes are corners of 3 dual-carriageway boxes joined by 9-11 m links.
-  Stopping each corner separately gridlocks the box, so signalised nodes joined by short links
-  form one controller (`Signal`) whose internal links are never held red.
+- The 8 signalised OSM nodes are corners of 3 dual-carriageway boxes joined by 9-11 m edges.
+  Each box (its signalised corners, and the nodes they reach through short edges) becomes one
+  junction node controlled by one `Signal`; its internal edges stop being links or cells (their
+  length, 9-11 m, is dropped: `Signal.box_edges`, `Signal.box_length_m`). Traffic crosses a box
+  along the movements of movements.csv (approach -> exit), so no vehicle circles a box or makes
+  a U-turn through it, and the 9 m cells no longer set the time step.
 - Everything the kernels need is also exposed as flat int64/float64 arrays (CSR per node).
 """
 
@@ -25,12 +29,27 @@ from typing import Any
 
 import numpy as np
 
+from lib.sim.movements import (
+    MOVEMENTS_FILE,
+    JunctionView,
+    LinkView,
+    Movement,
+    ParsedMovement,
+    bearing_change,
+    default_rows,
+    parse_movements,
+    read_movements,
+)
 from lib.sim.network_data import DATA_FILES, Edge, parse_rows, read_folder
 
 DEFAULT_DATA = Path(__file__).resolve().parents[1] / "data" / "victoria_island"
-DEFAULT_CELL_LENGTH_M = 25.0
-# Links this short that join signalised nodes lie inside one intersection box (data: 9-11 m).
+DEFAULT_CELL_LENGTH_M = 50.0
+# Edges this short that join signalised nodes lie inside one intersection box (data: 9-11 m).
 INTERNAL_LINK_MAX_M = 15.0
+# An approach whose bearing differs from another's by more than this opposes it (permitted lefts).
+OPPOSING_MIN_DEG = 135.0
+
+__all__ = ["Approach", "Link", "Movement", "Network", "Node", "Signal", "build_network", "load_network"]
 
 @dataclass(frozen=True)
 class Link:
@@ -47,7 +66,6 @@ class Link:
     first_cell: int
     edges: tuple[tuple[int, int], ...]
     geometry: tuple[tuple[float, float], ...]
-    internal: bool
 
 
 @dataclass(frozen=True)
@@ -64,18 +82,6 @@ class Node:
 
 
 @dataclass(frozen=True)
-class Movement:
-    index: int
-    node: int
-    in_link: int
-    out_link: int
-    ratio: float
-    signal: int
-    phase: int
-    uturn: bool
-
-
-@dataclass(frozen=True)
 class Approach:
     index: int
     signal: int
@@ -88,9 +94,10 @@ class Approach:
 class Signal:
     index: int
     name: str
-    osm_nodes: tuple[int, ...]
-    nodes: tuple[int, ...]
-    internal_links: tuple[int, ...]
+    osm_nodes: tuple[int, ...]  # the box's OSM nodes (its corners)
+    nodes: tuple[int, ...]  # the one junction node that stands for the box
+    box_edges: tuple[tuple[int, int], ...]  # the internal OSM edges it replaces (not simulated)
+    box_length_m: float  # their total length, dropped from the simulated road
     approaches: tuple[int, ...]
     n_phases: int
 
@@ -143,15 +150,19 @@ class Network:
 
 
 def load_network(path: str | Path | None = None, cell_length_m: float = DEFAULT_CELL_LENGTH_M) -> Network:
-    """Load a network folder (edges.csv, nodes.csv, optional observed_speeds.csv)."""
+    """Load a network folder (edges.csv, nodes.csv, optional observed_speeds.csv and movements.csv;
+    without movements.csv the movements follow the default rule of lib/sim/movements.py)."""
     folder = Path(path) if path is not None else DEFAULT_DATA
     edges_rows, nodes_rows, speeds = read_folder(folder)
     digest = hashlib.sha256()
-    for name in DATA_FILES:
+    for name in (*DATA_FILES, MOVEMENTS_FILE):
         if (folder / name).exists():
             digest.update((folder / name).read_bytes())
+    movements_file = folder / MOVEMENTS_FILE
+    movements = read_movements(movements_file) if movements_file.exists() else None
     return build_network(
-        edges_rows, nodes_rows, cell_length_m, source=str(folder), observed_speeds=speeds, digest=digest
+        edges_rows, nodes_rows, cell_length_m, source=str(folder), observed_speeds=speeds, digest=digest,
+        movements=movements,
     )
 
 
@@ -162,33 +173,51 @@ def build_network(
     source: str = "<memory>",
     observed_speeds: Sequence[Mapping[str, Any]] = (),
     digest: Any = None,
+    movements: Sequence[Mapping[str, Any]] | None = None,
 ) -> Network:
-    """Build a network from rows with the CSV columns (values may be strings or typed)."""
+    """Build a network from rows with the CSV columns (values may be strings or typed); `movements`
+    are movements.csv rows (None: the default rule)."""
     if not (isinstance(cell_length_m, (int, float)) and cell_length_m > 0):
         raise ValueError(f"cell_length_m must be a positive number of metres, got {cell_length_m!r}")
     edge_list, node_info = parse_rows(edges, nodes, observed_speeds, source)
     if digest is None:
         digest = hashlib.sha256(repr((list(map(dict, edges)), list(map(dict, nodes)))).encode())
+        digest.update(repr(None if movements is None else list(map(dict, movements))).encode())
     digest.update(f"cell_length_m={float(cell_length_m)!r}".encode())
-    return _assemble(edge_list, node_info, float(cell_length_m), source, digest.hexdigest()[:16])
+    return _assemble(edge_list, node_info, float(cell_length_m), source, digest.hexdigest()[:16], movements)
 
 
 # --------------------------------------------------------------------------- topology
 
 
 def _assemble(
-    edges: list[Edge], node_info: Mapping[int, Mapping[str, Any]], cell_length_m: float, source: str, key: str
+    edges: list[Edge],
+    node_info: Mapping[int, Mapping[str, Any]],
+    cell_length_m: float,
+    source: str,
+    key: str,
+    movement_rows: Sequence[Mapping[str, Any]] | None,
 ) -> Network:
     groups = _intersection_groups(edges, node_info)
     group_of = {osm: g for g, members in enumerate(groups) for osm in members}
-    chains = _chains(edges, node_info, group_of)
-    kept = sorted({c[0].u for c in chains} | {c[-1].v for c in chains})
-    node_index = {osm: i for i, osm in enumerate(kept)}
-    links = _links(chains, node_index, group_of, cell_length_m)
-    approaches = _approaches(links, node_index, group_of, len(groups))
-    nodes = _nodes(kept, node_info, links, group_of)
-    movements = _movements(nodes, links, approaches)
-    signals = _signals(groups, node_index, links, approaches)
+    inside = [e for e in edges if _in_box(e, group_of)]
+    chains = _chains([e for e in edges if not _in_box(e, group_of)], node_info, group_of)
+    # a box's corners are one node, named by its lowest signalised OSM id
+    box_id = [min(m for m in members if node_info[m]["signalised"]) for members in groups]
+
+    def node_key(osm: int) -> int:
+        return box_id[group_of[osm]] if osm in group_of else osm
+
+    kept = sorted({node_key(c[0].u) for c in chains} | {node_key(c[-1].v) for c in chains})
+    node_index = {k: i for i, k in enumerate(kept)}
+    index_of = {osm: node_index[node_key(osm)] for osm in {e.u for e in edges} | {e.v for e in edges}
+                if node_key(osm) in node_index}
+    links = _links(chains, index_of, cell_length_m)
+    box_node = {node_index[box_id[g]]: g for g in range(len(groups)) if box_id[g] in node_index}
+    approaches = _approaches(links, box_node)
+    nodes = _nodes(kept, node_info, links, groups, box_node)
+    signals = _signals(groups, box_node, inside, approaches, links)
+    movements = _movements(nodes, links, approaches, signals, inside, group_of, movement_rows, source)
     entries = tuple(n.index for n in nodes if n.kind == "entry")
     exits = tuple(n.index for n in nodes if n.kind == "exit")
     for n in nodes:
@@ -208,6 +237,14 @@ def _assemble(
         key=key,
         source=source,
         arrays=_arrays(links, nodes, movements),
+    )
+
+
+def _in_box(e: Edge, group_of: Mapping[int, int]) -> bool:
+    """A short edge joining two nodes of one box: inside the intersection, not a road link."""
+    return (
+        e.length_m <= INTERNAL_LINK_MAX_M and e.u in group_of and e.v in group_of
+        and group_of[e.u] == group_of[e.v]
     )
 
 
@@ -279,10 +316,7 @@ def _chains(
 
 
 def _links(
-    chains: Sequence[Sequence[Edge]],
-    node_index: Mapping[int, int],
-    group_of: Mapping[int, int],
-    cell_length: float,
+    chains: Sequence[Sequence[Edge]], index_of: Mapping[int, int], cell_length: float
 ) -> tuple[Link, ...]:
     links, first_cell = [], 0
     for index, chain in enumerate(chains):
@@ -292,15 +326,13 @@ def _links(
         geometry = list(chain[0].geometry)
         for e in chain[1:]:
             geometry.extend(e.geometry[1:] if e.geometry[0] == geometry[-1] else e.geometry)
-        u, v = chain[0].u, chain[-1].v
-        internal = u in group_of and v in group_of and group_of[u] == group_of[v]
         links.append(
             Link(
                 index=index,
                 name=chain[0].name,
                 highway=chain[0].highway,
-                from_node=node_index[u],
-                to_node=node_index[v],
+                from_node=index_of[chain[0].u],
+                to_node=index_of[chain[-1].v],
                 length_m=length,
                 lanes=chain[0].lanes,
                 free_speed_mps=length / travel_time,
@@ -309,7 +341,6 @@ def _links(
                 first_cell=first_cell,
                 edges=tuple((abs(e.u), e.v) for e in chain),
                 geometry=tuple(geometry),
-                internal=internal,
             )
         )
         first_cell += n_cells
@@ -324,20 +355,16 @@ def bearing_deg(geometry: Sequence[tuple[float, float]]) -> float:
     return math.degrees(math.atan2(east, north)) % 360.0
 
 
-def _approaches(
-    links: Sequence[Link], node_index: Mapping[int, int], group_of: Mapping[int, int], n_groups: int
-) -> tuple[Approach, ...]:
-    """Links entering a box from outside; phase 0 serves north-south approaches, phase 1 the rest."""
-    osm_of = {i: osm for osm, i in node_index.items()}
+def _approaches(links: Sequence[Link], box_node: Mapping[int, int]) -> tuple[Approach, ...]:
+    """Links entering a box; phase 0 serves north-south approaches, phase 1 the rest."""
     approaches = []
     for link in links:
-        target = osm_of[link.to_node]
-        if link.internal or target not in group_of:
+        if link.to_node not in box_node:
             continue
         bearing = bearing_deg(link.geometry)
         folded = bearing % 180.0
         phase = 0 if folded < 45.0 or folded >= 135.0 else 1
-        approaches.append(Approach(len(approaches), group_of[target], link.index, phase, bearing))
+        approaches.append(Approach(len(approaches), box_node[link.to_node], link.index, phase, bearing))
     return tuple(approaches)
 
 
@@ -345,7 +372,8 @@ def _nodes(
     kept: Sequence[int],
     node_info: Mapping[int, Mapping[str, Any]],
     links: Sequence[Link],
-    group_of: Mapping[int, int],
+    groups: Sequence[Sequence[int]],
+    box_node: Mapping[int, int],
 ) -> tuple[Node, ...]:
     ins: dict[int, list[int]] = defaultdict(list)
     outs: dict[int, list[int]] = defaultdict(list)
@@ -355,82 +383,130 @@ def _nodes(
     nodes = []
     for i, osm in enumerate(kept):
         kind = "entry" if not ins[i] else "exit" if not outs[i] else "junction"
-        info = node_info[osm]
-        nodes.append(
-            Node(
-                i,
-                abs(osm),
-                info["lat"],
-                info["lon"],
-                kind,
-                info["signalised"],
-                tuple(ins[i]),
-                tuple(outs[i]),
-                group_of.get(osm, -1),
-            )
-        )
+        if i in box_node:
+            members = groups[box_node[i]]
+            lat = sum(node_info[m]["lat"] for m in members) / len(members)
+            lon = sum(node_info[m]["lon"] for m in members) / len(members)
+            signalised, signal = True, box_node[i]
+        else:
+            lat, lon = node_info[osm]["lat"], node_info[osm]["lon"]
+            signalised, signal = node_info[osm]["signalised"], -1
+        nodes.append(Node(i, abs(osm), lat, lon, kind, signalised, tuple(ins[i]), tuple(outs[i]), signal))
     return tuple(nodes)
 
 
+def movement_views(
+    network: Network,
+) -> tuple[list[JunctionView], list[LinkView], dict[int, int]]:
+    """The junctions, links and approach phases of a built network, as lib/sim/movements.py sees them."""
+    box_edges = {s.nodes[0]: s.box_edges for s in network.signals}
+    return _views(network.nodes, network.links, network.approaches, box_edges)
+
+
+def _views(
+    nodes: Sequence[Node],
+    links: Sequence[Link],
+    approaches: Sequence[Approach],
+    box_edges: Mapping[int, tuple[tuple[int, int], ...]],
+) -> tuple[list[JunctionView], list[LinkView], dict[int, int]]:
+    junctions = [
+        JunctionView(n.index, n.osm_id, n.signal, n.in_links, n.out_links, n.signal >= 0,
+                     box_edges.get(n.index, ()))
+        for n in nodes
+        if n.kind == "junction"
+    ]
+    link_views = [
+        LinkView(lk.index, lk.edges[0], lk.edges[-1], lk.lanes, bearing_deg(lk.geometry),
+                 bearing_deg(lk.geometry[:2]))
+        for lk in links
+    ]
+    return junctions, link_views, {a.link: a.phase for a in approaches}
+
+
 def _movements(
-    nodes: Sequence[Node], links: Sequence[Link], approaches: Sequence[Approach]
+    nodes: Sequence[Node],
+    links: Sequence[Link],
+    approaches: Sequence[Approach],
+    signals: Sequence[Signal],
+    inside: Sequence[Edge],
+    group_of: Mapping[int, int],
+    rows: Sequence[Mapping[str, Any]] | None,
+    source: str,
 ) -> tuple[Movement, ...]:
-    """Every (in, out) pair at a junction; turning ratios follow the receiving lanes, U-turns get 0."""
-    phase_of_link = {a.link: a.phase for a in approaches}
-    movements = []
-    for node in nodes:
-        if node.kind != "junction":
-            continue
-        for in_link in node.in_links:
-            last = links[in_link].edges[-1]
-            uturn = {o: links[o].edges[0] == (last[1], last[0]) for o in node.out_links}
-            weight = {o: 0.0 if uturn[o] else float(links[o].lanes) for o in node.out_links}
-            total = sum(weight.values())
-            phase = phase_of_link.get(in_link, -1)
-            for out_link in node.out_links:
-                movements.append(
-                    Movement(
-                        len(movements),
-                        node.index,
-                        in_link,
-                        out_link,
-                        weight[out_link] / total,
-                        node.signal,
-                        phase,
-                        uturn[out_link],
-                    )
-                )
-    return tuple(movements)
+    """The movements of movements.csv (or of the default rule), checked, in junction order; a
+    permitted left turn records the opposing approach it yields to (docs/model.md)."""
+    box_edges = {
+        s.nodes[0]: tuple((e.u, e.v) for e in inside if group_of[e.u] == s.index) for s in signals
+    }
+    junctions, link_views, phases = _views(nodes, links, approaches, box_edges)
+    where = f"{source}/{MOVEMENTS_FILE}" if rows is not None else f"{source} (default movements)"
+    if rows is None:
+        rows = default_rows(junctions, link_views, phases)
+    parsed = parse_movements(rows, junctions, link_views, {s.index: s.n_phases for s in signals}, where)
+    parsed = sorted(parsed, key=lambda m: (m.node, m.in_link, m.row))
+    return tuple(
+        Movement(i, m.node, m.in_link, m.out_link, m.fraction, nodes[m.node].signal, m.phase, m.turn,
+                 m.storage_m, _opposing(m, parsed, link_views))
+        for i, m in enumerate(parsed)
+    )
+
+
+def _opposing(m: ParsedMovement, parsed: Sequence[ParsedMovement], links: Sequence[LinkView]) -> int:
+    """The approach a signalised left turn yields to: the incoming link of the same junction from the
+    opposite direction whose through or right movements run in the same phase; -1 if none."""
+    if m.turn != "left" or m.phase < 0:
+        return -1
+    for other in parsed:
+        opposite = abs(bearing_change(links[m.in_link].in_bearing_deg, links[other.in_link].in_bearing_deg))
+        if (other.node == m.node and other.in_link != m.in_link and other.phase == m.phase
+                and other.turn in ("through", "right") and opposite > OPPOSING_MIN_DEG):
+            return other.in_link
+    return -1
 
 
 def _signals(
     groups: Sequence[Sequence[int]],
-    node_index: Mapping[int, int],
-    links: Sequence[Link],
+    box_node: Mapping[int, int],
+    inside: Sequence[Edge],
     approaches: Sequence[Approach],
+    links: Sequence[Link],
 ) -> tuple[Signal, ...]:
+    node_of = {g: n for n, g in box_node.items()}
     signals = []
     for g, members in enumerate(groups):
         mine = [a for a in approaches if a.signal == g]
         by_phase = sorted({(a.phase, links[a.link].name) for a in mine})
         names = list(dict.fromkeys(name for _, name in by_phase if name))
+        box = [e for e in inside if e.u in members]
         signals.append(
             Signal(
                 index=g,
                 name=" x ".join(names) or f"signal {g}",
                 osm_nodes=tuple(members),
-                nodes=tuple(node_index[m] for m in members if m in node_index),
-                internal_links=tuple(
-                    lk.index
-                    for lk in links
-                    if lk.internal
-                    and links[lk.index].from_node in {node_index[m] for m in members if m in node_index}
-                ),
+                nodes=(node_of[g],) if g in node_of else (),
+                box_edges=tuple((e.u, e.v) for e in box),
+                box_length_m=sum(e.length_m for e in box),
                 approaches=tuple(a.index for a in mine),
                 n_phases=max((a.phase for a in mine), default=0) + 1,
             )
         )
     return tuple(signals)
+
+
+def _streams(movements: Sequence[Movement]) -> tuple[list[int], list[int], list[int]]:
+    """Queues of the node model (docs/model.md): per incoming link one strict-FIFO stream holding
+    its movements without a turn pocket, and one stream per pocketed movement. Returns each
+    stream's link and node, and each movement's stream; streams are in junction order."""
+    keys: dict[tuple[int, int, int], int] = {}
+    stream_link, stream_node, mov_stream = [], [], []
+    for m in movements:
+        key = (m.node, m.in_link, m.index if m.storage_m > 0 else -1)
+        if key not in keys:
+            keys[key] = len(stream_link)
+            stream_link.append(m.in_link)
+            stream_node.append(m.node)
+        mov_stream.append(keys[key])
+    return stream_link, stream_node, mov_stream
 
 
 def _arrays(
@@ -450,6 +526,12 @@ def _arrays(
     first = [lk.first_cell for lk in links] + [sum(lk.n_cells for lk in links)]
     node_in_ptr, node_in_idx = csr([n.in_links for n in nodes])
     node_out_ptr, node_out_idx = csr([n.out_links for n in nodes])
+    stream_link, stream_node, mov_stream = _streams(movements)
+    # the share of the opposing approach's traffic a permitted left turn crosses (through + right)
+    conflicting: dict[tuple[int, int], float] = defaultdict(float)
+    for m in movements:
+        if m.turn in ("through", "right") and m.phase >= 0:
+            conflicting[(m.in_link, m.phase)] += m.ratio
     arrays = {
         "link_first_cell": ints(first),
         "link_dx": floats(lk.dx_m for lk in links),
@@ -462,6 +544,12 @@ def _arrays(
         "mov_ratio": floats(m.ratio for m in movements),
         "mov_signal": ints(m.signal for m in movements),
         "mov_phase": ints(m.phase for m in movements),
+        "mov_stream": ints(mov_stream),
+        "mov_yield": ints(m.yields_to for m in movements),
+        "mov_yield_share": floats(conflicting[(m.yields_to, m.phase)] if m.yields_to >= 0 else 0.0
+                                  for m in movements),
+        "stream_link": ints(stream_link),
+        "stream_node": ints(stream_node),
         "node_in_ptr": node_in_ptr,
         "node_in_idx": node_in_idx,
         "node_out_ptr": node_out_ptr,

@@ -12,7 +12,7 @@ r_m = rho_m + alpha * rho_c, r_c = rho_m + rho_c; p_k = K_k (r_k / rho_jam)^gamm
 cell (`kp[k, i]`, from the link's free speed) and rho_jam per cell (from its lanes).
 The equations, the flux and the junction rule are derived in docs/model.md.
 
-Stage functions (`eval_cell`, `interior_flux`, `junction_flow` and its five passes, `entry_flow`,
+Stage functions (`eval_cell`, `interior_flux`, `junction_flow` and its passes, `entry_flow`,
 `exit_flow`, `update_cell`) do the work of one cell (or node, movement, entry, exit) for one
 scenario `s`; the CPU kernel loops over them with the scenarios innermost, the CUDA kernels map
 one thread to each (index, scenario). Array layouts: cell arrays are [class][cell][scenario], link
@@ -170,7 +170,7 @@ def class_w(k, i, s, rho, y, cell_rj, cell_vf, kp, creep, alpha, gamma, eps):  #
 
 
 def interior_flux(i, s, rho, cell_rj, kp, gamma, c_bound, dem, wv, vel, phi, gout, gyout):  # noqa: ANN001
-    """Flux from cell i to cell i + 1 of the same link: the 1-in/1-out case of the junction rule."""
+    """Flux from cell i to cell i + 1 of the same link: per-class demand against supply (docs/model.md)."""
     j = i + 1
     rj = cell_rj[j]
     s_m = class_supply(wv[0, i, s], phi[0, i, s], vel[0, j, s], rj, kp[0, j], gamma)
@@ -195,6 +195,14 @@ def movement_gate(m, s, t_local, mov_signal, mov_phase, sig_phase, sig_amber):  
     return 1.0 if (ph < 0) | green else 0.0
 
 
+def permitted_capacity(q_opp, t_gap, t_follow):  # noqa: ANN001
+    """Capacity (veh/s) of a permitted left turn crossing an opposing flow q_opp (veh/s):
+    q e^{-q t_c} / (1 - e^{-q t_f}) (HCM 2000, permitted left turns; 1 / t_f with no opposing
+    traffic). q_opp is floored at 1e-9 veh/s, where the formula is 1/t_f to 1e-9."""
+    q = max(q_opp, 1e-9)
+    return q * math.exp(-q * t_gap) / -math.expm1(-q * t_follow)
+
+
 def junction_open(q, s, jn_out_link, sd, sdw, sdp):  # noqa: ANN001
     """Clear the demand sums of outgoing slot q (one link leaving a junction)."""
     lk = jn_out_link[q]
@@ -204,60 +212,147 @@ def junction_open(q, s, jn_out_link, sd, sdw, sdp):  # noqa: ANN001
         sdp[k, lk, s] = 0.0
 
 
-def movement_clear(m, s, mov_in, link_first, gout, gyout):  # noqa: ANN001
-    """Clear the outflow of movement m's incoming cell (movements add to it in `movement_flow`)."""
+def stream_open(u, s, st_h):  # noqa: ANN001
+    """Stream u (one FIFO queue of an approach) starts the node model unrestricted."""
+    st_h[u, s] = 1.0
+
+
+def movement_limit(
+    m, s, t_local, dem, mov_in, mov_ratio, mov_signal, mov_phase, mov_stream, mov_yield, mov_yield_share,
+    sig_phase, sig_amber, link_first, t_gap, t_follow, gout, gyout, st_h,
+):  # noqa: ANN001
+    """Clear the outflow of movement m's incoming cell, and restrict its stream's share of the
+    approach demand by the movement's signal gate and, for a permitted left turn, by its gap
+    capacity against the opposing through and right demand. Under strict FIFO one movement that
+    cannot go holds its whole stream (docs/model.md)."""
     last = link_first[mov_in[m] + 1] - 1
     for k in range(2):
         gout[k, last, s] = 0.0
         gyout[k, last, s] = 0.0
+    gate = movement_gate(m, s, t_local, mov_signal, mov_phase, sig_phase, sig_amber)
+    opp = mov_yield[m]
+    opp_last = link_first[max(opp, 0) + 1] - 1
+    q_opp = mov_yield_share[m] * (dem[0, opp_last, s] + dem[1, opp_last, s])
+    want = mov_ratio[m] * (dem[0, last, s] + dem[1, last, s])
+    cap = permitted_capacity(q_opp, t_gap, t_follow)
+    gap = min(1.0, cap / max(want, TINY)) if opp >= 0 else 1.0
+    u = mov_stream[m]
+    st_h[u, s] = min(st_h[u, s], gate * gap)
 
 
-def movement_demand(
-    m, s, t_local, dem, wv, phi, mov_in, mov_out, mov_ratio, mov_signal, mov_phase, sig_phase, sig_amber,
-    link_first, sd, sdw, sdp,
-):  # noqa: ANN001
-    """Add movement m's demand (ratio x gate x class demand of its incoming cell) and its
-    demand-weighted w and phi to the sums of its outgoing link."""
-    gate = mov_ratio[m] * movement_gate(m, s, t_local, mov_signal, mov_phase, sig_phase, sig_amber)
+def movement_demand(m, s, dem, wv, phi, mov_in, mov_out, mov_ratio, mov_stream, link_first, st_h, sd, sdw,
+                    sdp):  # noqa: ANN001
+    """Add movement m's demand (fraction x its stream's share x class demand of its incoming cell)
+    and its demand-weighted w and phi to the sums of its outgoing link."""
+    share = mov_ratio[m] * st_h[mov_stream[m], s]
     last = link_first[mov_in[m] + 1] - 1
     lk = mov_out[m]
     for k in range(2):
-        d = gate * dem[k, last, s]
+        d = share * dem[k, last, s]
         sd[k, lk, s] += d
         sdw[k, lk, s] += d * wv[k, last, s]
         sdp[k, lk, s] += d * phi[k, last, s]
 
 
-def outgoing_factors(q, s, rho, cell_rj, kp, gamma, c_bound, vel, jn_out_link, link_first, sd, sdw, sdp):  # noqa: ANN001
-    """Outgoing slot q: its first cell's class and space supplies against the summed demands, with
-    the flux-weighted w and phi as the incoming state; leaves the pass factor per class in sd."""
+def outgoing_supply(q, s, rho, cell_rj, kp, gamma, c_bound, vel, jn_out_link, link_first, sd, sdw, sdp,
+                    rsup):  # noqa: ANN001
+    """Receiving flow (veh/s) of outgoing slot q for the node model: its first cell's class supplies
+    for the flux-weighted incoming w and phi, at the class mix of the demand it is offered, and its
+    space supply: R = min(space, S_k x D / D_k over the classes offered)."""
     lk = jn_out_link[q]
     first = link_first[lk]
     rj = cell_rj[first]
     d_m = sd[0, lk, s]
     d_c = sd[1, lk, s]
-    tiny = 1e-300
-    s_m = class_supply(sdw[0, lk, s] / max(d_m, tiny), sdp[0, lk, s] / max(d_m, tiny), vel[0, first, s], rj,
+    s_m = class_supply(sdw[0, lk, s] / max(d_m, TINY), sdp[0, lk, s] / max(d_m, TINY), vel[0, first, s], rj,
                        kp[0, first], gamma)
-    s_c = class_supply(sdw[1, lk, s] / max(d_c, tiny), sdp[1, lk, s] / max(d_c, tiny), vel[1, first, s], rj,
+    s_c = class_supply(sdw[1, lk, s] / max(d_c, TINY), sdp[1, lk, s] / max(d_c, TINY), vel[1, first, s], rj,
                        kp[1, first], gamma)
     cap = space_supply(rho[0, first, s] + rho[1, first, s], rj, c_bound)
-    f_m, f_c = limit_factors(d_m, d_c, s_m if d_m > 0.0 else 0.0, s_c if d_c > 0.0 else 0.0, cap)
-    sd[0, lk, s] = f_m
-    sd[1, lk, s] = f_c
+    total = d_m + d_c
+    lim_m = s_m * (total / max(d_m, TINY)) if d_m > 0.0 else cap
+    lim_c = s_c * (total / max(d_c, TINY)) if d_c > 0.0 else cap
+    rsup[lk, s] = min(cap, min(lim_m, lim_c))
 
 
-def movement_flow(
-    m, s, t_local, dem, wv, mov_in, mov_out, mov_ratio, mov_signal, mov_phase, sig_phase, sig_amber,
-    link_first, sd, gout, gyout, lin, lyin,
+def stream_demand(u, s, dem, st_link, link_first, st_h):  # noqa: ANN001
+    """Sending flow (veh/s, both classes) stream u offers: its share of its approach's demand."""
+    last = link_first[st_link[u] + 1] - 1
+    return st_h[u, s] * (dem[0, last, s] + dem[1, last, s])
+
+
+def node_model(
+    n, s, dem, jn_mov_ptr, jn_out_ptr, jn_st_ptr, jn_out_link, mov_out, mov_ratio, mov_stream, st_link,
+    st_cap, link_first, st_h, st_q, rsup, rres,
 ):  # noqa: ANN001
-    """Movement m passes its demand times its outgoing link's factor: the same flux leaves the
-    incoming cell (gout) and enters the outgoing link (lin), each with the incoming w."""
-    gate = mov_ratio[m] * movement_gate(m, s, t_local, mov_signal, mov_phase, sig_phase, sig_amber)
+    """Flows of junction n's streams: the general first-order node model of Tampere, Corthout,
+    Cattrysse & Immers (2011) for unsignalised nodes, with capacity-proportional priorities.
+
+    Each stream u (sending flow S_u, capacity C_u) sends f_uj q_u to each exit j (fractions f).
+    Repeat until every stream is fixed: for each exit still fed by undetermined streams,
+    a_j = residual supply / sum of f_uj C_u over them; at the most restrictive exit j*, every
+    undetermined stream with S_u <= a_j* C_u is demand-constrained and sends S_u; if there is none,
+    the streams feeding j* are supply-constrained and send a_j* C_u. Turning fractions are kept
+    (strict FIFO per stream), no exit gets more than its supply, and each stream sends the most
+    it can under those rules (invariance principle). Leaves in st_h each stream's share
+    q_u / (approach demand)."""
+    m0 = jn_mov_ptr[n]
+    m1 = jn_mov_ptr[n + 1]
+    u0 = jn_st_ptr[n]
+    u1 = jn_st_ptr[n + 1]
+    for u in range(u0, u1):
+        sending = stream_demand(u, s, dem, st_link, link_first, st_h)
+        st_q[u, s] = sending if sending <= 0.0 else -1.0  # -1: not determined yet
+    for _ in range(u1 - u0):
+        for q in range(jn_out_ptr[n], jn_out_ptr[n + 1]):
+            rres[jn_out_link[q], s] = rsup[jn_out_link[q], s]
+        for m in range(m0, m1):
+            fixed = st_q[mov_stream[m], s]
+            if fixed > 0.0:
+                rres[mov_out[m], s] -= mov_ratio[m] * fixed
+        best = 1e300
+        j_best = -1
+        for q in range(jn_out_ptr[n], jn_out_ptr[n + 1]):
+            lk = jn_out_link[q]
+            weight = 0.0
+            for m in range(m0, m1):
+                if mov_out[m] == lk and st_q[mov_stream[m], s] < 0.0:
+                    weight += mov_ratio[m] * st_cap[mov_stream[m]]
+            if weight > 0.0:
+                a = max(rres[lk, s], 0.0) / weight
+                if a < best:
+                    best = a
+                    j_best = lk
+        if j_best < 0:
+            break
+        constrained_by_demand = False
+        for u in range(u0, u1):
+            if st_q[u, s] < 0.0:
+                sending = stream_demand(u, s, dem, st_link, link_first, st_h)
+                if sending <= best * st_cap[u]:
+                    st_q[u, s] = sending
+                    constrained_by_demand = True
+        if not constrained_by_demand:
+            for m in range(m0, m1):
+                u = mov_stream[m]
+                if mov_out[m] == j_best and st_q[u, s] < 0.0:
+                    st_q[u, s] = best * st_cap[u]
+    for u in range(u0, u1):
+        last = link_first[st_link[u] + 1] - 1
+        total = dem[0, last, s] + dem[1, last, s]
+        st_h[u, s] = max(st_q[u, s], 0.0) / total if total > 0.0 else 0.0
+
+
+def movement_flow(m, s, dem, wv, mov_in, mov_out, mov_ratio, mov_stream, link_first, st_h, gout, gyout, lin,
+                  lyin):  # noqa: ANN001
+    """Movement m passes fraction x its stream's share x the class demands of its incoming cell:
+    the same flux leaves the incoming cell (gout) and enters the outgoing link (lin), each with
+    the incoming w. Both classes of a stream are held alike."""
+    share = mov_ratio[m] * st_h[mov_stream[m], s]
     last = link_first[mov_in[m] + 1] - 1
     lk = mov_out[m]
     for k in range(2):
-        f = gate * dem[k, last, s] * sd[k, lk, s]
+        f = share * dem[k, last, s]
         fy = f * wv[k, last, s]
         gout[k, last, s] += f
         gyout[k, last, s] += fy
@@ -265,30 +360,42 @@ def movement_flow(
         lyin[k, lk, s] += fy
 
 
+# The static arrays of the junctions (Simulator._static names), in the kernels' argument order.
+JUNCTION_ARRAYS = (
+    "link_first", "jn_mov_ptr", "jn_out_ptr", "jn_st_ptr", "jn_out_link", "mov_in", "mov_out", "mov_ratio",
+    "mov_signal", "mov_phase", "mov_stream", "mov_yield", "mov_yield_share", "st_link", "st_cap",
+)
+
+
 def junction_flow(
     n, s, t_local, rho, cell_rj, kp, gamma, c_bound, dem, wv, vel, phi, gout, gyout, lin, lyin,
-    jn_mov_ptr, jn_out_ptr, jn_out_link, mov_in, mov_out, mov_ratio, mov_signal, mov_phase,
-    sig_phase, sig_amber, link_first, sd, sdw, sdp,
+    jn_mov_ptr, jn_out_ptr, jn_st_ptr, jn_out_link, mov_in, mov_out, mov_ratio, mov_signal, mov_phase,
+    mov_stream, mov_yield, mov_yield_share, st_link, st_cap, sig_phase, sig_amber, link_first, t_gap,
+    t_follow, sd, sdw, sdp, st_h, st_q, rsup, rres,
 ):  # noqa: ANN001
-    """Movements of junction n: demand = ratio x gate x class demand of the incoming link's last
-    cell; each outgoing link's supply is shared among its movements in proportion to their
-    demands (non-FIFO: a blocked turn does not hold the others); the outgoing link receives the
-    flux-weighted w. The same flux leaves one cell and enters the other: mass is exact.
-
-    The five passes are separate functions so that the CPU kernel can run each one over all
-    junctions with the scenarios innermost (vectorised); the CUDA kernel runs them per junction."""
+    """Junction n for scenario s, all passes (the CUDA kernel's thread; the CPU kernel runs each
+    pass over all junctions with the scenarios innermost): signal gates and permitted-left gap
+    capacities restrict each stream, exits sum the demand they are offered and give their
+    supply, the node model fixes each stream's flow, and the movements pass it. The same flux
+    leaves one cell and enters the other: mass is exact."""
     for q in range(jn_out_ptr[n], jn_out_ptr[n + 1]):
         junction_open(q, s, jn_out_link, sd, sdw, sdp)
+    for u in range(jn_st_ptr[n], jn_st_ptr[n + 1]):
+        stream_open(u, s, st_h)
     for m in range(jn_mov_ptr[n], jn_mov_ptr[n + 1]):
-        movement_clear(m, s, mov_in, link_first, gout, gyout)
+        movement_limit(m, s, t_local, dem, mov_in, mov_ratio, mov_signal, mov_phase, mov_stream, mov_yield,
+                       mov_yield_share, sig_phase, sig_amber, link_first, t_gap, t_follow, gout, gyout, st_h)
     for m in range(jn_mov_ptr[n], jn_mov_ptr[n + 1]):
-        movement_demand(m, s, t_local, dem, wv, phi, mov_in, mov_out, mov_ratio, mov_signal, mov_phase,
-                        sig_phase, sig_amber, link_first, sd, sdw, sdp)
+        movement_demand(m, s, dem, wv, phi, mov_in, mov_out, mov_ratio, mov_stream, link_first, st_h, sd, sdw,
+                        sdp)
     for q in range(jn_out_ptr[n], jn_out_ptr[n + 1]):
-        outgoing_factors(q, s, rho, cell_rj, kp, gamma, c_bound, vel, jn_out_link, link_first, sd, sdw, sdp)
+        outgoing_supply(q, s, rho, cell_rj, kp, gamma, c_bound, vel, jn_out_link, link_first, sd, sdw, sdp,
+                        rsup)
+    node_model(n, s, dem, jn_mov_ptr, jn_out_ptr, jn_st_ptr, jn_out_link, mov_out, mov_ratio, mov_stream,
+               st_link, st_cap, link_first, st_h, st_q, rsup, rres)
     for m in range(jn_mov_ptr[n], jn_mov_ptr[n + 1]):
-        movement_flow(m, s, t_local, dem, wv, mov_in, mov_out, mov_ratio, mov_signal, mov_phase, sig_phase,
-                      sig_amber, link_first, sd, gout, gyout, lin, lyin)
+        movement_flow(m, s, dem, wv, mov_in, mov_out, mov_ratio, mov_stream, link_first, st_h, gout, gyout,
+                      lin, lyin)
 
 
 def entry_flow(
@@ -497,9 +604,9 @@ def face_speed(i, s, rho_f, y_f, cell_rj, cell_vf, kp, creep, alpha, gamma, eps,
 FUNCTIONS = (
     "ipow", "iroot", "effective_density", "pressure", "equilibrium_speed", "critical_density",
     "curve_flow", "class_demand", "class_supply", "space_supply", "limit_factors", "relaxed_y",
-    "class_w", "eval_cell", "interior_flux", "movement_gate", "junction_open", "movement_clear",
-    "movement_demand",
-    "outgoing_factors", "movement_flow", "junction_flow", "entry_flow", "exit_flow", "transport_cell",
+    "class_w", "eval_cell", "interior_flux", "movement_gate", "permitted_capacity", "junction_open",
+    "stream_open", "movement_limit", "movement_demand", "outgoing_supply", "stream_demand", "node_model",
+    "movement_flow", "junction_flow", "entry_flow", "exit_flow", "transport_cell",
     "relax_cell", "update_cell", "mc_slope", "weighted_faces", "class_w_faces", "reconstruct_cell",
     "face_speed", "cell_speed",
 )

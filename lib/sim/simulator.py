@@ -45,11 +45,13 @@ class SimConfig:
     eps_density: float = 1e-12  # veh/m below which a class is treated as absent from a cell
     cpu_chunk: int = 16  # most scenarios per CPU chunk (SIMD lanes advanced together, docs/PERFORMANCE.md)
     cpu_threads: int = 0  # CPU threads for one Simulator; 0 = every core this process may use
+    left_gap_s: float = 4.5  # critical gap of a permitted left turn, s (HCM 2000; docs/model.md)
+    left_followup_s: float = 2.5  # its follow-up headway, s (HCM 2000)
 
     def validate(self) -> None:
         positive = (
             "rho_jam_per_lane", "pressure_scale_m", "pressure_scale_c", "tau_m", "tau_c", "observe_length_m",
-            "eps_density", "exit_capacity_factor", "queue_min_density",
+            "eps_density", "exit_capacity_factor", "queue_min_density", "left_gap_s", "left_followup_s",
         )
         for name in positive:
             if not getattr(self, name) > 0:
@@ -142,7 +144,7 @@ class Simulator:
         cfl = self.config.cfl / self.config.order
         self.dt = cfl * float(self._static["cell_dx"].min()) / self._static["c_bound"]
         self._approach_cells = self._approach_table()
-        self._approach_gather = self._approach_index()
+        self._approach_gather = self._approach_weights()
         self._init_state()
         self._engine = _make_engine(self.backend, self)
         self.reset()
@@ -199,34 +201,37 @@ class Simulator:
         q = np.asarray(veh_per_hour, dtype=np.float64)
         if q.shape not in ((ne,), (B, ne)):
             raise ValueError(f"veh_per_hour must have shape ({ne},) or ({B}, {ne}), got {q.shape}")
-        if not np.all(np.isfinite(q)) or np.any(q < 0):
+        if not (q >= 0).all() or not np.isfinite(q).all():
             raise ValueError("veh_per_hour must be finite and >= 0")
         share = np.asarray(moto_share, dtype=np.float64)
-        if share.shape not in ((), (B,)) or np.any(share < 0) or np.any(share > 1):
+        if share.shape not in ((), (B,)) or not ((share >= 0) & (share <= 1)).all():
             raise ValueError(f"moto_share must be a float or a ({B},) array in [0, 1], got {moto_share!r}")
-        q = np.broadcast_to(q, (B, ne)) / 3600.0
-        share = np.broadcast_to(share, (B,))[:, None]
-        rate = np.stack([(share * q).T, ((1.0 - share) * q).T])
-        self._engine.set_rate(np.ascontiguousarray(rate))
+        per_s = (q.T if q.ndim == 2 else q[:, None]) / 3600.0  # (n_entries, B or 1)
+        rate = np.empty((2, ne, B))
+        rate[0] = per_s * share
+        rate[1] = per_s * (1.0 - share)
+        self._engine.set_rate(rate)
 
     def set_phase(self, phase: Any) -> None:
         """Request a phase per signal ((n_signals,) or (B, n_signals)); amber and min green apply."""
         B, ns = self.n_scenarios, self.network.n_signals
         req = np.asarray(phase)
-        if req.shape not in ((ns,), (B, ns)) or not np.issubdtype(req.dtype, np.integer):
+        if req.shape not in ((ns,), (B, ns)) or req.dtype.kind not in "iu":
             raise ValueError(f"phase must be an int array of shape ({ns},) or ({B}, {ns}), got {req!r}")
-        req = np.broadcast_to(req, (B, ns)).T.astype(np.int64)
-        if np.any(req < 0) or np.any(req >= self._n_phases[:, None]):
+        req = req.astype(np.int64).T if req.ndim == 2 else req.astype(np.int64)[:, None]  # (ns, B or 1)
+        if (req < 0).any() or (req >= self._n_phases[:, None]).any():
             raise ValueError(f"phase indices must be in [0, n_phases) per signal {self._n_phases.tolist()}")
         change = req != self._sig_phase
+        if not change.any():
+            return  # nothing to switch, nothing refused (the usual case between decisions)
         allowed = (self._sig_amber <= 0.0) & (self._tip - self._amber_len >= self.config.min_green_s)
         accept = change & allowed
         self._ignored += (change & ~allowed).sum(axis=0)
         self._switches += accept.sum(axis=0)
-        self._sig_phase = np.where(accept, req, self._sig_phase)
-        self._sig_amber = np.where(accept, self.config.amber_s, self._sig_amber)
-        self._amber_len = np.where(accept, self.config.amber_s, self._amber_len)
-        self._tip = np.where(accept, 0.0, self._tip)
+        self._sig_phase[accept] = np.broadcast_to(req, accept.shape)[accept]
+        self._sig_amber[accept] = self.config.amber_s
+        self._amber_len[accept] = self.config.amber_s
+        self._tip[accept] = 0.0
         self._engine.upload_signals(self._sig_phase, self._sig_amber)
 
     def advance(self, seconds: float) -> None:
@@ -240,8 +245,9 @@ class Simulator:
         self._engine.advance(n_steps, self.dt, dt_last)
         self.time += seconds
         self._tip += seconds
-        self._sig_amber = np.maximum(self._sig_amber - seconds, 0.0)
-        self._engine.upload_signals(self._sig_phase, self._sig_amber)
+        if self._sig_amber.any():
+            np.maximum(self._sig_amber - seconds, 0.0, out=self._sig_amber)
+            self._engine.upload_signals(self._sig_phase, self._sig_amber)
 
     # ------------------------------------------------------------------ read-outs
 
@@ -336,21 +342,8 @@ class Simulator:
 
     def _approach_sums(self) -> np.ndarray:
         """(B, n_approaches, 3): vehicles and their sum of speeds near each stop line, and the
-        vehicles in standing cells of the link; on the GPU reduced there."""
-        if self.backend == "cuda":
-            return self._engine.approach_sums(self._approach_cells)
-        g = self._approach_gather
-        if not len(g["start"]):
-            return np.zeros((self.n_scenarios, 0, 3))
-        rho, y = self._engine.cells()
-        vel = self._speeds(rho, y)[:, g["cells"]]
-        rho = rho[:, g["cells"]]
-        cfg = self.config
-        standing = ((rho > cfg.queue_min_density) & (vel < cfg.queue_speed_mps)).any(axis=0)
-        mass = rho[0] + rho[1]
-        flow = rho[0] * vel[0] + rho[1] * vel[1]
-        parts = (mass * g["near_dx"], flow * g["near_dx"], np.where(standing, mass, 0.0) * g["dx"])
-        return np.stack([np.add.reduceat(p, g["start"], axis=0).T for p in parts], axis=-1)
+        vehicles in standing cells of the link; reduced by the backend (compiled loops)."""
+        return self._engine.approach_sums(self._approach_cells)
 
     @property
     def nbytes(self) -> int:
@@ -387,23 +380,11 @@ class Simulator:
             rows.append((lk.first_cell, near, end))
         return np.array(rows, dtype=np.int64).reshape(len(rows), 3)
 
-    def _approach_index(self) -> dict[str, np.ndarray]:
-        """The approach links' cells gathered in one index, with per-cell weights, so a read-out
-        is a few array operations and one reduceat instead of a loop over approaches."""
+    def _approach_weights(self) -> dict[str, np.ndarray]:
+        """Per approach: the length observed before its stop line, and its free speed."""
         dx = self._static["cell_dx"]
-        table = self._approach_cells
-        cells = np.concatenate([np.arange(first, end) for first, _, end in table] + [[]]).astype(np.int64)
-        near = np.concatenate([np.arange(first, end) >= near for first, near, end in table] + [[]])
-        near = near.astype(bool)
-        lengths = table[:, 2] - table[:, 0]
-        start = (np.cumsum(lengths) - lengths).astype(np.int64)
-        near_dx = np.where(near, dx[cells], 0.0)[:, None]
         return {
-            "cells": cells,
-            "start": start,
-            "dx": dx[cells][:, None],
-            "near_dx": near_dx,
-            "near_length": np.add.reduceat(near_dx[:, 0], start) if len(start) else np.zeros(0),
+            "near_length": np.array([dx[near:end].sum() for _, near, end in self._approach_cells]),
             "free": np.array([self.network.links[a.link].free_speed_mps for a in self.network.approaches]),
         }
 
@@ -425,13 +406,12 @@ def _static_arrays(network: Network, cfg: SimConfig) -> dict[str, Any]:
     last[link_first[1:] - 1] = True
     interior = np.flatnonzero(~last).astype(np.int64)
 
-    junctions = [n.index for n in network.nodes if n.kind == "junction"]
-    order = np.argsort(a["mov_node"], kind="stable")
-    mov_node = a["mov_node"][order]
-    jn_mov_ptr = np.searchsorted(mov_node, np.array(junctions + [10**18])).astype(np.int64)
-    jn_mov_ptr[-1] = len(order)
-    outs = [network.nodes[n].out_links for n in junctions]
-    jn_out_ptr = np.zeros(len(junctions) + 1, dtype=np.int64)
+    # movements and streams come in junction order (lib/sim/network.py): CSR pointers per junction
+    junctions = np.array([n.index for n in network.nodes if n.kind == "junction"] + [len(network.nodes)])
+    jn_mov_ptr = np.searchsorted(a["mov_node"], junctions).astype(np.int64)
+    jn_st_ptr = np.searchsorted(a["stream_node"], junctions).astype(np.int64)
+    outs = [network.nodes[n].out_links for n in junctions[:-1]]
+    jn_out_ptr = np.zeros(len(outs) + 1, dtype=np.int64)
     jn_out_ptr[1:] = np.cumsum([len(o) for o in outs])
     jn_out_link = np.array([lk for o in outs for lk in o], dtype=np.int64)
 
@@ -450,13 +430,18 @@ def _static_arrays(network: Network, cfg: SimConfig) -> dict[str, Any]:
     ends = link_first[exit_links + 1] - 1
     factor = cfg.exit_capacity_factor
     exit_cap = np.array([factor * _capacity(cell_rj[i], w_max, kp[1, i], cfg) for i in ends])
+    # node-model priorities: the capacity of each stream's approach (its last cell)
+    st_last = link_first[a["stream_link"] + 1] - 1
+    st_cap = np.array([_capacity(cell_rj[i], w_max, kp[1, i], cfg) for i in st_last], dtype=np.float64)
     return {
         "cell_rj": cell_rj, "cell_vf": cell_vf, "cell_dx": cell_dx, "cell_first": cell_first,
         "cell_last": last, "cell_link": cell_link, "interior": interior, "link_first": link_first,
-        "jn_mov_ptr": jn_mov_ptr, "jn_out_ptr": jn_out_ptr, "jn_out_link": jn_out_link,
-        "mov_in": np.array(a["mov_in"][order]), "mov_out": np.array(a["mov_out"][order]),
-        "mov_ratio": np.array(a["mov_ratio"][order]), "mov_signal": np.array(a["mov_signal"][order]),
-        "mov_phase": np.array(a["mov_phase"][order]),
+        "jn_mov_ptr": jn_mov_ptr, "jn_out_ptr": jn_out_ptr, "jn_st_ptr": jn_st_ptr,
+        "jn_out_link": jn_out_link,
+        **{name: np.array(a[name]) for name in (
+            "mov_in", "mov_out", "mov_ratio", "mov_signal", "mov_phase", "mov_stream", "mov_yield",
+            "mov_yield_share")},
+        "st_link": np.array(a["stream_link"]), "st_cap": st_cap,
         "entry_link": np.array(network.entry_links, dtype=np.int64), "exit_link": exit_links,
         "exit_cap": exit_cap, "kp": kp, "creep": creep,
         "tau": np.array([cfg.tau_m, cfg.tau_c]), "c_bound": float(c_bound), "w_max": w_max,
