@@ -11,6 +11,7 @@ alternate). Each run is a fresh process on one checkout that times, after warm-u
 
     python bench/ab.py --base HEAD~1            # this checkout against a commit (a temporary worktree)
     python bench/ab.py --base ../other-checkout --runs 7
+    python bench/ab.py --base 8c7431b --this 7ce0a3b   # two commits, neither checked out
 
 Prints the median of each figure per checkout, the ratio (this / base) and the spread (min-max
 over runs as a share of the median).
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -119,7 +121,7 @@ def checkout_of(base: str) -> Iterator[Path]:
         yield Path(base).resolve()
         return
     with tempfile.TemporaryDirectory() as tmp:
-        folder = Path(tmp) / "base"
+        folder = Path(tmp) / "checkout"
         subprocess.run(["git", "worktree", "add", "--detach", str(folder), base], cwd=ROOT, check=True,
                        capture_output=True)
         try:
@@ -131,17 +133,19 @@ def checkout_of(base: str) -> Iterator[Path]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--base", required=True, help="a commit (temporary worktree) or a checkout folder")
+    parser.add_argument("--this", default=str(ROOT), help="the other side: commit or folder (default: here)")
     parser.add_argument("--runs", type=int, default=5, help="runs per checkout, interleaved (default 5)")
     parser.add_argument("--seconds", type=float, default=1.5, help="timed wall seconds per figure per run")
     args = parser.parse_args()
-    with checkout_of(args.base) as base:
-        trees = {"this": ROOT, "base": base}
+    with checkout_of(args.base) as base, checkout_of(args.this) as this:
+        trees = {"this": this, "base": base}
         results: dict[str, list[dict[str, float]]] = {name: [] for name in trees}
         for run in range(args.runs):
             for name, tree in trees.items():
                 results[name].append(measure(tree, args.seconds))
             print(f"run {run + 1}/{args.runs} done", file=sys.stderr, flush=True)
-    print(f"medians of {args.runs} interleaved runs per checkout (this: {ROOT}, base: {args.base})")
+    print(f"medians of {args.runs} interleaved runs per checkout (this: {args.this}, base: {args.base}); "
+          f"load average at the end {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores")
     print(f"{'figure':<11} {'unit':<13} {'this':>10} {'base':>10} {'this/base':>10} {'spread this':>12} "
           f"{'spread base':>12}")
     for figure, unit in UNITS.items():
