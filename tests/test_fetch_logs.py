@@ -76,6 +76,11 @@ def test_no_argument_analyses_the_newest_run(tmp_path: Path, capsys: pytest.Capt
     assert fetch_logs.main(["--runs-dir", str(runs)]) == 0
     assert str(newest / "run.log") in capsys.readouterr().out
     assert (newest / "analysis.json").is_file() and not (runs / "old" / "analysis.json").exists()
+    sweeps = runs / "sweeps" / "s" / "s-00"  # a sweep folder is newer, but it is no run
+    sweeps.mkdir(parents=True)
+    (sweeps / "run.log").write_text((FIXTURES / "legacy_kaggle_viewer.txt").read_text())
+    assert fetch_logs.main(["--runs-dir", str(runs)]) == 0
+    assert str(newest / "run.log") in capsys.readouterr().out
 
 
 def test_compare_two_runs(capsys: pytest.CaptureFixture[str]) -> None:

@@ -224,11 +224,14 @@ def find_log(folder: Path) -> Path | None:
     return None
 
 
+SWEEPS = "sweeps"  # runs/sweeps/<name>/ holds sweeps (fetch_logs.py --sweep), not one run
+
+
 def newest_run(runs_dir: Path) -> Path | None:
-    """The most recently modified run folder under `runs_dir`, or None."""
+    """The most recently modified run folder under `runs_dir` (sweeps aside), or None."""
     if not runs_dir.is_dir():
         return None
-    folders = [p for p in runs_dir.iterdir() if p.is_dir()]
+    folders = [p for p in runs_dir.iterdir() if p.is_dir() and p.name != SWEEPS]
     return max(folders, key=lambda p: p.stat().st_mtime, default=None)
 
 
