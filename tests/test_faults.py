@@ -194,7 +194,7 @@ import os, sys, time
 from pathlib import Path
 from stable_baselines3 import DQN
 from lib.rl.checkpoints import Checkpoints
-from lib.rl.rundir import owned
+from lib.obs.rundir import owned
 
 folder = Path(sys.argv[1])
 with owned(folder.parent):
@@ -241,8 +241,8 @@ def test_a_kill_during_a_checkpoint_write_resumes_from_the_last_complete_set(tmp
     import subprocess
     import sys
 
+    from lib.obs.rundir import RunDirBusy, owned
     from lib.rl.checkpoints import Checkpoints
-    from lib.rl.rundir import RunDirBusy, owned
 
     folder = tmp_path / "checkpoints"
     child = subprocess.Popen([sys.executable, "-c", CHILD, str(folder)], cwd=Path(__file__).parents[1])
@@ -287,7 +287,7 @@ def test_a_damaged_newest_set_is_skipped_and_named(saved_sets) -> None:
 
 
 def test_two_runs_never_share_a_run_directory(tmp_path) -> None:
-    from lib.rl.rundir import owned
+    from lib.obs.rundir import owned
     from lib.rl.train import RunConfig, RunFailed, run
 
     with owned(tmp_path), pytest.raises(RunFailed, match="in use by pid"):

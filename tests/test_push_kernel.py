@@ -38,9 +38,10 @@ SCRIPT = REPO_ROOT / "push_kernel.py"
 
 
 def push_cli(args: list[str], cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    """Run the CLI with its runs/ and build/ folders under `cwd` (a temporary folder)."""
-    env = {**env, "PYTHONPATH": str(REPO_ROOT)}
-    folders = ["--runs-dir", str(cwd / "runs"), "--build-dir", str(cwd / "build")]
+    """Run the CLI with its runs/ and build/ folders under `cwd` (a temporary folder); lib/ may have
+    uncommitted changes while one works (the clean-tree check has tests of its own)."""
+    env = {"SIGNALS_KAGGLE_POLICY": "backoff_s=0,min_poll_s=0", **env, "PYTHONPATH": str(REPO_ROOT)}
+    folders = ["--runs-dir", str(cwd / "runs"), "--build-dir", str(cwd / "build"), "--allow-dirty"]
     return subprocess.run([sys.executable, str(SCRIPT), *args, *folders], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=300)
 
@@ -142,10 +143,10 @@ def test_dry_run_with_retired_p100_writes_bundle_only(kaggle_stub, tmp_path: Pat
 def test_unknown_setting_names_the_closest(kaggle_stub, tmp_path: Path) -> None:
     env = kaggle_stub.client_env(tmp_path / "home")
     done = push_cli(["--dry-run", "-p", "stpes", "3"], tmp_path, env)
-    assert done.returncode == 1
+    assert done.returncode == 2
     assert "unknown key 'stpes'" in done.stderr and "'steps'" in done.stderr
     done = push_cli(["--dry-run", "-p", "env.sim.ordr", "2"], tmp_path, env)
-    assert done.returncode == 1 and "Did you mean 'env.sim.order'?" in done.stderr
+    assert done.returncode == 2 and "Did you mean 'env.sim.order'?" in done.stderr
 
 
 def test_every_run_setting_is_an_option_with_dotted_names(kaggle_stub, tmp_path: Path) -> None:
@@ -303,7 +304,7 @@ def test_target_local_runs_here_even_with_credentials(kaggle_stub, tmp_path: Pat
 def test_parameters_the_run_would_reject_are_refused_before_running(kaggle_stub, tmp_path, target) -> None:
     env = kaggle_stub.client_env(tmp_path / "home", credentials="key")
     done = push_cli(["--target", target, "--n-envs", "0", "--run-id", "bad"], tmp_path, env)
-    assert done.returncode == 1
+    assert done.returncode == 2
     assert "the run would reject these settings: RunConfig.n_envs must be >= 1" in done.stderr
     assert not (tmp_path / "runs" / "bad").exists() and not (tmp_path / "build").exists()
     assert kaggle_stub.requests == []

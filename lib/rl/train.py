@@ -35,6 +35,7 @@ from stable_baselines3.common.vec_env import VecEnv, VecMonitor
 
 from lib.obs.events import emit, jsonable, start_clock
 from lib.obs.provenance import git_commit, lib_hash
+from lib.obs.rundir import owned
 from lib.obs.warn import capture_warnings
 from lib.rl import plots, pool
 from lib.rl.callbacks import CheckpointCallback, ProgressCallback
@@ -43,7 +44,6 @@ from lib.rl.controllers import baselines
 from lib.rl.env import TrafficSignalEnv
 from lib.rl.evaluate import Evaluation, evaluate, relative_change, report, results_markdown
 from lib.rl.run_config import EVAL_SEED_OFFSET, SANITY_SEED_OFFSET, RunConfig
-from lib.rl.rundir import owned
 from lib.rl.sanity import run_checks
 from lib.rl.vecenv import TrafficVecEnv
 from lib.sim.simulator import pick_backend
