@@ -286,6 +286,10 @@ def _local(bundle: Bundle, runs_dir: Path, automatic: bool, resume: bool = False
     result = run_local(bundle, run_dir, resume=resume)
     seconds = time.monotonic() - start
     print(RULE)
+    if result.status == "interrupted":
+        print(f"LOCAL RUN INTERRUPTED (Ctrl-C) after {seconds:.0f} s: its log and last checkpoint are in "
+              f"{run_dir}/; continue with  python push_kernel.py --resume {run_dir.name}\n{RULE}")
+        return 130
     if result.status != "ok":
         print(f"LOCAL RUN FAILED after {seconds:.0f} s: {result.error}\n"
               f"  partial log kept: {run_dir / 'run.log'}\n"

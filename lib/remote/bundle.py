@@ -18,16 +18,21 @@ from __future__ import annotations
 
 import ast
 import base64
+import contextlib
 import difflib
 import hashlib
 import io
 import json
 import lzma
+import os
 import re
+import signal
 import subprocess
 import sys
 import tarfile
+import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
@@ -408,25 +413,31 @@ def run_local(bundle: Bundle, run_dir: Path, resume: bool = False) -> LocalRun:
     """
     from lib.obs.rundir import RunDirBusy, owned
 
-    _prepare_run_dir(run_dir, resume, bundle.notebook.name)
+    _check_run_dir(run_dir, resume)
     try:
         with owned(run_dir, ".push.lock"):
+            if resume:
+                _keep_earlier(run_dir, bundle.notebook.name)
             return _execute(bundle, run_dir)
     except RunDirBusy as exc:
         raise BundleError(str(exc)) from None
 
 
-def _prepare_run_dir(run_dir: Path, resume: bool, notebook_name: str) -> None:
+def _check_run_dir(run_dir: Path, resume: bool) -> None:
+    """A new run gets a new folder; a resumed one needs the folder and its checkpoints."""
+    if resume and not (run_dir / "checkpoints").is_dir():
+        raise BundleError(f"{run_dir} holds no checkpoints to resume from: --resume takes the RUN_ID of "
+                          "a local run that saved one.", exit_code=2)
     if not resume:
         try:
             run_dir.mkdir(parents=True)
         except FileExistsError as exc:
             raise BundleError(f"{run_dir} already exists: a run never overwrites another; choose "
                               f"another --run-id, or continue it with --resume {run_dir.name}.") from exc
-        return
-    if not (run_dir / "checkpoints").is_dir():
-        raise BundleError(f"{run_dir} holds no checkpoints to resume from: --resume takes the RUN_ID of "
-                          "a local run that saved one.", exit_code=2)
+
+
+def _keep_earlier(run_dir: Path, notebook_name: str) -> None:
+    """Move the earlier attempt's log and notebook aside (run.<n>.log, <notebook>.<n>.ipynb)."""
     n = 1
     while (run_dir / f"run.{n}.log").exists():
         n += 1
@@ -440,13 +451,16 @@ def _execute(bundle: Bundle, run_dir: Path) -> LocalRun:
 
     log = KaggleStyleLog(run_dir / "run.log")
     try:
-        papermill.execute_notebook(
-            str(bundle.notebook), str(run_dir / bundle.notebook.name), cwd=str(run_dir),
-            kernel_name="python3", progress_bar=False, log_output=False,
-            stdout_file=log.stream("stdout", sys.stdout), stderr_file=log.stream("stderr", sys.stderr))
+        with _sigint_to_kernel() as interrupted:
+            papermill.execute_notebook(
+                str(bundle.notebook), str(run_dir / bundle.notebook.name), cwd=str(run_dir),
+                kernel_name="python3", progress_bar=False, log_output=False,
+                stdout_file=log.stream("stdout", sys.stdout), stderr_file=log.stream("stderr", sys.stderr))
     except papermill.PapermillExecutionError as exc:
         # As in a Kaggle log, the traceback ends the log, so fetch_logs reads the ending as an error.
         log.write("stderr", _ANSI.sub("", "\n".join(exc.traceback)) + "\n")
+        if interrupted:
+            return LocalRun("interrupted", run_dir, "interrupted (Ctrl-C)")
         return LocalRun("error", run_dir, _cell_error(bundle.notebook, exc))
     except Exception as exc:  # the kernel died or could not start: still a clean report
         log.write("stderr", f"{type(exc).__name__}: {exc}\n")
@@ -454,6 +468,40 @@ def _execute(bundle: Bundle, run_dir: Path) -> LocalRun:
     finally:
         log.close()
     return LocalRun("ok", run_dir, None)
+
+
+@contextlib.contextmanager
+def _sigint_to_kernel() -> Iterator[list[bool]]:
+    """The first Ctrl-C is passed on to the kernel (which runs in a session of its own); there the
+    run saves a checkpoint and ends its log, and the failing cell ends the notebook. Tearing the
+    kernel down at once, as papermill would, could cut that short; a second Ctrl-C does it."""
+    interrupted: list[bool] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield interrupted
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        if interrupted:
+            raise KeyboardInterrupt
+        interrupted.append(True)
+        _interrupt_kernels()
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield interrupted
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _interrupt_kernels() -> None:
+    """SIGINT to the process group of each Jupyter kernel this process started (as Jupyter's own
+    interrupt does)."""
+    import psutil
+
+    for child in psutil.Process().children():
+        with contextlib.suppress(psutil.Error, OSError):
+            if any("ipykernel" in part for part in child.cmdline()):
+                os.killpg(os.getpgid(child.pid), signal.SIGINT)
 
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
