@@ -208,11 +208,25 @@ def test_bootstrap_cell_unpacks_an_importable_lib(fake_lib: Path, tmp_path: Path
     script = source + "\nimport lib.marker\nprint('VALUE', lib.marker.VALUE, lib.marker.__file__)\n"
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "XDG_CACHE_HOME")}
     done = subprocess.run([sys.executable, "-c", script], cwd=elsewhere, capture_output=True, text=True,
-                          env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"}, timeout=120)
+                          env={**env, "HOME": str(tmp_path / "home")}, timeout=120)
     assert done.returncode == 0, done.stderr
-    assert "VALUE 42" in done.stdout and "victoria-island-lib-" + made.lib_sha256[:12] in done.stdout
+    private = tmp_path / "home" / ".cache" / "victoria-island-signals"
+    unpacked = private / f"lib-{made.lib_sha256[:16]}"
+    assert "VALUE 42" in done.stdout and str(unpacked) in done.stdout
+    assert private.stat().st_mode & 0o777 == 0o700
     assert "installing" not in done.stdout
+    (unpacked / "gymnasium.py").write_text("raise SystemExit('planted module imported')\n")
+    again = subprocess.run([sys.executable, "-c", script + "import gymnasium\n"], cwd=elsewhere,
+                           capture_output=True, text=True, env={**env, "HOME": str(tmp_path / "home")},
+                           timeout=120)
+    assert again.returncode == 0, again.stderr
+    assert not (unpacked / "gymnasium.py").exists(), "a folder that does not match its hashes is replaced"
+    private.chmod(0o755)
+    shared = subprocess.run([sys.executable, "-c", script], cwd=elsewhere, capture_output=True, text=True,
+                            env={**env, "HOME": str(tmp_path / "home")}, timeout=120)
+    assert shared.returncode != 0 and "must belong to you and be private: chmod 700" in shared.stderr
 
 
 def test_oversized_bundle_is_refused(fake_lib: Path, tmp_path: Path) -> None:

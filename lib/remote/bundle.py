@@ -51,9 +51,12 @@ SLUG_PATTERN = re.compile(r"^[a-z0-9][a-z0-9-]{3,48}[a-z0-9]$")
 NOT_SHIPPED = ("remote", "runlog")
 # Tools for building and pushing the notebook, not imported by the run itself.
 NOT_IN_NOTEBOOK = frozenset({"papermill", "ipykernel", "nbformat", "kaggle", "six"})
-# Pure-Python packages whose API the run depends on: replaced when the image has another version.
-# The others (torch above all: Kaggle's is the CUDA build) are installed only when absent.
-EXACT_VERSION = ("stable-baselines3", "gymnasium")
+# The versions the run is known to work with (docs/kaggle.md); the bootstrap accepts the image's
+# gymnasium inside its range. Kaggle's 2026 GPU image: python 3.12, numpy 2.0.2, numba 0.60.0,
+# numba-cuda 0.22.2, torch 2.10, gymnasium 1.3.0, no stable-baselines3.
+SUPPORTED_VERSIONS = {"python": ">=3.10", "numpy": ">=1.26,<3", "numba": ">=0.60", "torch": ">=2.8,<3",
+                      "stable-baselines3": "==2.9.2", "gymnasium": ">=1.0,<1.5"}
+BOOTSTRAP_SOURCE = Path(__file__).with_name("bootstrap.py")
 CREDENTIAL_NAMES = frozenset({"kaggle.json", ".env", "access_token", "access_token.txt",
                               "credentials.json", ".netrc", "id_rsa", "id_ed25519"})
 CREDENTIAL_SUFFIXES = (".env", ".pem", ".key", ".p12")
@@ -72,41 +75,6 @@ CREDENTIAL_PATTERNS = (
     ("an API secret key", re.compile(r"\bsk-(?:proj-|ant-)?[A-Za-z0-9_-]{32,}")),
 )
 
-BOOTSTRAP = '''\
-# Bootstrap written by lib/remote/bundle.py: unpack this run's lib/ (embedded below, xz + base64) and
-# pip-install only the pinned packages this image lacks. Nothing else is cloned or downloaded.
-import base64, hashlib, importlib.metadata, io, lzma, subprocess, sys, tarfile, tempfile
-from pathlib import Path
-
-LIB_SHA256 = {lib_sha256!r}
-SHIPPED = {shipped!r}
-PINS = {pins!r}
-EXACT_VERSION = {exact!r}
-
-def _wanted(name, version):
-    try:
-        have = importlib.metadata.version(name)
-    except importlib.metadata.PackageNotFoundError:
-        return True
-    return name in EXACT_VERSION and have != version
-
-LIB_ARCHIVE = {archive!r}
-tar_bytes = lzma.decompress(base64.b64decode(LIB_ARCHIVE))
-if hashlib.sha256(tar_bytes).hexdigest() != LIB_SHA256:
-    raise RuntimeError("the embedded lib/ archive is corrupt: rebuild the bundle with push_kernel.py")
-lib_root = Path(tempfile.gettempdir()) / f"victoria-island-lib-{{LIB_SHA256[:12]}}"
-with tarfile.open(fileobj=io.BytesIO(tar_bytes)) as tar:
-    tar.extractall(lib_root, **({{"filter": "data"}} if hasattr(tarfile, "data_filter") else {{}}))
-sys.path.insert(0, str(lib_root))
-missing = [f"{{name}}=={{version}}" for name, version in PINS.items() if _wanted(name, version)]
-if missing:
-    print("installing", *missing, flush=True)
-    done = subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", *missing])
-    if done.returncode != 0:
-        raise RuntimeError(f"pip could not install {{missing}}: the kernel needs internet access "
-                           "(enable_internet in kernel-metadata.json, phone-verified account)")
-print(f"lib/ sha256 {{LIB_SHA256[:12]}} unpacked to {{lib_root}}: {{', '.join(SHIPPED)}}", flush=True)
-'''
 
 
 class BundleError(Exception):
@@ -214,10 +182,14 @@ def pinned_requirements(path: Path = REQUIREMENTS) -> dict[str, str]:
 
 
 def _bootstrap_cell(nbformat: Any, tar_bytes: bytes, lib_sha256: str, shipped: list[str]) -> Any:
+    """lib/remote/bootstrap.py with this bundle's constants (the archive, its hashes, the pins)."""
+    with tarfile.open(fileobj=io.BytesIO(tar_bytes)) as tar:
+        files = {m.name: hashlib.sha256(tar.extractfile(m).read()).hexdigest() for m in tar.getmembers()}
     archive = base64.b64encode(lzma.compress(tar_bytes, preset=9)).decode()
-    source = BOOTSTRAP.format(lib_sha256=lib_sha256, shipped=shipped, pins=pinned_requirements(),
-                              exact=EXACT_VERSION,
-                              archive=archive)
+    constants = (f"LIB_SHA256 = {lib_sha256!r}\nSHIPPED = {shipped!r}\nPINS = {pinned_requirements()!r}\n"
+                 f"SUPPORTED = {SUPPORTED_VERSIONS!r}\nFILES = {files!r}\nLIB_ARCHIVE = {archive!r}\n")
+    header = "# Bootstrap written by lib/remote/bundle.py from lib/remote/bootstrap.py.\n"
+    source = header + constants + BOOTSTRAP_SOURCE.read_text().split("\n", 1)[1]
     return nbformat.v4.new_code_cell(source, metadata={"tags": [BOOTSTRAP_TAG]})
 
 

@@ -15,7 +15,9 @@ line, also on errors and interruptions). Why it is shaped this way (docs/trainin
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import platform
 import signal
 import sys
@@ -46,7 +48,7 @@ from lib.rl.evaluate import Evaluation, evaluate, relative_change, report, resul
 from lib.rl.run_config import EVAL_SEED_OFFSET, SANITY_SEED_OFFSET, RunConfig
 from lib.rl.sanity import run_checks
 from lib.rl.vecenv import TrafficVecEnv
-from lib.sim.simulator import pick_backend
+from lib.sim.simulator import cuda_available, pick_backend
 
 REFERENCES = ("webster", "max_pressure")
 
@@ -366,18 +368,40 @@ def device_name(backend: str) -> str:
     return name.decode() if isinstance(name, bytes) else str(name)
 
 
-def versions() -> dict[str, str]:
+def versions() -> dict[str, str | None]:
+    """What this run uses; `image` (when the bundle's bootstrap ran) what the image had before it
+    installed anything, so a run that breaks on a new Kaggle image says which versions changed."""
+    import importlib.metadata
+
     import gymnasium
     import numba
     import stable_baselines3
 
-    return {
+    found: dict[str, Any] = {
         "python": platform.python_version(),
         "numpy": np.__version__,
         "numba": numba.__version__,
         "torch": torch.__version__,
         "stable_baselines3": stable_baselines3.__version__,
         "gymnasium": gymnasium.__version__,
+        "cuda_driver": _cuda_driver(),
     }
+    try:
+        found["numba_cuda"] = importlib.metadata.version("numba-cuda")
+    except importlib.metadata.PackageNotFoundError:
+        found["numba_cuda"] = None
+    with contextlib.suppress(ValueError):
+        found["image"] = json.loads(os.environ.get("SIGNALS_IMAGE_VERSIONS") or "null") or None
+    return found
+
+
+def _cuda_driver() -> str | None:
+    """The CUDA driver version ("12.8"), None without a usable GPU."""
+    if not cuda_available():
+        return None
+    from numba import cuda
+
+    major, minor = cuda.cudadrv.driver.driver.get_version()
+    return f"{major}.{minor}"
 
 
