@@ -613,3 +613,29 @@ def test_a_resumed_local_run_keeps_the_earlier_log_and_waits_for_the_lock(tmp_pa
     assert (run_dir / "run.log").read_text() == "[]", "a refused resume changes nothing"
     assert run_local(made, run_dir, resume=True).status == "error"  # the notebook does not exist
     assert (run_dir / "run.1.log").read_text() == "[]" and (run_dir / "run.log").read_text() != "[]"
+
+
+def test_fetch_logs_names_an_unknown_status(kaggle_env, tmp_path, capsys) -> None:
+    import fetch_logs
+
+    kaggle_env.add_kernel(REF, statuses=["HIBERNATING"], outputs={"run.log": b"[]"})
+    assert fetch_logs.main([REF + "/1", "--runs-dir", str(tmp_path / "runs"), "--json"]) == 1
+    notes = json.loads(capsys.readouterr().out)["notes"]
+    assert any("status 'HIBERNATING', which this tool does not know" in n for n in notes)
+
+
+def test_a_lost_push_reply_with_unreadable_versions_says_a_version_may_exist(kaggle_env, bundle_dir,
+                                                                             monkeypatch) -> None:
+    looks = iter([lambda: 0, lambda: (_ for _ in ()).throw(KaggleError("HTTP 503"))])
+    monkeypatch.setattr(kaggle_io, "latest_version", lambda ref, api=None: next(looks)())
+    kaggle_env.misbehave("SaveKernel", "drop")
+    with pytest.raises(KaggleError, match="reply was lost .* a new version may exist"):
+        kaggle_io.push(bundle_dir)
+    assert len(kaggle_env.calls("SaveKernel")) == 1
+
+
+def test_a_push_whose_version_cannot_be_read_first_sends_nothing(kaggle_env, bundle_dir) -> None:
+    kaggle_env.misbehave("GetKernel", "garbage", times=99)
+    with pytest.raises(KaggleError, match="could not read the kernel's latest version"):
+        kaggle_io.push(bundle_dir)
+    assert kaggle_env.calls("SaveKernel") == []

@@ -180,7 +180,12 @@ def push(folder: Path, timeout_s: int | None = None, accelerator: str | None = N
     before = latest_version(ref, api)
 
     def landed() -> PushResult | None:
-        now = latest_version(ref, api)
+        try:
+            now = latest_version(ref, api)
+        except KaggleError as exc:
+            raise KaggleError(f"the push's reply was lost and the kernel's versions cannot be read now "
+                              f"({exc}): a new version may exist; check https://www.kaggle.com/code/{ref} "
+                              "before pushing again.") from exc
         if now <= before:
             return None
         return PushResult(ref, now, f"https://www.kaggle.com/code/{ref}", tuple(range(before + 1, now + 1)))
