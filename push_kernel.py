@@ -5,6 +5,8 @@
     python push_kernel.py --steps 5000 --env.reward queue --env.sim.order 2
     python push_kernel.py --steps 5000 --wait     # push, poll until done, download, analyse
     python push_kernel.py --dry-run -p seed 3     # write the bundle to build/<slug>/, push nothing
+    python push_kernel.py --sweep seed=0,1,2 --sweep env.demand_scale=0.6,1.0,1.4 --steps 20000
+                                                  # 9 sessions, 2 at a time; run again to push more
 
 Every setting of the run is an option, named by its dotted path in RunConfig (lib/rl/run_config.py):
 `--steps`, `--env.decision-interval`, `--env.sim.min-green-s`, ... (`-p NAME VALUE` takes the
@@ -23,11 +25,10 @@ import json
 import math
 import sys
 import time
-import typing
 from pathlib import Path
 from typing import Any
 
-from lib.config import Setting, settings
+from lib.remote import sweep as sweep_mod
 from lib.remote.bundle import (
     REPO_ROOT,
     Bundle,
@@ -45,11 +46,14 @@ from lib.remote.kaggle_api import (
     configured_username,
     download_output,
     has_credentials,
+    kernel_status,
     push,
     record_push,
     username,
     wait_for_completion,
 )
+from lib.remote.settings import run_options, setting_name, typed
+from lib.remote.sweep import DEFAULT_MAX_CONCURRENT, SweepError
 from lib.runlog.analysis import analyse_path
 from lib.runlog.reader import find_log
 from lib.runlog.report import render_text, write_outputs
@@ -63,9 +67,6 @@ RETIRED = {"NvidiaTeslaP100": "Kaggle has retired the P100 and runs such request
 # Kaggle ends a session after 12 h at most; --wait allows that (or --timeout) plus the queue.
 KAGGLE_MAX_SESSION_S = 12 * 3600
 WAIT_MARGIN_S = 1800
-# Not options: the notebook sets its own output folder (Kaggle's working directory); `resume` is
-# --resume RUN_ID, which also names the run to continue.
-NOT_OPTIONS = ("output_dir", "resume")
 RULE = "=" * 78
 
 
@@ -99,6 +100,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="push although lib/ has uncommitted or untracked files (untracked ones are "
                              "left out of the bundle and listed)")
     parser.add_argument("--dry-run", action="store_true", help="write the bundle, push or run nothing")
+    sweep = parser.add_argument_group("sweeps (one run per combination; docs/kaggle.md)")
+    sweep.add_argument("--sweep", action="append", default=[], metavar="NAME=V1,V2",
+                       help="sweep a setting over these values (repeat for a grid: the cartesian product)")
+    sweep.add_argument("--sweep-name", default=None,
+                       help="name of the sweep (default: the swept settings and a hash of all the settings)")
+    sweep.add_argument("--max-concurrent", type=_positive, default=DEFAULT_MAX_CONCURRENT,
+                       help=f"Kaggle sessions queued or running at once (default {DEFAULT_MAX_CONCURRENT}: "
+                            "a free account's assumed limit)")
+    sweep.add_argument("--jobs", type=_positive, default=1, help="runs at once with --target local")
     parser.add_argument("--runs-dir", type=Path, default=REPO_ROOT / "runs",
                         help="where runs and last_push.json live (default: ./runs of the repository)")
     parser.add_argument("--build-dir", type=Path, default=REPO_ROOT / "build",
@@ -112,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
         return _run(args)
-    except (BundleError, KaggleError) as exc:
+    except (BundleError, KaggleError, SweepError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return getattr(exc, "exit_code", 1)
     except KeyboardInterrupt:
@@ -124,8 +134,10 @@ def main(argv: list[str] | None = None) -> int:
 def _run(args: argparse.Namespace) -> int:
     target = _target(args)
     accelerator = _accelerator(args.accelerator)
+    if args.sweep:
+        return _sweep(args, target, accelerator)
     check_ref("OWNER/" + args.slug.split("/")[-1])  # before the slug goes into a default run_id
-    run_settings = _settings(args)
+    run_settings = _run_settings(args)
     check_run_settings(run_settings)
     params = resolve_parameters({"config": run_settings})
     ref = _ref(args.slug, target == "kaggle" and not args.dry_run)
@@ -144,9 +156,9 @@ def _target(args: argparse.Namespace) -> str:
     """Where the run goes; --resume is local only, Kaggle needs credentials (usage errors: 2)."""
     target = args.target
     if args.resume is not None:
-        if target == "kaggle":
-            raise BundleError("--resume continues a local run; resuming on Kaggle is not supported "
-                              "(push a new run instead).", exit_code=2)
+        if target == "kaggle" or args.sweep:
+            raise BundleError("--resume continues one local run; resuming on Kaggle or a sweep is not "
+                              "supported (push a new run instead).", exit_code=2)
         return "local"
     if target == "auto":
         target = "kaggle" if has_credentials() else "local"
@@ -155,20 +167,10 @@ def _target(args: argparse.Namespace) -> str:
     return target
 
 
-def run_options() -> dict[str, Setting]:
-    """RunConfig's settings by dotted name, each one an option of this script."""
-    from lib.rl.run_config import RunConfig
-
-    return {name: s for name, s in settings(RunConfig).items() if name not in NOT_OPTIONS}
-
-
-def _settings(args: argparse.Namespace) -> dict[str, Any]:
-    """The run settings given on the command line (options, then -p), values typed per field."""
-    known = run_options()
-    given = {key.removeprefix("setting:"): value for key, value in vars(args).items()
-             if key.startswith("setting:") and value is not None}
-    given.update((name.replace("-", "_"), value) for name, value in args.param)
-    chosen = {name: _typed(value, known.get(name)) for name, value in given.items()}
+def _run_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """The settings of one run: the command line's, a time-stamped run_id unless given, and with
+    --resume the settings the run saved underneath."""
+    chosen = _settings(args)
     if args.resume is not None:
         return {**_resumed_settings(args.runs_dir, args.resume), **chosen, "run_id": args.resume,
                 "resume": True}
@@ -199,21 +201,77 @@ def _lookup(nested: dict[str, Any], dotted: str) -> Any:
     return nested
 
 
-def _typed(text: str, setting: Setting | None) -> Any:
-    """A command-line value for a setting: text for text fields, else JSON (lists as tuples)."""
-    if setting is not None and _is_text(setting.annotation):
-        return text
-    value = _value(text)
-    return tuple(value) if isinstance(value, list) else value
+def _settings(args: argparse.Namespace) -> dict[str, Any]:
+    """The run settings given on the command line (options, then -p), values typed per field."""
+    known = run_options()
+    given = {key.removeprefix("setting:"): value for key, value in vars(args).items()
+             if key.startswith("setting:") and value is not None}
+    given.update((setting_name(name), value) for name, value in args.param)
+    return {name: typed(value, known.get(name)) for name, value in given.items()}
 
 
-def _is_text(annotation: Any) -> bool:
-    args = typing.get_args(annotation)
-    if annotation is str:
-        return True
-    if typing.get_origin(annotation) is typing.Literal:
-        return all(isinstance(a, str) for a in args)
-    return bool(args) and all(a is str or a is type(None) for a in args) and str in args
+def _sweep(args: argparse.Namespace, target: str, accelerator: str | None) -> int:
+    """Plan or continue a sweep: check every combination, then push the next ones (Kaggle) or run
+    the pending ones (here), and record each state in the sweep's manifest."""
+    base = _settings(args)
+    if "run_id" in base:
+        raise SweepError("a sweep names each run after its combination: leave --run-id out")
+    plan = sweep_mod.plan(args.runs_dir, sweep_mod.parse_grid(args.sweep), base, target, args.sweep_name)
+    for c in plan.combinations:
+        check_run_settings(plan.settings_of(c))
+    hours = sum(sweep_mod.estimate_seconds(plan.settings_of(c)) for c in plan.combinations) / 3600
+    shape = " x ".join(str(len(values)) for values in plan.grid.values())
+    print(f"sweep {plan.name}: {len(plan.combinations)} runs ({shape} of {', '.join(plan.grid)}) on "
+          f"{target}, about {hours:.1f} session hours (a rough estimate, docs/kaggle.md); manifest "
+          f"{plan.folder / sweep_mod.MANIFEST}", flush=True)
+    if args.dry_run:
+        for c in plan.combinations:
+            build_bundle(resolve_parameters({"config": plan.settings_of(c)}), args.build_dir / c.slug,
+                         _ref(c.slug, False), accelerator)
+        print(f"dry run: {len(plan.combinations)} bundles in {args.build_dir}/, nothing pushed or run")
+        return 0
+    plan.save()
+    if target == "local":
+        return _sweep_here(plan, args)
+    return _sweep_kaggle(plan, args, accelerator)
+
+
+def _sweep_here(plan: sweep_mod.Sweep, args: argparse.Namespace) -> int:
+    def command(c: sweep_mod.Combination) -> list[str]:
+        return [sys.executable, str(Path(__file__).resolve()), "--target", "local", "--slug", c.slug,
+                "--runs-dir", str(plan.folder), "--build-dir", str(args.build_dir),
+                *sweep_mod.option_args(plan.settings_of(c))]
+
+    print(f"running {len(plan.with_state('pending', 'error'))} combinations HERE, {args.jobs} at a time",
+          flush=True)
+    def report(c: sweep_mod.Combination) -> None:
+        print(f"  {c.slug}: {c.state} {c.message or ''}".rstrip(), flush=True)
+
+    sweep_mod.run_here(plan, command, args.jobs, on_done=report)
+    print(sweep_mod.status_table(plan))
+    print(f"next: python fetch_logs.py --sweep {plan.name}")
+    return 0 if not plan.with_state("error") else 1
+
+
+def _sweep_kaggle(plan: sweep_mod.Sweep, args: argparse.Namespace, accelerator: str | None) -> int:
+    def push_one(c: sweep_mod.Combination) -> tuple[str, int | None]:
+        ref = _ref(c.slug, True)
+        bundle = build_bundle(resolve_parameters({"config": plan.settings_of(c)}), args.build_dir / c.slug,
+                              ref, accelerator, require_clean=not args.allow_dirty)
+        result = push(bundle.folder, args.timeout, accelerator)
+        print(f"  pushed {result.ref} version {result.version}: {result.url}", flush=True)
+        return result.ref, result.version
+
+    sweep_mod.refresh(plan, kernel_status)
+    pushed = sweep_mod.push_next(plan, push_one, args.max_concurrent)
+    plan.save()
+    print(sweep_mod.status_table(plan))
+    pending = len(plan.with_state("pending"))
+    print(f"pushed {len(pushed)} now; {pending} pending"
+          + (" (run this command again to push the next ones)" if pending else "")
+          + f"; results: python fetch_logs.py --sweep {plan.name}")
+    failed = [c for c in plan.with_state("pending") if (c.message or "").startswith("push failed")]
+    return 1 if failed else 0
 
 
 def _poll_interval(text: str) -> float:
@@ -244,13 +302,6 @@ def _positive(text: str) -> int:
     if value <= 0:
         raise argparse.ArgumentTypeError(f"must be a positive whole number of seconds, got {text!r}")
     return value
-
-
-def _value(text: str) -> Any:
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError:
-        return text
 
 
 def _accelerator(name: str) -> str | None:

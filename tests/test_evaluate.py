@@ -7,9 +7,9 @@ import pytest
 from matplotlib.figure import Figure
 
 from lib.rl import plots
-from lib.rl.controllers import Actuated, WebsterFixedTime
-from lib.rl.env import SignalBatch
-from lib.rl.evaluate import Evaluation, evaluate, relative_change, results_markdown
+from lib.rl.controllers import Actuated, FixedTime, FixedTimePlan
+from lib.rl.env import EnvConfig, SignalBatch
+from lib.rl.evaluate import Evaluation, evaluate, evaluate_controller, relative_change, results_markdown
 from lib.rl.train import RunResult
 from lib.rl.vecenv import TrafficVecEnv
 from lib.sim.network import load_network
@@ -24,14 +24,25 @@ def vec():
     env.close()
 
 
+PLAN = FixedTimePlan(((30.0, 30.0),) * 3, (0.0, 0.0, 0.0))
+
+
+def fixed(step=15.0):
+    return FixedTime(PLAN, control_step_s=step)
+
+
+def actuated():
+    return Actuated(control_step_s=15.0)
+
+
 def _run(env, controller, seed=7):
     return evaluate(controller.name, controller.act, env, seed, reset=controller.reset, progress_bar=False)
 
 
 def test_every_controller_faces_the_same_arrivals_and_results_repeat(vec):
-    first = _run(vec, WebsterFixedTime())
-    again = _run(vec, WebsterFixedTime())
-    other = _run(vec, Actuated())
+    first = _run(vec, fixed())
+    again = _run(vec, fixed())
+    other = _run(vec, actuated())
     assert first.episodes == again.episodes
     entered = [e["entered_veh"] for e in first.episodes]
     assert entered == [e["entered_veh"] for e in other.episodes]
@@ -40,7 +51,7 @@ def test_every_controller_faces_the_same_arrivals_and_results_repeat(vec):
 
 
 def test_metrics_are_those_of_the_final_step(vec):
-    controller = Actuated()
+    controller = actuated()
     result = _run(vec, controller, seed=11)
     vec.seed(11)
     vec.reset()
@@ -55,6 +66,7 @@ def test_metrics_are_those_of_the_final_step(vec):
         assert episode["throughput_veh"] == pytest.approx(info["exited"])
         assert episode["mean_queue_veh"] == pytest.approx(info["mean_queue_veh"])
         assert episode["mean_reward"] == pytest.approx(ret, rel=1e-5)
+        assert episode["switches"] == info["switches"]
     assert result.link_speed_mps.shape == (vec.network.n_links,)
     assert np.all(result.link_density_vpm >= 0) and result.link_density_vpm.max() > 0
 
@@ -68,19 +80,61 @@ def test_an_episode_that_never_ends_raises_instead_of_hanging(vec, monkeypatch):
 
     monkeypatch.setattr(SignalBatch, "step", never_truncates)
     with pytest.raises(RuntimeError, match="did not end"):
-        _run(vec, Actuated())
+        _run(vec, actuated())
 
 
 def test_progress_events_name_the_controller(vec, pool_events):
-    _run(vec, Actuated())
+    _run(vec, actuated())
     progress = pool_events("eval_progress")
     assert progress and all(r["controller"] == "actuated" for r in progress)
     assert progress[-1]["episode"] == progress[-1]["episodes"] == 3
 
 
+def test_a_classic_controller_runs_at_its_own_step_on_the_pooled_build(pool_events):
+    config = EnvConfig(backend="cpu", episode_seconds=150.0, decision_interval=15.0, demand_scale=3.0)
+    result = evaluate_controller(fixed(step=1.0), config, [5, 9], sample_s=15.0)
+    assert [e["seed"] for e in result.episodes] == [5, 9]
+    assert result.episodes[0]["switches"] >= 4  # 30 s phases over 150 s, realised at 1 s
+    assert len(pool_events("network_build")) == 1
+    with pytest.raises(ValueError, match="decision_interval=1.0"):
+        _run(TrafficVecEnv(1, config), fixed(step=1.0))
+
+
+def test_entry_queue_is_sampled_on_the_common_clock():
+    """The same controller sampled every 15 s and every 30 s: the maximum over fewer samples can
+    only be lower or equal; the rest of the episode is the same."""
+    vec = TrafficVecEnv(2, backend="cpu", episode_seconds=150.0, demand_scale=4.0)
+    controller = actuated()
+    every = evaluate("a", controller.act, vec, 3, reset=controller.reset, progress_bar=False)
+    sparse = evaluate("a", controller.act, vec, 3, reset=controller.reset, progress_bar=False, sample_s=30.0)
+    for e, s in zip(every.episodes, sparse.episodes, strict=True):
+        assert s["max_entry_queue_veh"] <= e["max_entry_queue_veh"]
+        assert e["mean_delay_s"] == s["mean_delay_s"]
+    assert max(e["max_entry_queue_veh"] for e in every.episodes) > 0
+    with pytest.raises(ValueError, match="multiple"):
+        evaluate("a", controller.act, vec, 3, reset=controller.reset, progress_bar=False, sample_s=20.0)
+    vec.close()
+
+
 RESULTS = {
-    "dqn": {"mean_delay_s": 30.0, "throughput_veh": 110.0, "mean_queue_veh": 5.0, "mean_reward": -2.0},
-    "webster": {"mean_delay_s": 40.0, "throughput_veh": 100.0, "mean_queue_veh": 10.0, "mean_reward": -4.0},
+    "dqn": {
+        "mean_delay_s": 30.0,
+        "throughput_veh": 110.0,
+        "mean_queue_veh": 5.0,
+        "mean_reward": -2.0,
+        "mean_entry_queue_veh": 1.0,
+        "max_entry_queue_veh": 2.0,
+        "switches": 10.0,
+    },
+    "webster": {
+        "mean_delay_s": 40.0,
+        "throughput_veh": 100.0,
+        "mean_queue_veh": 10.0,
+        "mean_reward": -4.0,
+        "mean_entry_queue_veh": 2.0,
+        "max_entry_queue_veh": 4.0,
+        "switches": 10.0,
+    },
 }
 for _r in RESULTS.values():
     _r.update({f"{k}_std": 1.0 for k in list(_r)}, episodes=5)
@@ -92,13 +146,13 @@ def test_relative_change_and_table():
     assert change["throughput_veh"] == pytest.approx(0.10)
     assert change["mean_reward"] == pytest.approx(0.5)
     table = results_markdown(RESULTS, "dqn", ("webster", "max_pressure"))
-    assert "| webster | -25.0% | +10.0% | -50.0% | +50.0% |" in table
+    assert "| webster | -25.0% | +10.0% | -50.0% | -50.0% | +0.0% | -50.0% | +50.0% |" in table
     assert "30.00 ± 1.00" in table and "max_pressure |" not in table
 
 
 def test_summary_spread_is_the_sample_std():
     episodes = [
-        {"mean_delay_s": d, "throughput_veh": 1.0, "mean_queue_veh": 0.0, "mean_reward": 0.0} for d in (1, 3)
+        dict.fromkeys(RESULTS["dqn"], 0.0) | {"mean_delay_s": d, "throughput_veh": 1.0} for d in (1, 3)
     ]
     summary = Evaluation("x", episodes, np.zeros(1), np.zeros(1)).summary()
     assert summary["mean_delay_s"] == 2.0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import nbformat
@@ -83,6 +84,7 @@ def test_notebook_runs_with_papermill_on_tiny_parameters(path: Path, tmp_path: P
     assert not [o for o in outputs if o.output_type == "error"]
     if path == TRAIN:
         assert sum("image/png" in o.get("data", {}) for o in outputs) >= 3
+        assert_reads_as_a_report(outputs)
         log = json.loads((tmp_path / "run" / "run.log").read_text())
         events = [e for e in (parse_line(r["data"]) for r in log if r["stream_name"] == "stdout") if e]
         assert events[0]["event"] == "run_start" and events[0]["run_id"] == "tiny"
@@ -90,3 +92,16 @@ def test_notebook_runs_with_papermill_on_tiny_parameters(path: Path, tmp_path: P
         assert any("OpenStreetMap contributors, ODbL" in r["data"] for r in log)
         results = json.loads((tmp_path / "run" / "results.json").read_text())
         assert results["steps"] == 128 and "webster" in results["results"]
+
+
+def assert_reads_as_a_report(outputs: list) -> None:
+    """The executed notebook is for a person: no event lines or progress-bar fragments in its visible
+    outputs (the log keeps them), results as Markdown tables, the attribution below the map."""
+    texts = [o.get("text", "") for o in outputs if o.output_type == "stream"]
+    texts += [str(v) for o in outputs for k, v in o.get("data", {}).items() if k.startswith("text/")]
+    shown = "\n".join(texts)
+    assert "[event]" not in shown
+    assert not re.search(r"\d+/\d+ \[|it/s|step/s|\r", shown), "a progress bar reached the notebook"
+    markdown = [o["data"]["text/markdown"] for o in outputs if "text/markdown" in o.get("data", {})]
+    assert any(line.startswith("| controller |") for m in markdown for line in m.splitlines())
+    assert "OpenStreetMap contributors, ODbL" in shown

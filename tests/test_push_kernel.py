@@ -306,6 +306,7 @@ def test_target_local_runs_here_even_with_credentials(kaggle_stub, tmp_path: Pat
     assert "LOCAL RUN (--target local)" in done.stdout
     assert "LOCAL RUN finished (ran here, not on Kaggle)" in done.stdout
     assert '"event": "run_end"' in done.stdout
+    assert "without encryption" not in done.stdout + done.stderr  # the local kernel talks over IPC
     run_dir = tmp_path / "runs" / "local-tiny"
     for name in ("run.log", "results.json", "victoria-island-signals.ipynb", "model.zip"):
         assert (run_dir / name).is_file(), name

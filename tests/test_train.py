@@ -8,8 +8,10 @@ import signal
 import warnings
 
 import pytest
+from stable_baselines3 import DQN
 
 from lib.config import ConfigError
+from lib.obs.warn import LIB_DIR as LIB
 from lib.obs.warn import capture_warnings, numba_performance_warnings
 from lib.rl.callbacks import ProgressCallback
 from lib.rl.train import RunConfig, RunFailed, run
@@ -60,7 +62,8 @@ def test_a_300_step_dqn_run_learns_builds_once_and_writes_everything(tmp_path, p
         assert {"mean_delay_s", "throughput_veh", "mean_queue_veh", "mean_reward", "mean_delay_s_std"} <= set(
             metrics
         )
-    assert set(saved["relative_change"]) == {"webster", "max_pressure"}
+    assert set(saved["relative_change"]) == CONTROLLERS - {"dqn"}  # untuned here: no fixed_time plan
+    assert any(r["category"] == "UntunedBaselines" for r in pool_events("warning"))
     n_links = len(saved["link_names"])
     assert (
         len(result.link_metrics["mean_speed_mps"]) == len(result.link_metrics["mean_density_vpm"]) == n_links
@@ -144,7 +147,19 @@ def test_strict_config_names_the_closest_key_and_refuses_a_run_that_cannot_learn
         RunConfig.from_dict({"env.sim.ordr": 2})
     with pytest.raises(ConfigError, match="DQN needs a Discrete action space"):
         RunConfig.from_dict({"env.action_mode": "multibinary"})
-    assert RunConfig().learning_starts < RunConfig().steps
+    assert RunConfig().warmup_steps() < RunConfig().steps
+
+
+def test_a_tiny_budget_shrinks_the_default_warm_up_with_a_warning(tmp_path, pool_events):
+    """`--steps 10` works when learning_starts was left unset; set explicitly, it is still refused."""
+    result = run(RunConfig(**{**SMALL, "steps": 10, "eval_episodes": 1}, output_dir=str(tmp_path)))
+    assert result.status == "ok" and result.updates > 0
+    [shrunk] = [w for w in pool_events("warning") if w["category"] == "learning_starts"]
+    assert "shrunk from 100 to 8" in shrunk["message"]
+    with pytest.raises(ConfigError, match="learning_starts \\(10\\) >= steps \\(10\\)"):
+        RunConfig(steps=10, learning_starts=10)
+    with pytest.raises(ConfigError, match="more than steps \\(3\\).*lower train_freq or n_envs"):
+        RunConfig(steps=3, n_envs=4)
 
 
 def test_repeated_warnings_become_one_event_each_plus_a_count(pool_events):
@@ -165,12 +180,23 @@ def test_repeated_warnings_become_one_event_each_plus_a_count(pool_events):
     assert final == {"NumbaPerformanceWarning": 40, "UserWarning": 2}
 
 
+def test_third_party_deprecations_are_dropped_but_ours_are_reported(pool_events):
+    with capture_warnings():
+        warnings.warn_explicit("datetime.datetime.utcnow() is deprecated", DeprecationWarning,
+                               "/site-packages/jupyter_client/session.py", 1)
+        warnings.warn_explicit("old call", DeprecationWarning, str(LIB / "rl" / "env.py"), 1)
+        warnings.warn_explicit("not a deprecation", UserWarning, "/site-packages/other.py", 1)
+    reported = [(r["category"], r["message"]) for r in pool_events("warning") if not r.get("final")]
+    assert reported == [("DeprecationWarning", "old call"), ("UserWarning", "not a deprecation")]
+
+
 @pytest.mark.parametrize(
     ("changes", "message"),
     [
         ({"gradient_steps": 0}, "gradient_steps >= 1"),
         ({"learning_starts": -5}, "learning_starts >= 0"),
-        ({"train_freq": 200}, "DQN first trains after learning_starts"),
+        ({"train_freq": 200}, "DQN first trains after no warm-up plus train_freq"),
+        ({"train_freq": 200, "learning_starts": 10}, "DQN first trains after learning_starts"),
         ({"exploration_fraction": -1.0}, r"exploration_fraction must be in \[0, 1\]"),
         ({"exploration_final_eps": 2.0}, r"exploration_final_eps must be in \[0, 1\]"),
         ({"algorithm": "ppo", "clip_range": -1.0}, "clip_range > 0"),
@@ -183,3 +209,22 @@ def test_repeated_warnings_become_one_event_each_plus_a_count(pool_events):
 def test_settings_that_would_fail_late_or_never_learn_are_rejected(changes, message):
     with pytest.raises(ConfigError, match=message):
         RunConfig(**{**SMALL, **changes})
+
+
+def test_the_model_kept_is_the_best_on_the_validation_seeds(tmp_path, pool_events, monkeypatch):
+    """Validation delays made up to fall then rise: the model of the lowest one is evaluated."""
+    scores = iter([50.0, 40.0, 45.0])
+    monkeypatch.setattr("lib.rl.train.validation_delay", lambda model, env, seeds: next(scores))
+    result = run(
+        RunConfig(**SMALL, validation_every=100, baselines=False, output_dir=str(tmp_path))
+    )
+    checks = pool_events("validation")
+    assert [(r["steps"], r["best"]) for r in checks] == [(100, True), (200, True), (300, False)]
+    assert result.model_path == tmp_path / "best_model.zip" and result.validation[1] == (200, 40.0)
+    assert DQN.load(result.model_path).num_timesteps == 200
+    saved = json.loads((tmp_path / "results.json").read_text())
+    assert saved["model"].endswith("best_model.zip") and "webster" not in saved["results"]
+    assert "baselines" not in [r["phase"] for r in pool_events("phase_start")]
+    assert len(pool_events("network_build")) == 1
+    with pytest.raises(ConfigError, match="validation_every"):
+        RunConfig(**SMALL, validation_every=-1)

@@ -9,6 +9,10 @@ category with the total count, so the log says what happened and how often in a 
 `NumbaPerformanceWarning` lives in `numba.cuda.core.errors` in the numba-cuda package (Kaggle's
 image) and in `numba.core.errors` in numba's built-in CUDA target (this venv); the two are
 different classes, so both are looked up and named the same way.
+
+Deprecation warnings raised by other packages' code (Python 3.12's `datetime.utcnow` notice from
+jupyter_client was counted 93 times in one Kaggle run) say nothing about the run: they are
+dropped, not reported. Those raised from lib/ itself are reported like any other.
 """
 
 from __future__ import annotations
@@ -19,11 +23,24 @@ from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from lib.obs.events import emit
 
 _NUMBA_WARNING_MODULES = ("numba.cuda.core.errors", "numba.core.errors")
+LIB_DIR = Path(__file__).resolve().parents[1]
+QUIET_ELSEWHERE = (DeprecationWarning, PendingDeprecationWarning)
+
+
+def says_nothing_about_the_run(category: type[Warning], filename: str) -> bool:
+    """A deprecation notice from another package's code (not from lib/)."""
+    if not issubclass(category, QUIET_ELSEWHERE):
+        return False
+    try:
+        return not Path(filename).resolve().is_relative_to(LIB_DIR)
+    except (OSError, ValueError):
+        return True
 
 
 def numba_performance_warnings() -> tuple[type[Warning], ...]:
@@ -71,8 +88,9 @@ def capture_warnings() -> Iterator[WarningTally]:
     """Route every warning raised inside the block to `warning` events (first + final count)."""
     tally = WarningTally()
 
-    def show(message: Any, category: type[Warning], *_: Any, **__: Any) -> None:
-        tally.record(category, message)
+    def show(message: Any, category: type[Warning], filename: str = "", *_: Any, **__: Any) -> None:
+        if not says_nothing_about_the_run(category, filename):
+            tally.record(category, message)
 
     with warnings.catch_warnings():
         # "always": repeats must reach `show` to be counted; only the first is printed.

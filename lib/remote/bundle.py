@@ -371,6 +371,11 @@ class LocalRun:
     error: str | None
 
 
+# The local kernel talks to papermill over IPC sockets: over TCP without CurveZMQ keys ipykernel
+# prints "Kernel is running over TCP without encryption" into every local run.
+LOCAL_KERNEL = {"KernelManager": {"transport": "ipc"}}
+
+
 def run_local(bundle: Bundle, run_dir: Path, resume: bool = False) -> LocalRun:
     """Execute the bundle notebook here with papermill, cwd = `run_dir` (created, must be new;
     with `resume` it must exist, and its earlier log and notebook are kept as run.<n>.log and
@@ -380,8 +385,8 @@ def run_local(bundle: Bundle, run_dir: Path, resume: bool = False) -> LocalRun:
     itself writes results.json, the model and plots into its output_dir (the cwd). A failing
     cell gives status 'error' and an error naming the cell and the exception; the partial log
     and the executed-so-far notebook are kept. One such call per run_dir at a time (an OS lock).
-    Ctrl-C reaches the kernel too, which saves a checkpoint and ends the log; the log is closed
-    and the KeyboardInterrupt goes on to the caller.
+    A first Ctrl-C is passed on to the kernel, where the run saves a checkpoint and ends its log:
+    status 'interrupted'; a second one raises KeyboardInterrupt here at once.
     """
     from lib.obs.rundir import RunDirBusy, owned
 
@@ -420,13 +425,14 @@ def _keep_earlier(run_dir: Path, notebook_name: str) -> None:
 
 def _execute(bundle: Bundle, run_dir: Path) -> LocalRun:
     import papermill
+    from traitlets.config import Config
 
     log = KaggleStyleLog(run_dir / "run.log")
     try:
         with _sigint_to_kernel() as interrupted:
             papermill.execute_notebook(
                 str(bundle.notebook), str(run_dir / bundle.notebook.name), cwd=str(run_dir),
-                kernel_name="python3", progress_bar=False, log_output=False,
+                kernel_name="python3", progress_bar=False, log_output=False, config=Config(LOCAL_KERNEL),
                 stdout_file=log.stream("stdout", sys.stdout), stderr_file=log.stream("stderr", sys.stderr))
     except papermill.PapermillExecutionError as exc:
         # As in a Kaggle log, the traceback ends the log, so fetch_logs reads the ending as an error.

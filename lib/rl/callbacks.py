@@ -1,15 +1,19 @@
-"""SB3 callbacks of a training run: progress (bar, events, curve) and periodic checkpoints."""
+"""SB3 callbacks of a training run: progress (bar, events, curve), periodic checkpoints and the
+best model on the validation seeds."""
 
 from __future__ import annotations
 
-import sys
+import math
 import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 from stable_baselines3.common.callbacks import BaseCallback
-from tqdm import tqdm
 
 from lib.obs.events import emit
+from lib.obs.progress import progress_bar
 from lib.rl.checkpoints import Checkpoints
 
 # Seconds between `train_progress` events: well inside the 10 s the log format promises.
@@ -30,13 +34,8 @@ class ProgressCallback(BaseCallback):
         self.start_steps = self.model.num_timesteps
         self.started = time.monotonic()
         self.last_emit = self.started
-        self.bar = tqdm(
-            total=self.total,
-            initial=self.start_steps,
-            desc="train",
-            disable=not self.show_bar,
-            file=sys.stderr,
-            unit="step",
+        self.bar = progress_bar(
+            total=self.total, initial=self.start_steps, desc="train", disable=not self.show_bar, unit="step"
         )
 
     def _on_step(self) -> bool:
@@ -93,3 +92,48 @@ class CheckpointCallback(BaseCallback):
             self.store.save(self.model)
             self.next_at = (self.model.num_timesteps // self.every + 1) * self.every
         return True
+
+
+class BestModelCallback(BaseCallback):
+    """Every `every` steps, evaluate the policy on the validation episodes and keep the best.
+
+    Why: a training run's reward peaks and drifts (runs here peaked at 60-65k of 100k steps),
+    so the model reported is the one of lowest mean delay on the validation seeds, never the
+    last one nor one chosen on the evaluation seeds. `validate(model) -> mean delay` runs on a
+    pooled env (no network build); the best is saved to `path` and a `validation` event tells
+    each score."""
+
+    def __init__(self, validate: Callable[[Any], float], every: int, path: Path) -> None:
+        super().__init__()
+        self.validate, self.every, self.path = validate, every, path
+        self.best = math.inf
+        self.scores: list[tuple[int, float]] = []
+
+    def _on_training_start(self) -> None:
+        self.next_at = (self.model.num_timesteps // self.every + 1) * self.every
+
+    def _on_step(self) -> bool:
+        if self.model.num_timesteps >= self.next_at:
+            self.check()
+            self.next_at = (self.model.num_timesteps // self.every + 1) * self.every
+        return True
+
+    def _on_training_end(self) -> None:
+        if not self.scores or self.scores[-1][0] != self.model.num_timesteps:
+            self.check()
+
+    def check(self) -> None:
+        steps = int(self.model.num_timesteps)
+        delay = float(self.validate(self.model))
+        self.scores.append((steps, delay))
+        better = delay < self.best
+        if better:
+            self.best = delay
+            self.model.save(self.path)
+        emit(
+            "validation",
+            steps=steps,
+            mean_delay_s=round(delay, 4),
+            best=better,
+            best_mean_delay_s=round(self.best, 4),
+        )

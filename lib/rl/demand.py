@@ -44,12 +44,18 @@ class EpisodeDemand:
     profile: str
 
 
-def profile_factor(profile: str, t: float | np.ndarray, episode_seconds: float) -> float | np.ndarray:
-    """Multiplier of the base demand at time(s) `t`: 1 for flat; a mid-episode peak of mean 1."""
+def mean_profile_factor(
+    profile: str, t0: float | np.ndarray, t1: float | np.ndarray, episode_seconds: float
+) -> float | np.ndarray:
+    """The profile's exact mean over [t0, t1]: demand held at it for the interval brings the
+    same vehicles as the profile itself, so controllers stepping every 1 s and every 15 s face
+    the same arrivals at every common time (the midpoint value would not)."""
     if profile == "flat":
         return 1.0
     if profile == "peak":
-        return 1.0 - PEAK_AMPLITUDE * np.cos(2.0 * np.pi * np.asarray(t) / episode_seconds)
+        t0, t1 = np.asarray(t0, dtype=np.float64), np.asarray(t1, dtype=np.float64)
+        w = 2.0 * np.pi / episode_seconds
+        return 1.0 - PEAK_AMPLITUDE * (np.sin(w * t1) - np.sin(w * t0)) / (w * (t1 - t0))
     raise ValueError(f"unknown demand profile {profile!r}; use one of {', '.join(PROFILES)}")
 
 

@@ -19,7 +19,7 @@ from gymnasium import spaces
 
 from lib.config import ConfigError, strict_config
 from lib.rl import pool
-from lib.rl.demand import default_demand, draw_episode, profile_factor
+from lib.rl.demand import default_demand, draw_episode, mean_profile_factor
 from lib.rl.reward import Reward, RewardName, row_sum
 from lib.sim.network import DEFAULT_CELL_LENGTH_M, Network
 from lib.sim.simulator import SimConfig, Simulator
@@ -225,8 +225,9 @@ class SignalBatch:
         """Apply switch bits, advance one decision interval; (observations, rewards, truncated)."""
         sim = self.sim
         sim.set_phase(self.decode(bits))
-        middle = (self.steps + 0.5) * self.interval
-        factor = np.where(self.peak, profile_factor("peak", middle, self.config.episode_seconds), 1.0)
+        start = self.steps * self.interval
+        peak = mean_profile_factor("peak", start, start + self.interval, self.config.episode_seconds)
+        factor = np.where(self.peak, peak, 1.0)
         sim.set_demand(self.demand * factor[:, None], self.config.moto_share)
         sim.advance(self.interval)
         self.steps += 1
@@ -267,7 +268,9 @@ class SignalBatch:
         r["phase"] = phase
         r["delay"] = sim.cumulative_delay()
         r["exited"] = sim.cumulative_exited()
-        r["queue"] = row_sum(np.concatenate([state[:, :, 2], sim.queue_lengths()], axis=1))
+        entry = sim.queue_lengths()
+        r["entry_queue"] = row_sum(entry)
+        r["queue"] = row_sum(np.concatenate([state[:, :, 2], entry], axis=1))
         obs = np.zeros((self.n, self.obs_size), dtype=np.float32)
         obs[:, : self._signal_base] = (state * self._scale).reshape(self.n, -1)
         base = self._signal_base + self._phase_offset
@@ -290,6 +293,7 @@ class SignalBatch:
             "mean_queue_veh": self.queue_sum / done,
             "max_queue_veh": self.queue_max,
             "queue_veh": r["queue"],
+            "entry_queue_veh": r["entry_queue"],
             "switches": sim.switches(),
             "ignored_requests": sim.ignored_requests(),
             "sim_time": self.steps * self.interval,

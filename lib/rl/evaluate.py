@@ -9,25 +9,40 @@ hang into an error), and progress shows as a tqdm bar on stderr plus `eval_progr
 least every few seconds.
 
 Per episode the metrics are read from the info of its final step: `mean_delay_s` (delay per
-vehicle entered), `exited` (throughput), `mean_queue_veh`, and the episode's summed reward
-(its return: `mean_reward` is the mean return over episodes). `entered_veh` is kept per episode
-to show that every controller faced the same arrivals.
+vehicle entered), `exited` (throughput), `switches`, `mean_queue_veh`, and the episode's summed
+reward (its return: `mean_reward` is the mean return over episodes; it depends on the decision
+interval, so compare it only between policies of one interval). The entry queue (vehicles the
+network cannot take in yet) is sampled every `sample_s` of simulated time, the same clock for
+every controller whatever its step: `mean_entry_queue_veh`, `max_entry_queue_veh`. `entered_veh`
+is kept per episode to show that every controller faced the same arrivals.
+
+Classic controllers act on their own control step, not the learner's decision interval:
+`evaluate_controller` runs one on a pooled VecEnv deciding every `controller.control_step_s`.
 """
 
 from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from tqdm import tqdm
 
 from lib.obs.events import emit
+from lib.obs.progress import progress_bar as bar_for
+from lib.rl.vecenv import TrafficVecEnv
 
-METRICS = ("mean_delay_s", "throughput_veh", "mean_queue_veh", "mean_reward")
+METRICS = (
+    "mean_delay_s",
+    "throughput_veh",
+    "mean_entry_queue_veh",
+    "max_entry_queue_veh",
+    "switches",
+    "mean_queue_veh",
+    "mean_reward",
+)
 # Seconds between `eval_progress` events: well inside the 10 s the log format promises.
 PROGRESS_EVERY_S = 5.0
 
@@ -68,6 +83,11 @@ class Evaluation:
         return out
 
 
+def policy_actor(model: Any) -> Actor:
+    """An SB3 model as an actor: its deterministic action for the batch of observations."""
+    return lambda obs, env: model.predict(obs, deterministic=True)[0]
+
+
 def horizon_steps(env: Any) -> int:
     """Decisions in one episode of `env` (its horizon over its decision interval, rounded up)."""
     return env.config.horizon
@@ -77,17 +97,25 @@ def evaluate(
     name: str,
     actor: Actor,
     env: Any,
-    seed: int,
+    seed: int | Sequence[int],
     reset: Callable[[Any], None] | None = None,
     progress_bar: bool = True,
+    sample_s: float | None = None,
 ) -> Evaluation:
-    """Run one episode per scenario of the VecEnv `env` (env i seeded `seed + i`) with `actor`.
+    """Run one episode per scenario of the VecEnv `env` with `actor`: scenario i seeded `seed + i`,
+    or `seed[i]` when a sequence is given (paired comparisons repeat episodes across candidates).
 
-    `reset(env)` (a controller's) is called after the environment reset. Raises RuntimeError if
-    an episode has not ended a few steps past its horizon."""
+    `reset(env)` (a controller's) is called after the environment reset. The entry queue is
+    sampled every `sample_s` simulated seconds (default: every decision; it must be a multiple
+    of the decision interval). Raises RuntimeError if an episode has not ended a few steps past
+    its horizon."""
     n = env.num_envs
+    seeds = [seed + i for i in range(n)] if isinstance(seed, (int, np.integer)) else [int(s) for s in seed]
+    if len(seeds) != n:
+        raise ValueError(f"evaluate needs one seed per scenario ({n}), got {len(seeds)}")
+    every = sample_steps(env, sample_s)
     limit = horizon_steps(env) + 2
-    env.seed(seed)
+    env.seed_each(seeds)
     obs = env.reset()
     if reset is not None:
         reset(env)
@@ -96,8 +124,9 @@ def evaluate(
     speed = np.zeros((n, env.network.n_links))
     density = np.zeros((n, env.network.n_links))
     counts = np.zeros((n, 1))
+    entry = EntryQueue(n)
     throttle = Throttle(PROGRESS_EVERY_S)
-    with tqdm(total=limit - 2, desc=f"eval {name}", disable=not progress_bar, leave=False) as bar:
+    with bar_for(total=limit - 2, desc=f"eval {name}", disable=not progress_bar, leave=False) as bar:
         for step in range(limit):
             running = np.array([f is None for f in finals])
             if not running.any():
@@ -116,6 +145,8 @@ def evaluate(
             counts[running] += 1.0
             obs, rewards, dones, infos = env.step(actor(obs, env))
             returns[running] += rewards[running]
+            if (step + 1) % every == 0:
+                entry.sample(running, infos)
             for i in np.flatnonzero(running & dones):
                 finals[i] = infos[i]
             bar.update(1)
@@ -129,14 +160,77 @@ def evaluate(
         {
             "mean_delay_s": float(f["mean_delay_s"]),
             "throughput_veh": float(f["exited"]),
+            "mean_entry_queue_veh": float(entry.mean()[i]),
+            "max_entry_queue_veh": float(entry.peak[i]),
+            "switches": float(f["switches"]),
             "mean_queue_veh": float(f["mean_queue_veh"]),
             "mean_reward": float(r),
             "entered_veh": float(f["entered"]),
-            "seed": seed + i,
+            "seed": seeds[i],
         }
         for i, (f, r) in enumerate(zip(finals, returns, strict=True))
     ]
     return Evaluation(name, episodes, (speed / counts).mean(axis=0), (density / counts).mean(axis=0))
+
+
+def sample_steps(env: Any, sample_s: float | None) -> int:
+    """Decisions between two entry-queue samples; `sample_s` must be a multiple of the interval."""
+    interval = float(env.config.decision_interval)
+    if sample_s is None:
+        return 1
+    steps = round(sample_s / interval)
+    if steps < 1 or not math.isclose(steps * interval, sample_s):
+        raise ValueError(
+            f"sample_s ({sample_s}) must be a positive multiple of the decision interval ({interval})"
+        )
+    return steps
+
+
+@dataclass
+class EntryQueue:
+    """Running mean and maximum of each scenario's entry queue over its samples."""
+
+    n: int
+    total: np.ndarray = field(init=False)
+    peak: np.ndarray = field(init=False)
+    count: np.ndarray = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.total, self.peak, self.count = np.zeros(self.n), np.zeros(self.n), np.zeros(self.n)
+
+    def sample(self, running: np.ndarray, infos: Sequence[dict[str, Any]]) -> None:
+        queue = np.array([info["entry_queue_veh"] for info in infos])
+        self.total[running] += queue[running]
+        self.count[running] += 1
+        self.peak[running] = np.maximum(self.peak[running], queue[running])
+
+    def mean(self) -> np.ndarray:
+        return self.total / np.maximum(self.count, 1)
+
+
+def evaluate_controller(
+    controller: Any,
+    config: Any,
+    seeds: Sequence[int],
+    sample_s: float,
+    progress_bar: bool = False,
+) -> Evaluation:
+    """A classic controller on `seeds` (one scenario each) of the env `config`, deciding every
+    `controller.control_step_s` on a pooled VecEnv (no network build), entry queue sampled every
+    `sample_s` (the learner's decision interval, so both sides are sampled alike)."""
+    env = TrafficVecEnv(len(seeds), config.replace(decision_interval=controller.control_step_s))
+    try:
+        return evaluate(
+            controller.name,
+            controller.act,
+            env,
+            seeds,
+            reset=controller.reset,
+            progress_bar=progress_bar,
+            sample_s=sample_s,
+        )
+    finally:
+        env.close()
 
 
 def report(evaluation: Evaluation) -> dict[str, float]:
@@ -155,15 +249,28 @@ def relative_change(results: dict[str, dict[str, float]], policy: str, reference
     return out
 
 
+LABELS = {
+    "mean_delay_s": "mean delay (s/veh)",
+    "throughput_veh": "throughput (veh)",
+    "mean_entry_queue_veh": "mean entry queue (veh)",
+    "max_entry_queue_veh": "max entry queue (veh)",
+    "switches": "switches",
+    "mean_queue_veh": "mean queue (veh)",
+    "mean_reward": "reward",
+}
+
+
 def results_markdown(results: dict[str, dict[str, float]], policy: str, references: tuple[str, ...]) -> str:
     """A table (mean ± sample std over the evaluation episodes) and the policy's relative changes."""
-    header = "| controller | episodes | mean delay (s/veh) | throughput (veh) | mean queue (veh) | reward |"
-    lines = [header, "| --- | --- | --- | --- | --- | --- |"]
+    lines = [
+        "| controller | episodes | " + " | ".join(LABELS[k] for k in METRICS) + " |",
+        "| --- " * (len(METRICS) + 2) + "|",
+    ]
     for name, r in results.items():
         cells = [f"{r[k]:.2f} ± {r[k + '_std']:.2f}" for k in METRICS]
         lines.append(f"| {name} | {int(r['episodes'])} | " + " | ".join(cells) + " |")
     lines += ["", f"Relative change of `{policy}` (negative delay and queue are better):", ""]
-    lines += ["| vs | delay | throughput | queue | reward |", "| --- | --- | --- | --- | --- |"]
+    lines += ["| vs | " + " | ".join(LABELS[k] for k in METRICS) + " |", "| --- " * (len(METRICS) + 1) + "|"]
     for ref in references:
         if ref in results and ref != policy:
             change = relative_change(results, policy, ref)

@@ -26,20 +26,30 @@ PANELS = (
 )
 
 
+def run_title(result: Any, what: str) -> str:
+    """`what`, the run id and its training steps: every figure says which run it shows."""
+    run_id, steps = getattr(result, "run_id", "") or "?", getattr(result, "steps", 0)
+    return f"{what}: run {run_id}, {steps:,} training steps"
+
+
 def training_curve(result: Any) -> Figure:
-    """Episode return (mean of the last episodes) against environment steps."""
+    """Episode return (mean of the last episodes) against environment steps; a run too short for a
+    curve (fewer than two training episodes ended) says so instead of drawing an empty frame."""
     fig = Figure(figsize=(6, 3.5))
     ax = fig.add_subplot()
     curve = list(result.training_curve)
-    if curve:
+    if len(curve) >= 2:
         steps, values = zip(*curve, strict=True)
         ax.plot(steps, values, marker="o" if len(curve) < 20 else None)
+        ax.set_xlabel("environment steps")
+        ax.set_ylabel("episode return (mean of last 100)")
+        ax.grid(alpha=0.3)
     else:
-        ax.text(0.5, 0.5, "no episode ended in training", ha="center", va="center", transform=ax.transAxes)
-    ax.set_xlabel("environment steps")
-    ax.set_ylabel("episode return (mean of last 100)")
-    ax.set_title(f"training curve {getattr(result, 'run_id', '')}".strip())
-    ax.grid(alpha=0.3)
+        ended = f"{len(curve)} training episode ended" if curve else "no training episode ended"
+        ax.text(0.5, 0.5, f"this run is too short for a training curve:\n{ended} "
+                f"(a curve needs at least 2)", ha="center", va="center", transform=ax.transAxes)
+        ax.set_axis_off()
+    ax.set_title(run_title(result, "training curve"), fontsize=10)
     fig.tight_layout()
     return fig
 
@@ -51,6 +61,11 @@ def controller_comparison(result: Any) -> Figure:
     fig = Figure(figsize=(4 * len(PANELS), 3.5))
     policy = getattr(result, "policy", "")
     colours = ["tab:orange" if name == policy else "tab:blue" for name in names]
+    episodes = sorted({int(results[n].get("episodes", 0)) for n in names})
+    fig.suptitle(run_title(result, "controllers on the same evaluation episodes"), fontsize=11)
+    fig.text(0.01, 0.01, f"bars: mean over {'/'.join(map(str, episodes))} evaluation episodes (the same "
+             "seeds for every controller); whiskers: +/- 1 sample standard deviation over episodes",
+             fontsize=8, ha="left", va="bottom")
     for i, (key, label) in enumerate(PANELS):
         ax = fig.add_subplot(1, len(PANELS), i + 1)
         means = [results[n][key] for n in names]
@@ -59,11 +74,11 @@ def controller_comparison(result: Any) -> Figure:
         ax.set_xticks(range(len(names)), names, rotation=30, ha="right")
         ax.set_title(label)
         ax.grid(axis="y", alpha=0.3)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.06, 1, 0.93))
     return fig
 
 
-def corridor_map(network: Network, values: Sequence[float], label: str) -> Figure:
+def corridor_map(network: Network, values: Sequence[float], label: str, title: str = "") -> Figure:
     """Each link's geometry coloured by `values` (one per link, in `network.links` order)."""
     data = np.asarray(values, dtype=np.float64)
     if data.shape != (network.n_links,):
@@ -83,6 +98,7 @@ def corridor_map(network: Network, values: Sequence[float], label: str) -> Figur
     ax.set_aspect(1.0 / np.cos(np.radians(lat)))
     ax.set_xlabel("longitude")
     ax.set_ylabel("latitude")
+    ax.set_title(title or f"Victoria Island corridor: {label}", fontsize=10)
     fig.colorbar(lines, ax=ax, label=label)
     fig.text(0.01, 0.01, ATTRIBUTION, fontsize=8, ha="left", va="bottom")
     return fig

@@ -11,13 +11,14 @@ import re
 from typing import Literal
 
 from lib.config import ConfigError, strict_config
+from lib.rl import protocol
 from lib.rl.env import EnvConfig
 
 # The most steps a run may ask for: a Kaggle session (12 h) makes well under 10**8.
 MAX_STEPS = 10**9
-# Evaluation seeds start here, far from the training seeds (seed .. seed + n_envs - 1).
-EVAL_SEED_OFFSET = 1_000_000
 SANITY_SEED_OFFSET = 2_000_000
+# DQN's warm-up when learning_starts is not set: shrunk (with a warning) when a budget is smaller.
+DEFAULT_LEARNING_STARTS = 100
 
 
 @strict_config
@@ -48,7 +49,7 @@ class RunConfig:
     net_arch: tuple[int, ...] = (64, 64)
     # DQN
     buffer_size: int = 50_000
-    learning_starts: int = 100
+    learning_starts: int | None = None  # None: DEFAULT_LEARNING_STARTS, shrunk to fit a small budget
     train_freq: int = 1
     gradient_steps: int = 1
     target_update_interval: int = 200
@@ -60,6 +61,10 @@ class RunConfig:
     gae_lambda: float = 0.95
     clip_range: float = 0.2
     ent_coef: float = 0.01
+    # the model kept and the comparison (issue 12)
+    validation_every: int = 0  # steps between validation evaluations; 0: keep the final model
+    validation_episodes: int = 5
+    baselines: bool = True  # evaluate the classic controllers on the evaluation seeds too
 
     def validate(self) -> None:
         positive = (
@@ -75,6 +80,7 @@ class RunConfig:
             "target_update_interval",
             "n_steps",
             "n_epochs",
+            "validation_episodes",
         )
         for name in positive:
             if getattr(self, name) < 1:
@@ -87,11 +93,14 @@ class RunConfig:
                 f"RunConfig needs learning_rate > 0 and 0 < gamma <= 1, got "
                 f"{self.learning_rate!r}, {self.gamma!r}."
             )
-        largest_seed = 2**32 - 1 - SANITY_SEED_OFFSET - max(self.n_envs, self.eval_episodes)
+        largest_seed = protocol.TRAINING.stop - 1 - SANITY_SEED_OFFSET - self.n_envs
         if not 0 <= self.seed <= largest_seed:
-            raise ConfigError(f"RunConfig.seed must be in 0..{largest_seed} (numpy seeds are 32-bit and "
-                              f"evaluation adds offsets), got {self.seed!r}.")
-        if self.learning_starts < 0 or not (self.gradient_steps >= 1 or self.gradient_steps == -1):
+            raise ConfigError(
+                f"RunConfig.seed must be in 0..{largest_seed}: training and sanity seeds stay in the "
+                f"protocol's training set, away from the tuning and evaluation seeds (lib/rl/protocol.py), "
+                f"got {self.seed!r}."
+            )
+        if (self.learning_starts or 0) < 0 or not (self.gradient_steps >= 1 or self.gradient_steps == -1):
             raise ConfigError(f"RunConfig needs learning_starts >= 0 and gradient_steps >= 1 (or -1: as many "
                               f"as steps collected), got {self.learning_starts!r}, {self.gradient_steps!r}.")
         for name in ("exploration_fraction", "exploration_final_eps"):
@@ -103,24 +112,43 @@ class RunConfig:
         if not re.fullmatch(r"([A-Za-z0-9_-][A-Za-z0-9._-]*)?", self.run_id):
             raise ConfigError(f"RunConfig.run_id names a folder: use letters, digits, '.', '_' and '-' (not "
                               f"starting with '.'), got {self.run_id!r}.")
+        if self.validation_every < 0:
+            raise ConfigError(
+                f"RunConfig.validation_every must be >= 0 (0: off), got {self.validation_every!r}."
+            )
         if not self.net_arch or min(self.net_arch) < 1:
             raise ConfigError(f"RunConfig.net_arch needs layers of >= 1 units, got {self.net_arch!r}.")
-        if self.algorithm == "dqn" and self.learning_starts >= self.steps and not self.resume:
-            raise ConfigError(
-                f"RunConfig.learning_starts ({self.learning_starts}) >= steps ({self.steps}): DQN would "
-                f"never make a gradient update. Lower learning_starts below steps or raise steps."
-            )
-        first_update = self.learning_starts + self.train_freq * self.n_envs
-        if self.algorithm == "dqn" and not self.resume and first_update > self.steps:
-            raise ConfigError(
-                f"RunConfig: DQN first trains after learning_starts ({self.learning_starts}) plus train_freq "
-                f"({self.train_freq}) steps of each of the {self.n_envs} envs = {first_update} steps, more "
-                f"than steps ({self.steps}); SB3 would also overrun the budget to finish that round. "
-                f"Raise steps or lower train_freq or learning_starts."
-            )
+        if self.algorithm == "dqn" and not self.resume:
+            self._check_dqn_budget()
         if self.tensorboard and importlib.util.find_spec("tensorboard") is None:
             raise ConfigError(
                 "RunConfig.tensorboard=True needs the tensorboard package: pip install tensorboard."
             )
         if self.algorithm == "dqn" and self.env.action_mode != "joint":
             raise ConfigError("DQN needs a Discrete action space: leave env.action_mode at 'joint'.")
+
+    def warmup_steps(self) -> int:
+        """DQN's learning_starts as used: the value set, else DEFAULT_LEARNING_STARTS shrunk so that
+        the first gradient update (after one more round of train_freq steps per env) fits in steps."""
+        if self.learning_starts is not None:
+            return self.learning_starts
+        return max(0, min(DEFAULT_LEARNING_STARTS, self.steps - self.train_freq * self.n_envs))
+
+    def _check_dqn_budget(self) -> None:
+        """A DQN budget must reach its first gradient update (SB3 would also overrun the budget to
+        finish the round that makes it)."""
+        warmup, explicit = self.warmup_steps(), self.learning_starts is not None
+        if explicit and warmup >= self.steps:
+            raise ConfigError(
+                f"RunConfig.learning_starts ({warmup}) >= steps ({self.steps}): DQN would never make a "
+                f"gradient update. Lower learning_starts below steps, leave it unset, or raise steps."
+            )
+        first_update = warmup + self.train_freq * self.n_envs
+        if first_update > self.steps:
+            given = f"learning_starts ({warmup})" if explicit else "no warm-up"
+            lower = "train_freq, n_envs or learning_starts" if explicit else "train_freq or n_envs"
+            raise ConfigError(
+                f"RunConfig: DQN first trains after {given} plus train_freq ({self.train_freq}) steps of "
+                f"each of the {self.n_envs} envs = {first_update} steps, more than steps ({self.steps}); "
+                f"SB3 would also overrun the budget to finish that round. Raise steps or lower {lower}."
+            )

@@ -8,6 +8,11 @@ line, also on errors and interruptions). Why it is shaped this way (docs/trainin
   key raises naming the closest valid one; a budget that would never update the network raises).
 - One build: the training VecEnv, the sanity env and the evaluation VecEnv all lease scenarios
   from lib.rl.pool, so the whole run prints exactly one `network_build`.
+- The model kept is the best on the validation seeds (`validation_every` > 0): every so many
+  steps the policy runs on the validation episodes (lib.rl.protocol's tuning/validation set, a
+  pooled env) and the best is saved to best_model.zip; evaluation uses it, never the last one.
+- Baselines as deployed (lib/rl/tuning.py): each classic controller at its own 1 s control
+  step, with the parameters tuned for this simulator version when stored, on the same seeds.
 - Nothing silent: a tqdm bar on stderr, `train_progress`/`eval_progress` at least every 10 s,
   repeated warnings folded into `warning` events, SIGTERM and Ctrl-C save a checkpoint and end
   with `run_end` status "interrupted".
@@ -39,18 +44,27 @@ from lib.obs.events import emit, jsonable, start_clock
 from lib.obs.provenance import git_commit, lib_hash
 from lib.obs.rundir import owned
 from lib.obs.warn import capture_warnings
-from lib.rl import plots, pool
-from lib.rl.callbacks import CheckpointCallback, ProgressCallback
+from lib.rl import plots, pool, protocol, tensorboard, tuning
+from lib.rl.callbacks import BestModelCallback, CheckpointCallback, ProgressCallback
 from lib.rl.checkpoints import Checkpoints
-from lib.rl.controllers import baselines
 from lib.rl.env import TrafficSignalEnv
-from lib.rl.evaluate import Evaluation, evaluate, relative_change, report, results_markdown
-from lib.rl.run_config import EVAL_SEED_OFFSET, SANITY_SEED_OFFSET, RunConfig
+from lib.rl.evaluate import (
+    Evaluation,
+    evaluate,
+    evaluate_controller,
+    policy_actor,
+    relative_change,
+    report,
+    results_markdown,
+)
+from lib.rl.run_config import DEFAULT_LEARNING_STARTS, SANITY_SEED_OFFSET, RunConfig
 from lib.rl.sanity import run_checks
 from lib.rl.vecenv import TrafficVecEnv
 from lib.sim.simulator import cuda_available, pick_backend
 
-REFERENCES = ("webster", "max_pressure")
+REFERENCES = tuning.BASELINES
+# Validation episodes come from the tuning/validation seed set, apart from the tuning episodes.
+VALIDATION_SKIP = 500_000
 
 
 @dataclass
@@ -69,6 +83,8 @@ class RunResult:
     steps: int = 0  # environment steps trained (num_timesteps)
     updates: int = 0  # gradient updates made
     error: str = ""
+    model_path: Path | None = None  # the model evaluated: best_model.zip if validated, else model.zip
+    validation: list[tuple[int, float]] = field(default_factory=list)  # (steps, validation mean delay)
 
 
 class RunFailed(RuntimeError):
@@ -153,8 +169,9 @@ class _Run:
                 self.train(info)
             with phase("eval"):
                 self.evaluate_policy()
-            with phase("baselines"):
-                self.evaluate_baselines()
+            if self.config.baselines:
+                with phase("baselines"):
+                    self.evaluate_baselines()
             with phase("save"):
                 self.save()
         finally:
@@ -195,6 +212,8 @@ class _Run:
             else new_model(config, env)
         )
         if not latest:
+            warn_shrunk_warmup(config)
+        if not latest:
             self.model.set_random_seed(config.seed)
         info["resumed_from"] = str(latest) if latest else None
         if store.skipped:
@@ -202,6 +221,8 @@ class _Run:
         remaining = config.steps - self.model.num_timesteps
         progress = ProgressCallback(config.steps, config.progress_bar, self.result.training_curve)
         callbacks = [progress, CheckpointCallback(store, config.checkpoint_every)]
+        best = self.best_model_callback()
+        callbacks += [best] if best else []
         try:
             if remaining > 0:
                 self.model.learn(
@@ -219,7 +240,25 @@ class _Run:
             self.result.steps = int(self.model.num_timesteps)
             self.result.updates = int(getattr(self.model, "_n_updates", 0))
         store.save(self.model)
-        info.update(steps=self.result.steps, updates=self.result.updates)
+        self.model.save(self.out / "model.zip")
+        self.result.model_path = self.out / "model.zip"
+        if best is not None and best.path.exists():
+            self.result.validation = best.scores
+            self.result.model_path = best.path
+            self.model = type(self.model).load(best.path, env=env, device=config.torch_device)
+        info.update(steps=self.result.steps, updates=self.result.updates, model=str(self.result.model_path))
+
+    def best_model_callback(self) -> BestModelCallback | None:
+        """Periodic validation on a pooled env of the validation seeds, or None when off."""
+        if not self.config.validation_every:
+            return None
+        env = self.vec_env(self.config.validation_episodes)
+        seeds = protocol.TUNING.take(self.config.validation_episodes, skip=VALIDATION_SKIP)
+        return BestModelCallback(
+            lambda model: validation_delay(model, env, seeds),
+            self.config.validation_every,
+            self.out / "best_model.zip",
+        )
 
     def evaluate_policy(self) -> Evaluation:
         self.eval_env = self.vec_env(self.config.eval_episodes)
@@ -227,7 +266,7 @@ class _Run:
         name = self.config.algorithm
         evaluation = evaluate(
             name,
-            lambda obs, env: model.predict(obs, deterministic=True)[0],
+            policy_actor(model),
             self.eval_env,
             self.eval_seed(),
             progress_bar=self.config.progress_bar,
@@ -242,23 +281,35 @@ class _Run:
         return evaluation
 
     def evaluate_baselines(self) -> None:
-        for name, controller in baselines(self.config.seed).items():
-            evaluation = evaluate(
-                name,
-                controller.act,
-                self.eval_env,
-                self.eval_seed(),
-                reset=controller.reset,
+        env_config = self.config.env
+        seeds = [self.eval_seed() + i for i in range(self.config.eval_episodes)]
+        controllers = tuning.run_baselines(env_config, self.train_env.network, self.config.seed)
+        for name, controller in controllers.items():
+            evaluation = evaluate_controller(
+                controller,
+                env_config,
+                seeds,
+                sample_s=env_config.decision_interval,
                 progress_bar=self.config.progress_bar,
             )
             self.result.results[name] = report(evaluation)
             self.episodes[name] = evaluation.episodes
 
     def eval_seed(self) -> int:
-        return self.config.seed + EVAL_SEED_OFFSET
+        """The first evaluation seed: the protocol's evaluation set, the same for every training
+        seed, so runs of one sweep level face the same episodes (and their baselines agree)."""
+        return protocol.EVALUATION.take(self.config.eval_episodes)[0]
+
+    def comparison(self) -> dict[str, Any]:
+        """The policy's paired statistics against every baseline and the best classic one (one
+        training seed: the interval is over episodes only), when classic baselines ran."""
+        baselines = {name: eps for name, eps in self.episodes.items() if name != self.result.policy}
+        if not set(baselines) & set(protocol.CLASSIC):
+            return {}
+        summaries = {name: self.result.results[name] for name in baselines}
+        return {"comparison": protocol.compare([self.episodes[self.result.policy]], baselines, summaries)}
 
     def save(self) -> None:
-        self.model.save(self.out / "model.zip")
         results, policy = self.result.results, self.result.policy
         payload = {
             "run_id": self.config.run_id,
@@ -269,14 +320,22 @@ class _Run:
             "updates": self.result.updates,
             "eval_seeds": [self.eval_seed() + i for i in range(self.config.eval_episodes)],
             "results": results,
-            "relative_change": {ref: relative_change(results, policy, ref) for ref in REFERENCES},
+            "relative_change": {
+                ref: relative_change(results, policy, ref) for ref in REFERENCES if ref in results
+            },
+            "model": str(self.result.model_path),
+            "validation": self.result.validation,
+            **self.comparison(),
             "episodes": self.episodes,
             "training_curve": self.result.training_curve,
             "link_metrics": self.result.link_metrics,
             "link_names": [link.name for link in self.train_env.network.links],
         }
         (self.out / "results.json").write_text(json.dumps(jsonable(payload), indent=2, allow_nan=False))
-        (self.out / "results.md").write_text(results_markdown(results, policy, REFERENCES))
+        table = results_markdown(results, policy, REFERENCES)
+        if "comparison" in payload:
+            table += "\n" + "\n".join(protocol.paired_markdown(policy, payload["comparison"])) + "\n"
+        (self.out / "results.md").write_text(table)
         for name, figure in (
             ("training_curve.png", plots.training_curve(self.result)),
             ("comparison.png", plots.controller_comparison(self.result)),
@@ -284,8 +343,25 @@ class _Run:
             figure.savefig(self.out / name, dpi=120)
 
 
+def warn_shrunk_warmup(config: RunConfig) -> None:
+    """Say so when DQN's default warm-up was shrunk to fit a small budget."""
+    warmup = config.warmup_steps()
+    if config.algorithm == "dqn" and config.learning_starts is None and warmup < DEFAULT_LEARNING_STARTS:
+        emit("warning", category="learning_starts", count=1,
+             message=f"learning_starts shrunk from {DEFAULT_LEARNING_STARTS} to {warmup} so that DQN trains "
+                     f"within steps={config.steps}; set learning_starts to choose the warm-up")
+
+
+def validation_delay(model: BaseAlgorithm, env: TrafficVecEnv, seeds: list[int]) -> float:
+    """The policy's mean delay over the validation episodes (deterministic actions)."""
+    evaluation = evaluate("validation", policy_actor(model), env, seeds, progress_bar=False)
+    return float(np.mean([e["mean_delay_s"] for e in evaluation.episodes]))
+
+
 def new_model(config: RunConfig, env: VecEnv) -> BaseAlgorithm:
     """A fresh SB3 model with this config's hyperparameters (TensorBoard only if asked)."""
+    if config.tensorboard:
+        tensorboard.enable()
     common = {
         "learning_rate": config.learning_rate,
         "gamma": config.gamma,
@@ -301,7 +377,7 @@ def new_model(config: RunConfig, env: VecEnv) -> BaseAlgorithm:
             "MlpPolicy",
             env,
             buffer_size=config.buffer_size,
-            learning_starts=config.learning_starts,
+            learning_starts=config.warmup_steps(),
             train_freq=config.train_freq,
             gradient_steps=config.gradient_steps,
             target_update_interval=config.target_update_interval,

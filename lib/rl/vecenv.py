@@ -79,6 +79,13 @@ class TrafficVecEnv(VecEnv):
                 self.reset_infos[i] = info
         return obs, rewards.astype(np.float32), dones.copy(), infos
 
+    def seed_each(self, seeds: list[int]) -> None:
+        """Seed scenario i with `seeds[i]` at the next reset (`seed(s)` gives s, s + 1, ...): a paired
+        evaluation repeats the same episodes in scenarios of its own choosing."""
+        if len(seeds) != self.num_envs:
+            raise ValueError(f"seed_each needs {self.num_envs} seeds, one per scenario, got {len(seeds)}")
+        self._seeds = [int(s) for s in seeds]
+
     def encode_phases(self, phases: Any) -> np.ndarray:
         """Actions (n_envs,) or (n_envs, n_signals) requesting `phases` (n_envs, n_signals)."""
         return self._batch.encode(phases)

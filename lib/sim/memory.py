@@ -25,13 +25,14 @@ def estimate_bytes(n_cells: int, n_links: int, n_scenarios: int) -> int:
     return n_scenarios * per_scenario + n_cells * BYTES_PER_CELL
 
 
-def machine_bytes(backend: str) -> int:
-    """The memory the arrays go to: the host's RAM, or the GPU's for the CUDA backend."""
+def machine_bytes(backend: str) -> float:
+    """The memory the arrays go to: the host's RAM, or the GPU's for the CUDA backend (numba's CUDA
+    simulator reports an unbounded device: infinity)."""
     if backend == "cuda":
         from numba import cuda
 
-        return int(cuda.current_context().get_memory_info().total)
-    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+        return float(cuda.current_context().get_memory_info().total)
+    return float(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
 
 
 def check_fits(network: Any, n_scenarios: int, backend: str) -> None:

@@ -1,0 +1,111 @@
+"""Sweeps (lib/remote/sweep.py): a grid of settings as Kaggle sessions, at most so many at once, or
+here with several jobs; every combination and its state in a manifest."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from lib.remote import sweep as sweep_mod
+from lib.remote.bundle import REPO_ROOT, SLUG_PATTERN
+from lib.remote.sweep import SweepError
+
+pytest_plugins = ("tests.kaggle_stub",)
+
+SCRIPT = REPO_ROOT / "push_kernel.py"
+
+
+def push_cli(args: list[str], cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    env = {**env, "PYTHONPATH": str(REPO_ROOT)}
+    folders = ["--runs-dir", str(cwd / "runs"), "--build-dir", str(cwd / "build")]
+    return subprocess.run([sys.executable, str(SCRIPT), *args, *folders], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=600)
+
+
+def manifest(cwd: Path) -> dict:
+    [path] = (cwd / "runs" / "sweeps").glob("*/manifest.json")
+    return json.loads(path.read_text())
+
+
+def test_grid_values_are_typed_like_options_and_bad_ones_named() -> None:
+    grid = sweep_mod.parse_grid(["seed=0,1,2", "env.demand-scale=0.6,1.4", "env.reward=delay,queue",
+                                 "env.demand_level_range=[0.9,1.1],[1,1]"])
+    assert grid == {"seed": [0, 1, 2], "env.demand_scale": [0.6, 1.4], "env.reward": ["delay", "queue"],
+                    "env.demand_level_range": [(0.9, 1.1), (1, 1)]}
+    with pytest.raises(SweepError, match="did you mean 'env.sim.order'"):
+        sweep_mod.parse_grid(["env.sim.ordr=1,2"])
+    with pytest.raises(SweepError, match="NAME=V1,V2"):
+        sweep_mod.parse_grid(["seed"])
+    with pytest.raises(SweepError, match="twice"):
+        sweep_mod.parse_grid(["seed=1", "seed=2"])
+
+
+def test_a_plan_names_each_run_and_continues_only_the_same_sweep(tmp_path: Path) -> None:
+    grid = sweep_mod.parse_grid(["seed=0,1,2", "env.demand_scale=0.6,1.0"])
+    plan = sweep_mod.plan(tmp_path, grid, {"steps": 500}, "kaggle")
+    slugs = [c.slug for c in plan.combinations]
+    assert len(slugs) == 6 == len(set(slugs)) and all(SLUG_PATTERN.match(s) for s in slugs)
+    assert plan.combinations[4].values == {"seed": 2, "env.demand_scale": 0.6}
+    assert plan.settings_of(plan.combinations[4]) == {"steps": 500, "seed": 2, "env.demand_scale": 0.6,
+                                                       "run_id": slugs[4]}
+    plan.combinations[0].state = "complete"
+    plan.save()
+    again = sweep_mod.plan(tmp_path, grid, {"steps": 500}, "kaggle")
+    assert again.name == plan.name and again.combinations[0].state == "complete"
+    with pytest.raises(SweepError, match="exists with other settings"):
+        sweep_mod.plan(tmp_path, grid, {"steps": 600}, "kaggle", name=plan.name)
+    with pytest.raises(SweepError, match="runs on kaggle, not local"):
+        sweep_mod.plan(tmp_path, grid, {"steps": 500}, "local")
+    assert sweep_mod.default_name(grid, {"steps": 600}) != plan.name
+
+
+def test_kaggle_sweep_pushes_up_to_the_limit_then_the_next_ones(kaggle_stub, tmp_path: Path) -> None:
+    env = kaggle_stub.client_env(tmp_path / "home", credentials="key")
+    kaggle_stub.default_statuses = ["RUNNING"]
+    args = ["--target", "kaggle", "--sweep", "seed=0,1,2", "--steps", "64", "--max-concurrent", "2",
+            "--sweep-name", "seeds"]
+    done = push_cli(args, tmp_path, env)
+    assert done.returncode == 0, done.stderr
+    assert "3 runs (3 of seed) on kaggle" in done.stdout and "session hours" in done.stdout
+    pushed = [c.body["slug"] for c in kaggle_stub.calls("SaveKernel")]
+    assert pushed == ["stubuser/seeds-00", "stubuser/seeds-01"]
+    assert [c["state"] for c in manifest(tmp_path)["combinations"]] == ["queued", "queued", "pending"]
+    done = push_cli(args, tmp_path, env)  # both still running: nothing more is pushed
+    assert len(kaggle_stub.calls("SaveKernel")) == 2
+    assert [c["state"] for c in manifest(tmp_path)["combinations"]] == ["running", "running", "pending"]
+    for ref in ("stubuser/seeds-00", "stubuser/seeds-01"):
+        kaggle_stub.kernels[ref].statuses = ["COMPLETE"]
+    done = push_cli(args, tmp_path, env)
+    assert done.returncode == 0, done.stderr
+    assert [c.body["slug"] for c in kaggle_stub.calls("SaveKernel")][-1] == "stubuser/seeds-02"
+    assert [c["state"] for c in manifest(tmp_path)["combinations"]] == ["complete", "complete", "queued"]
+    injected = kaggle_stub.calls("SaveKernel")[-1].body["text"]
+    assert '"seed": 2' in injected and '"run_id": "seeds-02"' in injected
+
+
+def test_a_sweep_refuses_a_run_id_and_a_bad_value_before_pushing(kaggle_stub, tmp_path: Path) -> None:
+    env = kaggle_stub.client_env(tmp_path / "home", credentials="key")
+    done = push_cli(["--target", "kaggle", "--sweep", "seed=0,1", "--run-id", "x"], tmp_path, env)
+    assert done.returncode == 1 and "leave --run-id out" in done.stderr
+    done = push_cli(["--target", "kaggle", "--sweep", "n_envs=2,0"], tmp_path, env)
+    assert done.returncode == 1 and "n_envs must be >= 1" in done.stderr
+    assert kaggle_stub.requests == []
+
+
+@pytest.mark.slow
+def test_local_sweep_runs_every_combination_here_with_jobs(kaggle_stub, tmp_path: Path) -> None:
+    env = kaggle_stub.client_env(tmp_path / "home", credentials=None)
+    done = push_cli(["--target", "local", "--sweep", "seed=0,1", "--jobs", "2", "--steps", "16",
+                     "--n-envs", "2", "--eval-episodes", "1", "--env.episode-seconds", "60",
+                     "--sweep-name", "tiny"], tmp_path, env)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    combos = manifest(tmp_path)["combinations"]
+    assert [c["state"] for c in combos] == ["complete", "complete"]
+    for c in combos:
+        results = json.loads((Path(c["folder"]) / "results.json").read_text())
+        assert results["config"]["seed"] == c["values"]["seed"] and results["run_id"] == c["slug"]
+    assert kaggle_stub.requests == []

@@ -1,0 +1,76 @@
+"""Tuned baselines: the signal model measured from discharge, storage keyed by simulator version."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from lib.rl import protocol, tuning
+from lib.rl.env import EnvConfig
+from lib.sim.network import load_network
+
+NETWORK = load_network()
+pytestmark = pytest.mark.usefixtures("pool_events")
+
+
+def synthetic_series(rate_veh_s: float, amber_s: float = 3.0, phase_s: int = 40, n: int = 400):
+    """Every signal alternates 40 s phases; each approach discharges `rate` once its amber is
+    over, with 20 vehicles standing the whole time (every green saturated)."""
+    t = np.arange(n)
+    phase = (t // phase_s) % 2
+    phases = np.stack([phase] * NETWORK.n_signals, axis=1)
+    green = np.stack(
+        [(phases[:, a.signal] == a.phase) & (t % phase_s >= amber_s) for a in NETWORK.approaches], axis=1
+    )
+    served = np.cumsum(green * rate_veh_s, axis=0)
+    return phases, np.full(served.shape, 20.0), served
+
+
+def test_saturation_flow_and_lost_time_from_a_known_discharge():
+    phases, queues, served = synthetic_series(0.5)
+    model = tuning._signal_model(NETWORK, phases, queues, served, amber_s=3.0)
+    assert model["saturation_veh_h"] == pytest.approx([1800.0] * len(NETWORK.approaches))
+    assert model["lost_time_s"] == pytest.approx([6.0] * NETWORK.n_signals)  # one amber per phase
+    assert all(model["saturation_measured"]) and all(model["lost_time_measured"])
+
+
+def test_an_unsaturated_approach_takes_the_median_flow_per_lane():
+    phases, queues, served = synthetic_series(0.5)
+    queues[:, 0] = 0.0  # approach 0 never queues
+    model = tuning._signal_model(NETWORK, phases, queues, served, amber_s=3.0)
+    lanes = NETWORK.links[NETWORK.approaches[0].link].lanes
+    assert model["saturation_measured"][0] is False
+    assert model["saturation_veh_h"][0] == pytest.approx(1800.0 / 2 * lanes)  # the others have 2 lanes
+
+
+def test_tuned_parameters_are_keyed_by_simulator_version(tmp_path, monkeypatch):
+    base = EnvConfig(backend="cpu")
+    path = tmp_path / "tuned.json"
+    entry = {"sim_version": tuning.sim_version(base), "env": tuning.env_key(base), "levels": {"1/flat": {}}}
+    tuning.save_tuned(entry, path)
+    assert tuning.load_tuned(base, path) == entry
+    with pytest.raises(LookupError, match="tuned for"):
+        tuning.load_tuned(base.replace(moto_share=0.5), path)
+    other = base.replace(sim={"amber_s": 4.0})
+    assert tuning.sim_version(other) != tuning.sim_version(base)
+    with pytest.raises(LookupError, match="--tune"):
+        tuning.load_tuned(other, path)
+    with pytest.raises(LookupError, match="not tuned"):
+        tuning.tuned_level(entry, 1.2, "flat")
+
+
+def test_tuning_refuses_other_seed_sets():
+    with pytest.raises(ValueError, match="tuning seed set"):
+        tuning.tune_level(EnvConfig(), NETWORK, {}, protocol.EVALUATION.take(2))
+
+
+def test_coordinated_plans_keep_every_phase_above_amber_and_min_green():
+    plan = tuning.plan_from(
+        40.0,
+        [np.array([1e-3, 5.0]), np.array([1.0, 1.0]), np.array([3.0, 1.0])],
+        np.array([0.0, 55.0, -5.0]),
+        floor=13.0,
+    )
+    assert plan.cycle_s == pytest.approx((40.0,) * 3)
+    assert min(min(p) for p in plan.phase_s) >= 13.0
+    assert plan.offset_s == pytest.approx((0.0, 15.0, 35.0))
