@@ -448,7 +448,7 @@ def _cli(args: list[str], cwd: Path, env: dict[str, str]):
     (["--run-id", ""], "--run-id must not be empty"),
     (["--slug", "Bad_Slug!"], "--slug: 'Bad_Slug!' is not a valid kernel slug"),
     (["--steps", str(10**12)], "steps must be at most"),
-    (["--resume", "r1", "--target", "kaggle"], "resuming on Kaggle is not supported"),
+    (["--resume", "r1", "--target", "kaggle"], "resuming on Kaggle or a sweep is not supported"),
     (["--resume", "no-such-run"], "cannot resume no-such-run"),
 ])
 def test_usage_errors_exit_2_before_any_request(kaggle_stub, tmp_path, monkeypatch, args, words) -> None:
