@@ -5,6 +5,8 @@
     python fetch_logs.py OWNER/SLUG[/VERSION]  download the kernel's outputs to runs/<slug>-v<version>/
     python fetch_logs.py PATH                  a log file (Kaggle JSON array or text) or a run folder
     python fetch_logs.py --compare A B         two runs (files or folders) side by side
+    python fetch_logs.py --sweep NAME          a sweep (push_kernel.py --sweep): download what has
+                                               finished, the state of every run, the results per level
 
 The analysis is printed and written next to the log (or to --out) as analysis.json, analysis.md
 and timeline.png. Exit codes: 0 the log was analysed (notes say what could not be read); 1 nothing
@@ -31,6 +33,8 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     say = _printer(args.json)
     try:
+        if args.sweep:
+            return _sweep(args.sweep, args.runs_dir, args.json, say)
         if args.compare:
             return _compare(args.compare, args.json)
         kind, target = choose_target(args.target, args.runs_dir)
@@ -63,6 +67,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("target", nargs="?", help="log file, run folder or OWNER/SLUG[/VERSION]")
     parser.add_argument("--compare", nargs=2, metavar=("A", "B"), help="compare two runs (files or folders)")
+    parser.add_argument("--sweep", metavar="NAME", help="report on a sweep of push_kernel.py --sweep")
     parser.add_argument("--json", action="store_true", help="print only the machine-readable analysis")
     parser.add_argument("--out", type=Path, help="folder for the analysis files (default: the run folder)")
     parser.add_argument("--runs-dir", type=Path, default=RUNS_DIR, help="where runs live (default: ./runs)")
@@ -98,6 +103,16 @@ def _write(analysis: dict[str, Any], folder: Path, say) -> None:
         analysis["notes"].append(f"could not write the analysis files to {folder}: {error}")
         return
     say("wrote " + ", ".join(str(p) for p in written))
+
+
+def _sweep(name: str, runs_dir: Path, as_json: bool, say) -> int:
+    from lib.remote import sweep_results
+
+    text, aggregated = sweep_results.report(
+        runs_dir, name, kaggle_io.kernel_status, kaggle_io.download_output, say
+    )
+    print(to_json(aggregated) if as_json else text)
+    return 0
 
 
 def _compare(targets: list[str], as_json: bool) -> int:

@@ -421,7 +421,7 @@ def test_many_distinct_phase_names_fold_into_one_row(tmp_path) -> None:
     path.write_text("\n".join(lines) + "\n")
     analysis = analyse_path(path)
     rows = [r["phase"] for r in analysis["timeline"]["phases"]]
-    assert len(rows) == MAX_PHASE_ROWS + 1 and rows[-2:] == ["other phases (2981 names)", "unaccounted"]
+    assert len(rows) == MAX_PHASE_ROWS + 1 and rows[-2:] == ["other phases (2981 names)", "between phases"]
     assert len({i["phase"] for i in analysis["timeline"]["intervals"]}) == MAX_PHASE_ROWS
     write_outputs(analysis, tmp_path)
 

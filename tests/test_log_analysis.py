@@ -53,6 +53,12 @@ def phase_row(analysis: dict, phase: str) -> dict:
     return next(r for r in analysis["timeline"]["phases"] if r["phase"] == phase)
 
 
+def gap_seconds(analysis: dict, row: str) -> float:
+    """Seconds of the start-up or between-phases row (a start-up of 0 s has no row)."""
+    found = [r["seconds"] for r in analysis["timeline"]["phases"] if r["phase"] == row]
+    return found[0] if found else 0.0
+
+
 def kaggle_array(lines: list[tuple[float, str]]) -> str:
     """Kaggle output-log text for (time, text) lines, one element per line."""
     elements = [json.dumps({"stream_name": "stdout", "time": t, "data": text + "\n"}) for t, text in lines]
@@ -78,9 +84,11 @@ def test_healthy_event_log_phases_builds_metrics_and_ending() -> None:
         assert phase_row(a, phase)["seconds"] == pytest.approx(seconds)
     run_end = next(r for r in records if r["event"] == "run_end")
     assert a["timeline"]["total_s"] == pytest.approx(run_end["t"])
-    unaccounted = phase_row(a, "unaccounted")["seconds"]
-    assert unaccounted == pytest.approx(run_end["t"] - sum(ends.values()))
-    useful = ends["train"] + ends["eval"]
+    first = min(r["t"] for r in records if r["event"] == "phase_start")
+    assert gap_seconds(a, "start-up") == pytest.approx(first)
+    between = gap_seconds(a, "between phases")
+    assert first + between == pytest.approx(run_end["t"] - sum(ends.values()))
+    useful = ends["train"] + ends["eval"] + ends["baselines"]  # overhead as docs/PERFORMANCE.md
     assert a["timeline"]["useful_share"] == pytest.approx(useful / run_end["t"], abs=1e-3)
     assert a["timeline"]["overhead_ratio"] == pytest.approx((run_end["t"] - useful) / useful, abs=1e-3)
     results = {r["controller"]: r for r in records if r["event"] == "eval_result"}
@@ -141,7 +149,8 @@ def test_lines_written_by_lib_events_are_understood() -> None:
         events.set_stream(None)
     a = analyse(LogLine(None, "stdout", line) for line in buffer.getvalue().splitlines())
     assert a["events"] == 2 * len(PHASES) + 4 and a["malformed_events"] == 0 and not a["unknown_events"]
-    assert [r["phase"] for r in a["timeline"]["phases"]] == [*PHASES, "unaccounted"]
+    rows = [r["phase"] for r in a["timeline"]["phases"] if r["phase"] != "start-up"]
+    assert rows == [*PHASES, "between phases"]
     assert a["builds"]["items"][0]["bytes"] == 1 << 20 and a["builds"]["items"][0]["phase"] == "build"
     assert a["metrics"]["dqn"]["mean_delay_s"] == 4.5 and a["metrics"]["dqn"]["mean_queue_veh"] is None
     assert a["ending"]["status"] == "completed" and not a["notes"]
@@ -153,6 +162,27 @@ def test_run_end_build_count_disagreeing_with_the_log_is_noted() -> None:
     a = analyse(lines)
     assert a["builds"]["count"] == 1
     assert any("run_end counts 3 build(s)" in note for note in a["notes"])
+
+
+def test_the_report_tells_one_consistent_story() -> None:
+    """One total (the log's span, start-up named), the run's own time said as such, one throughput
+    figure with its definition, overhead as docs/PERFORMANCE.md defines it (all but train, eval and
+    baselines), and an earlier-system log whose ending is unknown is not called cut off."""
+    kaggle = analyse_path(FIXTURES / "kaggle_whole.log")
+    text = render_text(kaggle)
+    total = kaggle["timeline"]["total_s"]
+    run_seconds = kaggle["ending"]["seconds"]
+    assert f"the run took {run_seconds:g} s (run_start to run_end) of the log's {total:g} s" in text
+    assert f"total {total:g} s: the log's span, start-up included" in text
+    assert gap_seconds(kaggle, "start-up") == pytest.approx(KAGGLE_START)
+    useful = sum(phase_row(kaggle, p)["seconds"] for p in ("train", "eval", "baselines"))
+    assert kaggle["timeline"]["useful_s"] == pytest.approx(useful)
+    throughput = text[text.index("== Throughput =="):text.index("== Final metrics")]
+    assert throughput.count("steps/s") == 1 and "over the" in throughput
+    assert "of the train phase" in throughput
+    assert "unaccounted" not in text
+    legacy = render_text(analyse_path(FIXTURES / "legacy_kaggle_viewer.txt"))
+    assert "ENDING UNKNOWN" in legacy and "CUT OFF" not in legacy
 
 
 # Kaggle JSON array -------------------------------------------------------------------------------
@@ -172,8 +202,8 @@ def test_kaggle_array_gives_the_same_run_as_plain_text() -> None:
         assert phase_row(kaggle, phase)["start"] == pytest.approx(shifted)
     assert kaggle["run"]["started_at"] == KAGGLE_START
     assert kaggle["timeline"]["total_s"] == pytest.approx(text["timeline"]["total_s"] + KAGGLE_START)
-    assert phase_row(kaggle, "unaccounted")["seconds"] == pytest.approx(
-        phase_row(text, "unaccounted")["seconds"] + KAGGLE_START)
+    assert gap_seconds(kaggle, "start-up") == pytest.approx(gap_seconds(text, "start-up") + KAGGLE_START)
+    assert gap_seconds(kaggle, "between phases") == pytest.approx(gap_seconds(text, "between phases"))
     numba = next(w for w in kaggle["warnings"] if w["category"] == "numba_low_occupancy")
     assert numba["count"] == 2 and numba["grid_sizes"] == [4, 70]
     assert kaggle["ending"]["status"] == "completed"
@@ -267,16 +297,16 @@ def test_legacy_phases_are_inferred_and_ending_is_not_success() -> None:
     timeline = a["timeline"]
     assert timeline["inferred"] is True
     names = [r["phase"] for r in timeline["phases"]]
-    assert names == ["setup", "build", "train", "eval", "unaccounted"]
+    assert names == ["setup", "build", "train", "eval", "between phases"]
     first_build = a["builds"]["items"][0]["at"]
     assert phase_row(a, "setup")["seconds"] == pytest.approx(first_build)
     assert phase_row(a, "build")["count"] == 4
     ticks = set()  # the viewer's stamps are tenths of a second: count covered tenths
     for item in timeline["intervals"]:
         ticks |= set(range(round(item["start"] * 10), round(item["end"] * 10)))
-    unaccounted = timeline["total_s"] - len(ticks) / 10
-    assert phase_row(a, "unaccounted")["seconds"] == pytest.approx(unaccounted)
-    assert a["ending"]["status"] == "cut_off" and a["ending"]["last_phase"] == "eval"
+    uncovered = timeline["total_s"] - len(ticks) / 10
+    assert phase_row(a, "between phases")["seconds"] == pytest.approx(uncovered)
+    assert a["ending"]["status"] == "unknown" and a["ending"]["last_phase"] == "eval"
 
 
 def test_legacy_lines_inside_a_kaggle_array_count_the_same(tmp_path: Path) -> None:
@@ -306,8 +336,8 @@ def test_legacy_traceback_at_the_end_is_an_error() -> None:
 def test_unrecognised_text_is_read_but_its_ending_unknown() -> None:
     a = analyse([LogLine(0.7, "stdout", "lib/ unpacked"), LogLine(1.5, "stderr", "some other output")])
     assert a["kind"] == "plain" and a["lines"] == 2
-    assert a["ending"]["status"] == "cut_off" and "does not say how the run ended" in a["ending"]["detail"]
-    assert a["timeline"]["total_s"] == 1.5 and a["timeline"]["phases"][0]["phase"] == "unaccounted"
+    assert a["ending"]["status"] == "unknown" and "does not say how the run ended" in a["ending"]["detail"]
+    assert a["timeline"]["total_s"] == 1.5 and a["timeline"]["phases"][0]["phase"] == "start-up"
 
 
 def test_garbage_file_reports_nothing_read() -> None:
@@ -400,6 +430,28 @@ def test_compare_shows_change_per_item() -> None:
     assert rows["baselines (s)"]["b"] is None and rows["baselines (s)"]["change"] is None
     text = render_compare(compare(a, b))
     assert "builds" in text and "+3" in text
+
+
+def test_compare_lines_up_controllers_per_metric_and_diffs_the_parameters() -> None:
+    lines_a = ['[event] {"event": "run_start", "t": 0, "params": {"steps": 300, "env": {"reward": "delay"}}}',
+               '[event] {"event": "eval_result", "t": 1, "controller": "dqn", "mean_delay_s": 40.0}',
+               '[event] {"event": "eval_result", "t": 2, "controller": "webster", "mean_delay_s": 50.0}']
+    lines_b = ['[event] {"event": "run_start", "t": 0, "params": {"steps": 300, "env": {"reward": "queue"}}}',
+               '[event] {"event": "eval_result", "t": 1, "controller": "webster", "mean_delay_s": 50.0}',
+               '[event] {"event": "eval_result", "t": 2, "controller": "dqn", "mean_delay_s": 30.0}']
+    a, b = (analyse(LogLine(None, "stdout", x) for x in lines) for lines in (lines_a, lines_b))
+    for x in (a, b):
+        x["source"] = "x"
+    comparison = compare(a, b)
+    delay = {e["controller"]: e for e in comparison["metrics"]["mean_delay_s"]}
+    assert delay["dqn"]["a"] == 40.0 and delay["dqn"]["b"] == 30.0 and delay["dqn"]["change"] == -10.0
+    assert delay["webster"]["change"] == 0.0
+    assert comparison["parameters"] == [{"name": "env.reward", "a": "delay", "b": "queue"}]
+    text = render_compare(comparison)
+    table = text[text.index("== mean_delay_s per controller =="):]
+    rows = [line.split()[:3] for line in table.splitlines()[2:4]]
+    assert rows == [["dqn", "40", "30"], ["webster", "50", "50"]]
+    assert "env.reward  delay  queue" in text
 
 
 # Big logs ----------------------------------------------------------------------------------------------

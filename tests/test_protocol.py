@@ -5,10 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from lib.config import ConfigError
 from lib.rl import protocol
 from lib.rl.demand import mean_profile_factor
 from lib.rl.env import EnvConfig
-from lib.rl.train import EVAL_SEED_OFFSET, SANITY_SEED_OFFSET
+from lib.rl.run_config import SANITY_SEED_OFFSET, RunConfig
 from lib.sim.network import load_network
 
 
@@ -21,9 +22,12 @@ def test_the_three_seed_sets_do_not_intersect():
 
 
 def test_a_training_run_only_uses_training_seeds():
-    seed, n = 4, 64  # the env seeds, sanity and in-run evaluation seeds of training seed 4
-    used = [seed + i for i in range(n)] + [seed + EVAL_SEED_OFFSET + i for i in range(n)]
-    assert protocol.TRAINING.holds(used + [seed + SANITY_SEED_OFFSET])
+    n = 64  # the largest seed RunConfig takes keeps its env and sanity seeds in the training set
+    seed = protocol.TRAINING.stop - 1 - SANITY_SEED_OFFSET - n
+    RunConfig(seed=seed, n_envs=n)
+    assert protocol.TRAINING.holds([seed + i for i in range(n)] + [seed + SANITY_SEED_OFFSET])
+    with pytest.raises(ConfigError, match="protocol's training set"):
+        RunConfig(seed=seed + 1, n_envs=n)
     assert protocol.EVALUATION.holds(protocol.EVALUATION.take(30))
     with pytest.raises(ValueError, match="no room"):
         protocol.TUNING.take(2_000_000)

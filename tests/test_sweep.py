@@ -17,6 +17,13 @@ from lib.remote.sweep import SweepError
 pytest_plugins = ("tests.kaggle_stub",)
 
 SCRIPT = REPO_ROOT / "push_kernel.py"
+FETCH = REPO_ROOT / "fetch_logs.py"
+
+
+def fetch_cli(args: list[str], cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    env = {**env, "PYTHONPATH": str(REPO_ROOT)}
+    return subprocess.run([sys.executable, str(FETCH), *args, "--runs-dir", str(cwd / "runs")], cwd=cwd,
+                          env=env, capture_output=True, text=True, timeout=300)
 
 
 def push_cli(args: list[str], cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
@@ -87,6 +94,19 @@ def test_kaggle_sweep_pushes_up_to_the_limit_then_the_next_ones(kaggle_stub, tmp
     assert [c["state"] for c in manifest(tmp_path)["combinations"]] == ["complete", "complete", "queued"]
     injected = kaggle_stub.calls("SaveKernel")[-1].body["text"]
     assert '"seed": 2' in injected and '"run_id": "seeds-02"' in injected
+    kaggle_stub.kernels["stubuser/seeds-02"].statuses = ["ERROR"]
+    for ref, kernel in kaggle_stub.kernels.items():
+        kernel.outputs = {"run.log": b"[]", "note.txt": ref.encode()}
+    done = fetch_cli(["--sweep", "seeds"], tmp_path, env)
+    assert done.returncode == 0, done.stderr
+    combos = manifest(tmp_path)["combinations"]
+    assert [c["state"] for c in combos] == ["complete", "complete", "error"]
+    for c in combos:  # every ended run downloaded into the sweep's folder, once
+        assert (Path(c["folder"]) / "note.txt").read_text() == f"stubuser/{c['slug']}"
+    assert "No run of this sweep has results yet" in done.stdout and "1 error" in done.stdout
+    downloads = len(kaggle_stub.calls("download"))
+    assert fetch_cli(["--sweep", "seeds"], tmp_path, env).returncode == 0
+    assert len(kaggle_stub.calls("download")) == downloads
 
 
 def test_a_sweep_refuses_a_run_id_and_a_bad_value_before_pushing(kaggle_stub, tmp_path: Path) -> None:
@@ -110,4 +130,16 @@ def test_local_sweep_runs_every_combination_here_with_jobs(kaggle_stub, tmp_path
     for c in combos:
         results = json.loads((Path(c["folder"]) / "results.json").read_text())
         assert results["config"]["seed"] == c["values"]["seed"] and results["run_id"] == c["slug"]
+    done = fetch_cli(["--sweep", "tiny"], tmp_path, env)
+    assert done.returncode == 0, done.stderr
+    folder = tmp_path / "runs" / "sweeps" / "tiny"
+    aggregated = json.loads((folder / "sweep_results.json").read_text())
+    [level] = aggregated["levels"].values()
+    assert level["runs"] == 2 and level["controllers"]["dqn"]["runs"] == 2
+    assert level["controllers"]["webster"]["runs"] == 1  # baselines once per level
+    head = level["comparison"]["headline"]
+    assert head["training_seeds"] == 2 and head["best_classic"] in ("webster", "fixed_time", "max_pressure",
+                                                                     "actuated")
+    assert "| all runs | 2 |" in (folder / "sweep_results.md").read_text()
+    assert (folder / "sweep_mean_delay_s.png").is_file()
     assert kaggle_stub.requests == []

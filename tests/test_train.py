@@ -15,6 +15,8 @@ from lib.obs.warn import LIB_DIR as LIB
 from lib.obs.warn import capture_warnings, numba_performance_warnings
 from lib.rl.callbacks import ProgressCallback
 from lib.rl.train import RunConfig, RunFailed, run
+from lib.runlog.analysis import analyse_path
+from lib.runlog.reader import find_log
 from lib.sim.simulator import Simulator
 
 SMALL = {
@@ -55,6 +57,11 @@ def test_a_300_step_dqn_run_learns_builds_once_and_writes_everything(tmp_path, p
     for name in ("model.zip", "results.json", "results.md", "training_curve.png", "comparison.png"):
         assert (tmp_path / name).stat().st_size > 0, name
     assert list((tmp_path / "checkpoints").glob("step_000000300*")), "final checkpoint with replay buffer"
+    log = find_log(tmp_path)  # a library run leaves a log fetch_logs.py reads, like a notebook run
+    assert log == tmp_path / "events.log"
+    analysis = analyse_path(log)
+    assert analysis["ending"]["status"] == "completed" and analysis["builds"]["count"] == 1
+    assert analysis["events"] == len(records)
     saved = json.loads((tmp_path / "results.json").read_text())
     assert set(saved["results"]) == CONTROLLERS
     for metrics in saved["results"].values():

@@ -8,16 +8,20 @@ import time of this module before that) on a monotonic clock.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import sys
 import time
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any, TextIO
 
 PREFIX = "[event] "
 
 _t0 = time.monotonic()
 _stream: TextIO | None = None
+_copies: list[TextIO] = []
 
 
 def start_clock() -> None:
@@ -41,9 +45,23 @@ def emit(event: str, **keys: Any) -> dict[str, Any]:
     record = {"event": event, "t": round(elapsed(), 3), **keys}
     line = PREFIX + json.dumps(jsonable(record), allow_nan=False)
     stream = _stream if _stream is not None else sys.stdout
-    stream.write(line + "\n")
-    stream.flush()
+    for sink in (stream, *_copies):
+        sink.write(line + "\n")
+        sink.flush()
     return record
+
+
+@contextlib.contextmanager
+def copy_to(path: Path) -> Iterator[Path]:
+    """Inside the block every event is also appended to `path`: a run made by the library or a
+    benchmark leaves a log in its folder that fetch_logs.py reads, as a notebook run leaves run.log."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a", encoding="utf-8") as sink:
+        _copies.append(sink)
+        try:
+            yield path
+        finally:
+            _copies.remove(sink)
 
 
 def parse_line(line: str) -> dict[str, Any] | None:

@@ -252,8 +252,7 @@ def run_here(sweep: Sweep, command_for: Callable[[Combination], list[str]], jobs
         out = sweep.folder / f"{c.slug}.out"
         with out.open("w") as handle:
             done = subprocess.run(command_for(c), stdout=handle, stderr=subprocess.STDOUT, check=False)
-        tail = out.read_text(errors="replace").strip().splitlines()[-1:] or [""]
-        return c, done.returncode, tail[0]
+        return c, done.returncode, _reason(out.read_text(errors="replace"))
 
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
         for future in as_completed([pool.submit(one, c) for c in todo]):
@@ -264,6 +263,13 @@ def run_here(sweep: Sweep, command_for: Callable[[Combination], list[str]], jobs
             sweep.save()
             if on_done is not None:
                 on_done(c)
+
+
+def _reason(output: str) -> str:
+    """The line of a run's output that says why it failed (else its last line)."""
+    lines = [line.strip() for line in output.splitlines() if line.strip().strip("=")]
+    said = [line for line in lines if "FAILED" in line or "error" in line.lower()]
+    return (said or lines or [""])[-1]
 
 
 def option_args(settings: Mapping[str, Any]) -> list[str]:

@@ -40,6 +40,7 @@ from stable_baselines3 import DQN, PPO
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.vec_env import VecEnv, VecMonitor
 
+from lib.obs import events
 from lib.obs.events import emit, jsonable, start_clock
 from lib.obs.provenance import git_commit, lib_hash
 from lib.obs.rundir import owned
@@ -63,6 +64,7 @@ from lib.rl.vecenv import TrafficVecEnv
 from lib.sim.simulator import cuda_available, pick_backend
 
 REFERENCES = tuning.BASELINES
+EVENTS_LOG = "events.log"  # the run's events, beside its results (plain text, one event a line)
 # Validation episodes come from the tuning/validation seed set, apart from the tuning episodes.
 VALIDATION_SKIP = 500_000
 
@@ -103,17 +105,20 @@ class RunInterrupted(KeyboardInterrupt):
 
 
 def run(config: RunConfig) -> RunResult:
-    """Train, check and evaluate as `config` says; see the module docstring for the phases."""
+    """Train, check and evaluate as `config` says; see the module docstring for the phases. Every
+    event also goes to `output_dir/events.log`, so any run folder has a log fetch_logs.py reads."""
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
+    run_id = config.run_id or f"{stamp}-{config.algorithm}-s{config.seed}"
+    folder = Path(config.output_dir or str(Path("runs") / run_id))
+    with events.copy_to(folder / EVENTS_LOG):
+        return _run(config.replace(run_id=run_id, output_dir=str(folder)))
+
+
+def _run(config: RunConfig) -> RunResult:
     start_clock()
     started = time.monotonic()
-    run_id = (
-        config.run_id or f"{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}-{config.algorithm}-s{config.seed}"
-    )
-    config = config.replace(
-        run_id=run_id,
-        commit=config.commit or git_commit(),
-        output_dir=config.output_dir or str(Path("runs") / run_id),
-    )
+    run_id = config.run_id
+    config = config.replace(commit=config.commit or git_commit())
     result = RunResult(status="ok", output_dir=Path(config.output_dir), run_id=run_id)
     emit(
         "run_start",

@@ -26,7 +26,10 @@ from lib.runlog.values import MAX_ITEMS, Bounded, Interval, clean_event, differe
 
 EXPECTED_BUILDS = 1
 PHASES = ("setup", "config", "build", "sanity", "train", "eval", "baselines", "save")
-USEFUL = ("train", "eval")
+# The work a run is for (docs/PERFORMANCE.md): everything else is overhead.
+USEFUL = ("train", "eval", "baselines")
+STARTUP = "start-up"  # before the first phase: kernel start, bootstrap, imports
+BETWEEN = "between phases"
 MAX_CATEGORIES = 200
 MAX_PHASE_ROWS = 20
 OTHER_PHASES = "other phases "
@@ -173,7 +176,8 @@ class Analysis:
         Keys: kind ("events", "legacy" or "plain"), notes, lines, events, malformed_events,
         unknown_events, run (from run_start), builds (count, expected, redundant, seconds, lost_s,
         items with phase and preceding lines), timeline (total_s, inferred, phases with start,
-        seconds, share, count, open, plus "unaccounted"; intervals; useful_s, useful_share,
+        seconds, share, count, open, plus "start-up" and "between phases"; intervals; useful_s
+        (train, eval and baselines), useful_share,
         overhead_ratio), compile, sanity, throughput, metrics (per controller), checkpoints,
         warnings (category, count, message, source, grid_sizes), legacy (GPU memory lines, SB3
         tables, Eval lines, training completion) and ending (status completed, error,
@@ -277,11 +281,10 @@ class Analysis:
         if error is not None:
             return {"status": "error", "error": error.strip(), "detail": "the log ends with an exception"}
         if not self.legacy.seen:
-            ending["detail"] = "no [event] line and no known marker: this log does not say how the run ended"
-            return ending
-        ending["last_phase"] = self.legacy.phase_now()
-        ending["detail"] = "no run_end event (logs of the earlier system never print one): ending unknown"
-        return ending
+            return {"status": "unknown", "last_line": ending["last_line"],
+                    "detail": "no [event] line and no known marker: this log does not say how the run ended"}
+        return {"status": "unknown", "last_phase": self.legacy.phase_now(), "last_line": ending["last_line"],
+                "detail": "the earlier system's logs never say how a run ended (no run_end event)"}
 
 
 _HANDLED = {
@@ -366,7 +369,8 @@ class Warnings:
 
 
 def timeline(intervals: list[Interval], end: float | None, inferred: bool) -> dict[str, Any]:
-    """Phase rows (start, seconds, share), unaccounted time, useful share and overhead ratio.
+    """Phase rows (start, seconds, share), the time before the first phase (start-up: kernel,
+    bootstrap, imports) and between phases, the useful share and the overhead ratio.
 
     Beyond MAX_PHASE_ROWS names, the rarer names share one row (a log of 20,000 distinct phase
     names once took 45 s and 451 MB to report, and its chart was unreadable)."""
@@ -380,8 +384,10 @@ def timeline(intervals: list[Interval], end: float | None, inferred: bool) -> di
     others = sorted(set(by_name) - set(PHASES), key=lambda n: (n.startswith(OTHER_PHASES), n))
     rows = [_phase_row(name, by_name[name], total) for name in [p for p in PHASES if p in by_name] + others]
     covered = _union([(a, b) for _, a, b, _ in intervals])
-    rows.append({"phase": "unaccounted", "start": None, "seconds": rounded(total - covered),
-                 "share": rounded(ratio(total - covered, total)), "count": None, "open": False})
+    startup = min((a for _, a, _, _ in intervals), default=total)
+    if startup > 0:
+        rows.insert(0, _gap_row(STARTUP, 0.0, startup, total))
+    rows.append(_gap_row(BETWEEN, None, total - covered - startup, total))
     useful = _union([(a, b) for p, a, b, _ in intervals if p in USEFUL])
     return {
         "total_s": rounded(total),
@@ -394,6 +400,12 @@ def timeline(intervals: list[Interval], end: float | None, inferred: bool) -> di
         "useful_share": rounded(ratio(useful, total)),
         "overhead_ratio": rounded(ratio(total - useful, useful)),
     }
+
+
+def _gap_row(name: str, start: float | None, seconds: float, total: float) -> dict[str, Any]:
+    """A row for time no phase covers: start-up (before the first phase) or between phases."""
+    return {"phase": name, "start": start, "seconds": rounded(max(seconds, 0.0)),
+            "share": rounded(ratio(max(seconds, 0.0), total)), "count": None, "open": False}
 
 
 def _fold_phases(intervals: list[Interval]) -> list[Interval]:

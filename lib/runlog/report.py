@@ -3,8 +3,10 @@ comparisons.
 
 The terminal text and the Markdown file are rendered from the same list of sections so the two
 never disagree. The chart is a horizontal bar per phase on the run's clock (nested phases such as
-an evaluation inside training show as overlapping bars), with "unaccounted" as the gaps, so the
-share of a run spent outside training and evaluation is visible at a glance.
+an evaluation inside training show as overlapping bars), with the start-up and the time between
+phases as grey bars, so the share of a run spent outside training, evaluation and baselines is
+visible at a glance. One story throughout: one total (the log's span, start-up included), one
+throughput figure with its definition, overhead as in docs/PERFORMANCE.md.
 """
 
 from __future__ import annotations
@@ -17,12 +19,14 @@ from typing import Any
 
 PLOT_SIZE_PX = (1000, 400)
 PLOT_DPI = 100
-GAP_SHARE = 0.002  # unaccounted gaps shorter than this share of the run are not drawn
+GAP_SHARE = 0.002  # gaps between phases shorter than this share of the run are not drawn
+GREY = ("start-up", "between phases")
 _STATUS = {
     "completed": "COMPLETED",
     "error": "ERROR",
     "interrupted": "INTERRUPTED",
     "cut_off": "CUT OFF (no run_end: the run died or the log was cut)",
+    "unknown": "ENDING UNKNOWN",
     "empty": "NOTHING READ",
     "unreadable": "NOTHING READ",
 }
@@ -101,12 +105,15 @@ def plot_timeline(analysis: dict[str, Any], path: Path) -> Path:
     spans = {name: [] for name in names}
     for item in timeline["intervals"]:
         spans[item["phase"]].append((item["start"], item["end"] - item["start"], item["open"]))
-    spans["unaccounted"] = [(a, b - a, False) for a, b in _gaps(timeline)]
+    gaps = _gaps(timeline)
+    spans.setdefault("start-up", [])
+    spans["start-up"] += [(a, b - a, False) for a, b in gaps if a == 0.0]
+    spans["between phases"] = [(a, b - a, False) for a, b in gaps if a > 0.0]
     fig = Figure(figsize=(PLOT_SIZE_PX[0] / PLOT_DPI, PLOT_SIZE_PX[1] / PLOT_DPI), dpi=PLOT_DPI)
     ax = fig.subplots()
     colors = colormaps["tab10"]
     for y, name in enumerate(reversed(names)):
-        color = "0.75" if name == "unaccounted" else colors(names.index(name) % 10)
+        color = "0.75" if name in GREY else colors(names.index(name) % 10)
         for still_open in (False, True):  # one collection per row and kind: fast for many spans
             bars = [(start, width) for start, width, o in spans[name] if o == still_open]
             ax.broken_barh(bars, (y - 0.4, 0.8), facecolors=color, hatch="//" if still_open else None,
@@ -114,15 +121,19 @@ def plot_timeline(analysis: dict[str, Any], path: Path) -> Path:
     ax.set_yticks(range(len(names)), list(reversed(names)))
     ax.set_xlabel("seconds since the log started (hatched: still open when the log ended)")
     useful = _percent(timeline["useful_share"])
-    ax.set_title(f"{_title(analysis)}: {timeline['total_s']:.1f} s, useful (train + eval) {useful}")
+    ax.set_title(f"{_title(analysis)}: {timeline['total_s']:.1f} s, useful (train, eval, baselines) {useful}")
     ax.set_xlim(0, max(timeline["total_s"], 1e-9))
     fig.subplots_adjust(left=0.12, right=0.98, top=0.9, bottom=0.14)
     fig.savefig(path, dpi=PLOT_DPI)
     return path
 
 
+COMPARED_METRICS = ("mean_delay_s", "throughput_veh", "mean_queue_veh", "mean_reward")
+
+
 def compare(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
-    """Two analyses side by side: each number of A and B with the change B - A."""
+    """Two analyses side by side: the run's numbers (A, B, change B - A), each metric as one
+    table with the same controllers on the same rows, and the parameters that differ."""
     rows = [
         ("builds", a["builds"]["count"], b["builds"]["count"]),
         ("build time lost (s)", a["builds"]["lost_s"], b["builds"]["lost_s"]),
@@ -134,19 +145,58 @@ def compare(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
         rows.append((key.replace("_", " "), a["timeline"].get(key), b["timeline"].get(key)))
     for key in ("steps_per_s", "train_steps", "eval_episodes"):
         rows.append((key.replace("_", " "), a["throughput"].get(key), b["throughput"].get(key)))
-    metrics_a, metrics_b = _flat_metrics(a), _flat_metrics(b)
-    rows += [(k, metrics_a.get(k), metrics_b.get(k)) for k in _union_keys(metrics_a, metrics_b)]
     table = [{"item": item, "a": va, "b": vb, **_change(va, vb)} for item, va, vb in rows]
+    controllers = _union_keys(a["metrics"], b["metrics"])
+    metrics = {
+        key: [{"controller": name, "a": _metric(a, name, key), "b": _metric(b, name, key),
+               **_change(_metric(a, name, key), _metric(b, name, key))} for name in controllers]
+        for key in COMPARED_METRICS
+        if any(_metric(x, n, key) is not None for x in (a, b) for n in controllers)
+    }
     endings = {"a": a["ending"]["status"], "b": b["ending"]["status"]}
-    return {"a": a["source"], "b": b["source"], "endings": endings, "rows": table}
+    return {"a": a["source"], "b": b["source"], "endings": endings, "rows": table, "metrics": metrics,
+            "parameters": _parameter_diff(a, b)}
 
 
 def render_compare(comparison: dict[str, Any]) -> str:
     head = [f"A: {comparison['a']} ({comparison['endings']['a']})",
             f"B: {comparison['b']} ({comparison['endings']['b']})", ""]
+    columns = ["A", "B", "change", "change %"]
     rows = [[r["item"], _fmt(r["a"]), _fmt(r["b"]), _signed(r["change"]), _percent(r["change_pct"], True)]
             for r in comparison["rows"]]
-    return "\n".join(head + _aligned(["", "A", "B", "change", "change %"], rows)) + "\n"
+    out = head + ["== The runs =="] + _aligned(["", *columns], rows)
+    for key, entries in comparison["metrics"].items():
+        table = [[e["controller"], _fmt(e["a"]), _fmt(e["b"]), _signed(e["change"]),
+                  _percent(e["change_pct"], True)] for e in entries]
+        out += ["", f"== {key} per controller =="] + _aligned(["controller", *columns], table)
+    params = comparison["parameters"]
+    out += ["", "== Parameters that differ =="]
+    out += (_aligned(["parameter", "A", "B"], [[p["name"], _fmt(p["a"]), _fmt(p["b"])] for p in params])
+            if params else ["none (or neither log has run_start parameters)"])
+    return "\n".join(out) + "\n"
+
+
+def _metric(analysis: dict[str, Any], controller: str, key: str) -> Any:
+    value = analysis["metrics"].get(controller, {}).get(key)
+    return value if _is_number(value) else None
+
+
+def _parameter_diff(a: dict[str, Any], b: dict[str, Any]) -> list[dict[str, Any]]:
+    """The run_start parameters (dotted names) whose values differ between the two runs."""
+    flat_a, flat_b = (_flatten((x.get("run") or {}).get("params") or {}) for x in (a, b))
+    return [{"name": k, "a": flat_a.get(k), "b": flat_b.get(k)} for k in _union_keys(flat_a, flat_b)
+            if flat_a.get(k) != flat_b.get(k)]
+
+
+def _flatten(params: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested parameters by dotted name (`env.sim.order`), as RunConfig names its settings."""
+    out: dict[str, Any] = {}
+    for key, value in params.items():
+        if isinstance(value, dict):
+            out.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
 
 
 def _summary(analysis: dict[str, Any]) -> Section:
@@ -160,15 +210,17 @@ def _summary(analysis: dict[str, Any]) -> Section:
         kernel = analysis["kernel"]
         lines.append(f"Kaggle kernel {kernel['ref']}: {kernel['status']}"
                      + (f" ({kernel['failure']})" if kernel.get("failure") else ""))
-    lines.append("ending: " + _ending(ending))
+    lines.append("ending: " + _ending(ending, analysis["timeline"].get("total_s")))
     lines += [f"note: {note}" for note in analysis["notes"]]
     return Section("Summary", lines)
 
 
-def _ending(ending: dict[str, Any]) -> str:
+def _ending(ending: dict[str, Any], total: float | None = None) -> str:
     text = _STATUS.get(ending["status"], ending["status"])
     if ending.get("seconds") is not None:
-        text += f" after {_fmt(ending['seconds'])} s"
+        text += f": the run took {_fmt(ending['seconds'])} s (run_start to run_end)"
+        if total is not None and total > ending["seconds"]:
+            text += f" of the log's {_fmt(total)} s"
     if ending.get("error"):
         text += f": {ending['error']}"
     if ending["status"] == "cut_off":
@@ -210,9 +262,10 @@ def _timeline(analysis: dict[str, Any]) -> Section:
     if not timeline["total_s"]:
         return Section("Timeline", ["no time stamps in this log: no timeline"])
     how = "inferred from markers and Kaggle time stamps" if timeline["inferred"] else "from phase events"
-    lines = [f"total {_fmt(timeline['total_s'])} s ({how})",
-             f"useful (train + eval): {_fmt(timeline['useful_s'])} s = {_percent(timeline['useful_share'])}"
-             f" of the run; overhead ratio {_fmt(timeline['overhead_ratio'])} (other time / useful time)",
+    lines = [f"total {_fmt(timeline['total_s'])} s: the log's span, start-up included ({how})",
+             f"useful (train, eval, baselines): {_fmt(timeline['useful_s'])} s = "
+             f"{_percent(timeline['useful_share'])} of the total; overhead ratio "
+             f"{_fmt(timeline['overhead_ratio'])} (all other time, start-up included, / useful time)",
              f"time lost to redundant builds: {_fmt(analysis['builds']['lost_s'])} s"]
     rows = [[r["phase"] + (" (open)" if r["open"] else ""), _fmt(r["start"]), _fmt(r["seconds"]),
              _percent(r["share"]), "#" * round(20 * (r["share"] or 0))] for r in timeline["phases"]]
@@ -221,12 +274,9 @@ def _timeline(analysis: dict[str, Any]) -> Section:
 
 def _throughput(analysis: dict[str, Any]) -> Section:
     t = analysis["throughput"]
-    rate = f"{_fmt(t.get('steps_per_s'))} steps/s"
-    if t.get("reported_steps_per_s") is not None:
-        rate += f" (last reported {_fmt(t['reported_steps_per_s'])})"
-    if t.get("reported_fps") is not None:
-        rate += f" (SB3 fps {_fmt(t['reported_fps'])})"
-    lines = [f"training: {_fmt(t.get('train_steps'))} steps in {_fmt(t.get('train_s'))} s = {rate}"]
+    lines = [f"training: {_fmt(t.get('steps_per_s'))} steps/s = {_fmt(t.get('train_steps'))} environment "
+             f"steps over the {_fmt(t.get('train_s'))} s of the train phase (model set-up, checkpoints "
+             f"and validations included)"]
     if t.get("train_steps") is None and t.get("train_s") is None:
         lines = ["training: no training seen in this log"]
     if t.get("eval_episodes") is not None:
@@ -284,11 +334,6 @@ def _gaps(timeline: dict[str, Any]) -> list[tuple[float, float]]:
 
 def _phase_seconds(analysis: dict[str, Any]) -> dict[str, Any]:
     return {row["phase"]: row["seconds"] for row in analysis["timeline"]["phases"]}
-
-
-def _flat_metrics(analysis: dict[str, Any]) -> dict[str, Any]:
-    return {f"{name}.{key}": value for name, values in analysis["metrics"].items()
-            for key, value in values.items() if _is_number(value)}
 
 
 def _union_keys(*dicts: dict[str, Any]) -> list[str]:
