@@ -50,7 +50,10 @@ def main(argv: list[str] | None = None) -> int:
     analysis = analyse_path(log)
     if kernel:
         analysis["kernel"] = {k: kernel[k] for k in ("ref", "status", "failure")}
-        if kernel["status"] not in kaggle_io.FINAL_STATUSES:
+        if kernel["status"] not in kaggle_io.KNOWN_STATUSES:
+            analysis["notes"].append(f"Kaggle reports the status {kernel['status']!r}, which this tool does "
+                                     "not know: its outputs may be partial; see the kernel's page")
+        elif kernel["status"] not in kaggle_io.FINAL_STATUSES:
             analysis["notes"].append(f"the kernel is still {kernel['status']}: its outputs may be partial "
                                      "or from an earlier version; fetch again when it has ended")
     _write(analysis, args.out or (folder if folder.is_dir() else log.parent), say)

@@ -21,6 +21,8 @@ See docs/kaggle.md. The work is done in lib/remote/bundle.py and lib/remote/kagg
 from __future__ import annotations
 
 import argparse
+import json
+import math
 import sys
 import time
 from pathlib import Path
@@ -32,6 +34,7 @@ from lib.remote.bundle import (
     Bundle,
     BundleError,
     build_bundle,
+    check_ref,
     check_run_settings,
     resolve_parameters,
     run_local,
@@ -39,6 +42,7 @@ from lib.remote.bundle import (
 from lib.remote.kaggle_api import (
     CREDENTIALS_HELP,
     KaggleError,
+    Policy,
     configured_username,
     download_output,
     has_credentials,
@@ -56,7 +60,13 @@ from lib.runlog.report import render_text, write_outputs
 
 DEFAULT_SLUG = "victoria-island-signals"
 DEFAULT_ACCELERATOR = "NvidiaTeslaT4"
+# Kaggle's GPU machine shapes; the run needs numba's CUDA target, so TPUs are refused. Add a new
+# shape here when Kaggle offers one (docs/kaggle.md).
+ACCELERATORS = ("NvidiaTeslaT4", "NvidiaL4", "NvidiaH100")
 RETIRED = {"NvidiaTeslaP100": "Kaggle has retired the P100 and runs such requests on a T4"}
+# Kaggle ends a session after 12 h at most; --wait allows that (or --timeout) plus the queue.
+KAGGLE_MAX_SESSION_S = 12 * 3600
+WAIT_MARGIN_S = 1800
 RULE = "=" * 78
 
 
@@ -71,13 +81,24 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="any run setting by dotted name; VALUE is JSON when it parses, else text")
     parser.add_argument("--target", choices=("auto", "kaggle", "local"), default="auto",
                         help="auto: Kaggle when credentials are configured, otherwise here")
-    parser.add_argument("--accelerator", default=DEFAULT_ACCELERATOR,
-                        help="Kaggle machine shape (default NvidiaTeslaT4; 'none' for CPU only)")
+    parser.add_argument("--accelerator", default=DEFAULT_ACCELERATOR, type=_accelerator_name,
+                        help=f"Kaggle machine shape: {', '.join(ACCELERATORS)} (default "
+                             f"{DEFAULT_ACCELERATOR}), or 'none' for CPU only")
     parser.add_argument("--slug", default=DEFAULT_SLUG, help="kernel SLUG or OWNER/SLUG")
     parser.add_argument("--timeout", type=_positive, default=None, help="Kaggle session timeout, seconds")
     parser.add_argument("--wait", action="store_true", help="poll until done, then download and analyse")
-    parser.add_argument("--poll-interval", type=float, default=10.0,
-                        help="first status poll interval with --wait, seconds (backs off to 60)")
+    parser.add_argument("--poll-interval", type=_poll_interval, default=10.0,
+                        help=f"first status poll interval with --wait, seconds (>= {Policy().min_poll_s:.0f};"
+                             " backs off to 60)")
+    parser.add_argument("--wait-deadline", type=_positive, default=None,
+                        help="give up waiting after this many seconds (default: --timeout, else Kaggle's "
+                             f"12 h limit, plus {WAIT_MARGIN_S // 60} min for the queue)")
+    parser.add_argument("--resume", metavar="RUN_ID", default=None,
+                        help="continue the local run runs/RUN_ID from its newest complete checkpoint "
+                             "(its settings, with the options given here on top; not on Kaggle)")
+    parser.add_argument("--allow-dirty", action="store_true",
+                        help="push although lib/ has uncommitted or untracked files (untracked ones are "
+                             "left out of the bundle and listed)")
     parser.add_argument("--dry-run", action="store_true", help="write the bundle, push or run nothing")
     sweep = parser.add_argument_group("sweeps (one run per combination; docs/kaggle.md)")
     sweep.add_argument("--sweep", action="append", default=[], metavar="NAME=V1,V2",
@@ -96,36 +117,88 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Exit codes: 0 success; 1 a failure (push, run, bundle refused); 2 a usage error (bad option
+    or setting, missing or broken credentials, unknown kernel); 130 Ctrl-C."""
     args = parse_args(argv)
     try:
         return _run(args)
     except (BundleError, KaggleError, SweepError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return getattr(exc, "exit_code", 1)
+    except KeyboardInterrupt:
+        print("\ninterrupted (Ctrl-C): nothing more was started; a local run keeps its log and its last "
+              "checkpoint (continue it with --resume RUN_ID).", file=sys.stderr)
+        return 130
 
 
 def _run(args: argparse.Namespace) -> int:
-    target = args.target
-    if target == "auto":
-        target = "kaggle" if has_credentials() else "local"
-    if target == "kaggle" and not args.dry_run and not has_credentials():
-        raise KaggleError(CREDENTIALS_HELP, exit_code=2)
+    target = _target(args)
     accelerator = _accelerator(args.accelerator)
     if args.sweep:
         return _sweep(args, target, accelerator)
-    run_settings = _settings(args)
-    run_settings.setdefault("run_id", f"{time.strftime('%Y%m%d-%H%M%S')}-{args.slug.split('/')[-1]}")
+    check_ref("OWNER/" + args.slug.split("/")[-1])  # before the slug goes into a default run_id
+    run_settings = _run_settings(args)
     check_run_settings(run_settings)
     params = resolve_parameters({"config": run_settings})
     ref = _ref(args.slug, target == "kaggle" and not args.dry_run)
     slug = ref.split("/")[1]
-    bundle = build_bundle(params, args.build_dir / slug, ref, accelerator)
+    bundle = build_bundle(params, args.build_dir / slug, ref, accelerator,
+                          require_clean=target == "kaggle" and not args.allow_dirty)
     if args.dry_run:
         _describe(bundle, "dry run: bundle written, nothing pushed or run")
         return 0
     if target == "local":
-        return _local(bundle, args.runs_dir, args.target == "auto")
+        return _local(bundle, args.runs_dir, args.target == "auto", resume=args.resume is not None)
     return _kaggle(bundle, args, accelerator)
+
+
+def _target(args: argparse.Namespace) -> str:
+    """Where the run goes; --resume is local only, Kaggle needs credentials (usage errors: 2)."""
+    target = args.target
+    if args.resume is not None:
+        if target == "kaggle" or args.sweep:
+            raise BundleError("--resume continues one local run; resuming on Kaggle or a sweep is not "
+                              "supported (push a new run instead).", exit_code=2)
+        return "local"
+    if target == "auto":
+        target = "kaggle" if has_credentials() else "local"
+    if target == "kaggle" and not args.dry_run and not has_credentials():
+        raise KaggleError(CREDENTIALS_HELP, exit_code=2)
+    return target
+
+
+def _run_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """The settings of one run: the command line's, a time-stamped run_id unless given, and with
+    --resume the settings the run saved underneath."""
+    chosen = _settings(args)
+    if args.resume is not None:
+        return {**_resumed_settings(args.runs_dir, args.resume), **chosen, "run_id": args.resume,
+                "resume": True}
+    if chosen.get("run_id") == "":
+        raise BundleError("--run-id must not be empty: it names the run's folder under runs/ (leave it "
+                          "out for a time-stamped one).", exit_code=2)
+    chosen.setdefault("run_id", f"{time.strftime('%Y%m%d-%H%M%S')}-{args.slug.split('/')[-1]}")
+    return chosen
+
+
+def _resumed_settings(runs_dir: Path, run_id: str) -> dict[str, Any]:
+    """The settings of the local run runs/RUN_ID (its config.json), by dotted name."""
+    from lib.config import ConfigError
+    from lib.rl.run_config import RunConfig
+
+    path = runs_dir / run_id / "config.json"
+    try:
+        saved = RunConfig.from_dict(json.loads(path.read_text())).to_dict()
+    except (OSError, ValueError, ConfigError) as exc:
+        raise BundleError(f"cannot resume {run_id}: {path} is missing or unreadable ({exc}); --resume "
+                          f"takes the RUN_ID of a local run under {runs_dir}/.", exit_code=2) from None
+    return {name: _lookup(saved, name) for name in run_options()}
+
+
+def _lookup(nested: dict[str, Any], dotted: str) -> Any:
+    for part in dotted.split("."):
+        nested = nested[part]
+    return nested
 
 
 def _settings(args: argparse.Namespace) -> dict[str, Any]:
@@ -184,7 +257,7 @@ def _sweep_kaggle(plan: sweep_mod.Sweep, args: argparse.Namespace, accelerator: 
     def push_one(c: sweep_mod.Combination) -> tuple[str, int | None]:
         ref = _ref(c.slug, True)
         bundle = build_bundle(resolve_parameters({"config": plan.settings_of(c)}), args.build_dir / c.slug,
-                              ref, accelerator)
+                              ref, accelerator, require_clean=not args.allow_dirty)
         result = push(bundle.folder, args.timeout, accelerator)
         print(f"  pushed {result.ref} version {result.version}: {result.url}", flush=True)
         return result.ref, result.version
@@ -199,6 +272,26 @@ def _sweep_kaggle(plan: sweep_mod.Sweep, args: argparse.Namespace, accelerator: 
           + f"; results: python fetch_logs.py --sweep {plan.name}")
     failed = [c for c in plan.with_state("pending") if (c.message or "").startswith("push failed")]
     return 1 if failed else 0
+
+
+def _poll_interval(text: str) -> float:
+    """At least Policy.min_poll_s (5 s; SIGNALS_KAGGLE_POLICY can lower it for tests)."""
+    floor = Policy.from_env().min_poll_s
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not value >= floor or not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be at least {floor:g} seconds (Kaggle rate-limits faster "
+                                         f"polling), got {text!r}")
+    return value
+
+
+def _accelerator_name(text: str) -> str:
+    if text.lower() in ("none", "cpu") or text in ACCELERATORS or text in RETIRED:
+        return text
+    raise argparse.ArgumentTypeError(f"unknown machine shape {text!r}: use one of {', '.join(ACCELERATORS)} "
+                                     "or 'none'")
 
 
 def _positive(text: str) -> int:
@@ -233,17 +326,21 @@ def _describe(bundle: Bundle, headline: str) -> None:
           f"\n  lib/ sha256 {bundle.lib_sha256[:12]}, commit {bundle.commit}\n  parameters: {params}")
 
 
-def _local(bundle: Bundle, runs_dir: Path, automatic: bool) -> int:
+def _local(bundle: Bundle, runs_dir: Path, automatic: bool, resume: bool = False) -> int:
     run_dir = runs_dir / str(bundle.parameters["config"]["run_id"])
-    why = "no Kaggle credentials are configured" if automatic else "--target local"
+    why = "--resume" if resume else "no Kaggle credentials are configured" if automatic else "--target local"
     print(f"{RULE}\nLOCAL RUN ({why}): the notebook runs HERE, not on Kaggle.\n  outputs: {run_dir}/",
           flush=True)
     _describe(bundle, "  bundle:")
     print(RULE, flush=True)
     start = time.monotonic()
-    result = run_local(bundle, run_dir)
+    result = run_local(bundle, run_dir, resume=resume)
     seconds = time.monotonic() - start
     print(RULE)
+    if result.status == "interrupted":
+        print(f"LOCAL RUN INTERRUPTED (Ctrl-C) after {seconds:.0f} s: its log and last checkpoint are in "
+              f"{run_dir}/; continue with  python push_kernel.py --resume {run_dir.name}\n{RULE}")
+        return 130
     if result.status != "ok":
         print(f"LOCAL RUN FAILED after {seconds:.0f} s: {result.error}\n"
               f"  partial log kept: {run_dir / 'run.log'}\n"
@@ -263,11 +360,19 @@ def _kaggle(bundle: Bundle, args: argparse.Namespace, accelerator: str | None) -
     result = push(bundle.folder, args.timeout, accelerator)
     record_push(result, args.runs_dir)
     print(f"Pushed version {result.version}: {result.url}", flush=True)
+    if len(result.versions) > 1:
+        listed = ", ".join(map(str, result.versions))
+        print(f"warning: this push made {len(result.versions)} versions ({listed}), each a session of its "
+              "own: cancel the extra ones on the kernel's page.", file=sys.stderr)
     if not args.wait:
         print("It runs on Kaggle now. When it is done: python fetch_logs.py")
         return 0
     versioned = f"{result.ref}/{result.version}" if result.version else result.ref
-    status, message = wait_for_completion(versioned, poll_s=args.poll_interval, on_poll=_show_poll)
+    deadline = args.wait_deadline or (args.timeout or KAGGLE_MAX_SESSION_S) + WAIT_MARGIN_S
+    print(f"Waiting for {versioned} to end (COMPLETE, ERROR or CANCEL_ACKNOWLEDGED), at most "
+          f"{deadline / 3600:.1f} h ...", flush=True)
+    status, message = wait_for_completion(versioned, poll_s=args.poll_interval, deadline_s=deadline,
+                                          on_poll=_show_poll)
     print(f"Kaggle run ended: {status}" + (f": {message}" if message else ""), flush=True)
     folder = download_output(versioned, args.runs_dir)
     print(f"Outputs downloaded to {folder}/", flush=True)

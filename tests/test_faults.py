@@ -194,7 +194,7 @@ import os, sys, time
 from pathlib import Path
 from stable_baselines3 import DQN
 from lib.rl.checkpoints import Checkpoints
-from lib.rl.rundir import owned
+from lib.obs.rundir import owned
 
 folder = Path(sys.argv[1])
 with owned(folder.parent):
@@ -241,8 +241,8 @@ def test_a_kill_during_a_checkpoint_write_resumes_from_the_last_complete_set(tmp
     import subprocess
     import sys
 
+    from lib.obs.rundir import RunDirBusy, owned
     from lib.rl.checkpoints import Checkpoints
-    from lib.rl.rundir import RunDirBusy, owned
 
     folder = tmp_path / "checkpoints"
     child = subprocess.Popen([sys.executable, "-c", CHILD, str(folder)], cwd=Path(__file__).parents[1])
@@ -287,7 +287,7 @@ def test_a_damaged_newest_set_is_skipped_and_named(saved_sets) -> None:
 
 
 def test_two_runs_never_share_a_run_directory(tmp_path) -> None:
-    from lib.rl.rundir import owned
+    from lib.obs.rundir import owned
     from lib.rl.train import RunConfig, RunFailed, run
 
     with owned(tmp_path), pytest.raises(RunFailed, match="in use by pid"):
@@ -424,3 +424,218 @@ def test_many_distinct_phase_names_fold_into_one_row(tmp_path) -> None:
     assert len(rows) == MAX_PHASE_ROWS + 1 and rows[-2:] == ["other phases (2981 names)", "between phases"]
     assert len({i["phase"] for i in analysis["timeline"]["intervals"]}) == MAX_PHASE_ROWS
     write_outputs(analysis, tmp_path)
+
+
+# --------------------------------------------------------------------------- push_kernel.py, bundles
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _cli(args: list[str], cwd: Path, env: dict[str, str]):
+    import subprocess
+    import sys
+
+    folders = ["--runs-dir", str(cwd / "runs"), "--build-dir", str(cwd / "build")]
+    return subprocess.run([sys.executable, str(ROOT / "push_kernel.py"), *args, *folders], cwd=cwd,
+                          env={**env, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True, timeout=120)
+
+
+@pytest.mark.parametrize(("args", "words"), [
+    (["--poll-interval", "0", "--wait"], "--poll-interval: must be at least 5 seconds"),
+    (["--poll-interval", "nan", "--wait"], "--poll-interval: must be at least 5"),
+    (["--poll-interval", "-1", "--wait"], "--poll-interval: must be at least 5"),
+    (["--accelerator", "bogus"], "unknown machine shape 'bogus'"),
+    (["--run-id", ""], "--run-id must not be empty"),
+    (["--slug", "Bad_Slug!"], "--slug: 'Bad_Slug!' is not a valid kernel slug"),
+    (["--steps", str(10**12)], "steps must be at most"),
+    (["--resume", "r1", "--target", "kaggle"], "resuming on Kaggle or a sweep is not supported"),
+    (["--resume", "no-such-run"], "cannot resume no-such-run"),
+])
+def test_usage_errors_exit_2_before_any_request(kaggle_stub, tmp_path, monkeypatch, args, words) -> None:
+    monkeypatch.delenv(kaggle_io.POLICY_ENV)  # the real 5 s floor
+    done = _cli(args, tmp_path, kaggle_stub.client_env(tmp_path / "home"))
+    assert done.returncode == 2, done.stderr
+    assert words in done.stderr and "Traceback" not in done.stderr
+    assert kaggle_stub.requests == [] and not (tmp_path / "build").exists()
+
+
+def test_resume_takes_the_runs_settings_and_the_options_on_top(kaggle_stub, tmp_path) -> None:
+    import ast
+    import re
+
+    import nbformat
+
+    from lib.rl.run_config import RunConfig
+
+    (tmp_path / "runs" / "r1").mkdir(parents=True)
+    saved = RunConfig.from_dict({"steps": 300, "seed": 7, "env": {"reward": "queue"}}).to_dict()
+    (tmp_path / "runs" / "r1" / "config.json").write_text(json.dumps(saved))
+    done = _cli(["--resume", "r1", "--steps", "600", "--dry-run", "--allow-dirty"], tmp_path,
+                kaggle_stub.client_env(tmp_path / "home"))
+    assert done.returncode == 0, done.stderr
+    nb = nbformat.read(tmp_path / "build" / "victoria-island-signals" / "victoria-island-signals.ipynb", 4)
+    source = next(c for c in nb.cells if "injected-parameters" in c.metadata.get("tags", []))["source"]
+    config = ast.literal_eval(re.search(r"^config = (.*)$", source, re.M).group(1))
+    assert (config["run_id"], config["resume"], config["steps"], config["seed"]) == ("r1", True, 600, 7)
+    assert config["env.reward"] == "queue"
+
+
+@pytest.fixture
+def git_lib(tmp_path):
+    """A stand-in lib/ in a git checkout with one commit."""
+    import subprocess
+
+    lib = tmp_path / "repo" / "lib"
+    lib.mkdir(parents=True)
+    (lib / "__init__.py").write_text('"""stand-in"""\n')
+    (lib / "sim.py").write_text("VALUE = 1\n")
+    git = ["git", "-C", str(lib.parent), "-c", "user.name=t", "-c", "user.email=t@t"]
+    subprocess.run([*git, "init", "-q"], check=True)
+    subprocess.run([*git, "add", "lib"], check=True)
+    subprocess.run([*git, "commit", "-qm", "lib"], check=True)
+    return lib
+
+
+def _bundle(lib: Path, tmp_path: Path, **options):
+    from lib.remote.bundle import build_bundle
+
+    return build_bundle({"config": {"run_id": "t"}}, tmp_path / "out", REF, None, lib_dir=lib, **options)
+
+
+def _bundled_names(bundle) -> set[str]:
+    import base64
+    import io
+    import lzma
+    import re
+    import tarfile
+
+    text = bundle.notebook.read_text()
+    archive = re.search(r'LIB_ARCHIVE = (["\'])(.*?)\1', text).group(2)
+    with tarfile.open(fileobj=io.BytesIO(lzma.decompress(base64.b64decode(archive)))) as tar:
+        return set(tar.getnames())
+
+
+def test_untracked_files_are_never_bundled_and_a_dirty_lib_is_refused(git_lib, tmp_path) -> None:
+    from lib.remote.bundle import BundleError
+
+    (git_lib / "notes.py").write_text("SECRET_PLAN = 1\n")
+    (git_lib / "sim.py").write_text("VALUE = 2\n")
+    refused = r"lib/sim.py \(modified\), lib/notes.py \(untracked\).*--allow-dirty"
+    with pytest.raises(BundleError, match=refused):
+        _bundle(git_lib, tmp_path, require_clean=True)
+    made = _bundle(git_lib, tmp_path)
+    assert made.untracked == ("lib/notes.py",)
+    assert _bundled_names(made) == {"lib/__init__.py", "lib/sim.py"}
+
+
+@pytest.mark.parametrize(("content", "kind"), [
+    ("-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAA\n-----END OPENSSH PRIVATE KEY-----\n",
+     "a private key"),
+    ("KEY_ID = 'AKIA" + "ABCDEFGHIJKLMNOP'\n", "an AWS access key"),
+    ("aws_secret_access_key = " + "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY\n", "an AWS secret key"),
+    ("TOKEN = 'ghp_" + "a" * 36 + "'\n", "a GitHub token"),
+])
+def test_generic_secrets_in_tracked_files_are_refused(git_lib, tmp_path, content, kind) -> None:
+    import subprocess
+
+    from lib.remote.bundle import BundleError
+
+    (git_lib / "config_values.py").write_text(content)
+    subprocess.run(["git", "-C", str(git_lib.parent), "add", "lib"], check=True)
+    with pytest.raises(BundleError, match=f"looks like {kind}") as info:
+        _bundle(git_lib, tmp_path)
+    assert content.strip().splitlines()[0][-12:] not in str(info.value)
+
+
+SLEEPER = '''
+import sys
+from pathlib import Path
+import nbformat
+from lib.remote.bundle import build_bundle, run_local
+
+root = Path(sys.argv[1])
+lib = root / "lib"
+lib.mkdir(parents=True, exist_ok=True)
+(lib / "__init__.py").write_text("")
+nb = nbformat.v4.new_notebook(metadata={"kernelspec": {"name": "python3", "language": "python",
+                                                       "display_name": "Python 3"}})
+body = ("import time\\ntry:\\n    print('started', flush=True)\\n    time.sleep(60)\\n"
+        "except KeyboardInterrupt:\\n    print('checkpoint saved', flush=True)\\n    raise")
+nb.cells = [nbformat.v4.new_code_cell("steps = 1", metadata={"tags": ["parameters"]}),
+            nbformat.v4.new_code_cell(body)]
+nbformat.write(nb, root / "n.ipynb")
+made = build_bundle({"steps": 1}, root / "out", "stubuser/victoria-island-signals", None,
+                    notebook=root / "n.ipynb", lib_dir=lib)
+print("RESULT", run_local(made, root / "runs" / "r1").status, flush=True)
+'''
+
+
+def test_ctrl_c_on_a_local_run_lets_the_kernel_finish_and_keeps_a_valid_log(tmp_path) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    child = subprocess.Popen([sys.executable, "-c", SLEEPER, str(tmp_path)], cwd=ROOT, start_new_session=True,
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                             env={**os.environ, "PYTHONPATH": str(ROOT)})
+    log = tmp_path / "runs" / "r1" / "run.log"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not (log.exists() and "started" in log.read_text()):
+        time.sleep(0.1)
+    os.killpg(child.pid, signal.SIGINT)  # as a terminal's Ctrl-C: the whole foreground group
+    try:
+        out, _ = child.communicate(timeout=60)
+    finally:
+        if child.poll() is None:
+            os.killpg(child.pid, signal.SIGKILL)
+    assert "RESULT interrupted" in out, out[-2000:]
+    lines = [e["data"] for e in json.loads(log.read_text())]
+    assert "checkpoint saved\n" in lines and lines[-1].startswith("KeyboardInterrupt")
+
+
+def test_a_resumed_local_run_keeps_the_earlier_log_and_waits_for_the_lock(tmp_path) -> None:
+    from lib.obs.rundir import owned
+    from lib.remote.bundle import Bundle, BundleError, run_local
+
+    run_dir = tmp_path / "runs" / "r1"
+    run_dir.mkdir(parents=True)
+    made = Bundle(tmp_path, tmp_path / "missing.ipynb", {}, {}, "", "", 0)
+    with pytest.raises(BundleError, match="already exists.*--resume r1"):
+        run_local(made, run_dir)
+    with pytest.raises(BundleError, match="no checkpoints to resume from") as info:
+        run_local(made, run_dir, resume=True)
+    assert info.value.exit_code == 2
+    (run_dir / "checkpoints").mkdir()
+    (run_dir / "run.log").write_text("[]")
+    with owned(run_dir, ".push.lock"), pytest.raises(BundleError, match="in use by pid"):
+        run_local(made, run_dir, resume=True)
+    assert (run_dir / "run.log").read_text() == "[]", "a refused resume changes nothing"
+    assert run_local(made, run_dir, resume=True).status == "error"  # the notebook does not exist
+    assert (run_dir / "run.1.log").read_text() == "[]" and (run_dir / "run.log").read_text() != "[]"
+
+
+def test_fetch_logs_names_an_unknown_status(kaggle_env, tmp_path, capsys) -> None:
+    import fetch_logs
+
+    kaggle_env.add_kernel(REF, statuses=["HIBERNATING"], outputs={"run.log": b"[]"})
+    assert fetch_logs.main([REF + "/1", "--runs-dir", str(tmp_path / "runs"), "--json"]) == 1
+    notes = json.loads(capsys.readouterr().out)["notes"]
+    assert any("status 'HIBERNATING', which this tool does not know" in n for n in notes)
+
+
+def test_a_lost_push_reply_with_unreadable_versions_says_a_version_may_exist(kaggle_env, bundle_dir,
+                                                                             monkeypatch) -> None:
+    looks = iter([lambda: 0, lambda: (_ for _ in ()).throw(KaggleError("HTTP 503"))])
+    monkeypatch.setattr(kaggle_io, "latest_version", lambda ref, api=None: next(looks)())
+    kaggle_env.misbehave("SaveKernel", "drop")
+    with pytest.raises(KaggleError, match="reply was lost .* a new version may exist"):
+        kaggle_io.push(bundle_dir)
+    assert len(kaggle_env.calls("SaveKernel")) == 1
+
+
+def test_a_push_whose_version_cannot_be_read_first_sends_nothing(kaggle_env, bundle_dir) -> None:
+    kaggle_env.misbehave("GetKernel", "garbage", times=99)
+    with pytest.raises(KaggleError, match="could not read the kernel's latest version"):
+        kaggle_io.push(bundle_dir)
+    assert kaggle_env.calls("SaveKernel") == []

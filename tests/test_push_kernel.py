@@ -38,9 +38,10 @@ SCRIPT = REPO_ROOT / "push_kernel.py"
 
 
 def push_cli(args: list[str], cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    """Run the CLI with its runs/ and build/ folders under `cwd` (a temporary folder)."""
-    env = {**env, "PYTHONPATH": str(REPO_ROOT)}
-    folders = ["--runs-dir", str(cwd / "runs"), "--build-dir", str(cwd / "build")]
+    """Run the CLI with its runs/ and build/ folders under `cwd` (a temporary folder); lib/ may have
+    uncommitted changes while one works (the clean-tree check has tests of its own)."""
+    env = {"SIGNALS_KAGGLE_POLICY": "backoff_s=0,min_poll_s=0", **env, "PYTHONPATH": str(REPO_ROOT)}
+    folders = ["--runs-dir", str(cwd / "runs"), "--build-dir", str(cwd / "build"), "--allow-dirty"]
     return subprocess.run([sys.executable, str(SCRIPT), *args, *folders], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=300)
 
@@ -142,10 +143,10 @@ def test_dry_run_with_retired_p100_writes_bundle_only(kaggle_stub, tmp_path: Pat
 def test_unknown_setting_names_the_closest(kaggle_stub, tmp_path: Path) -> None:
     env = kaggle_stub.client_env(tmp_path / "home")
     done = push_cli(["--dry-run", "-p", "stpes", "3"], tmp_path, env)
-    assert done.returncode == 1
+    assert done.returncode == 2
     assert "unknown key 'stpes'" in done.stderr and "'steps'" in done.stderr
     done = push_cli(["--dry-run", "-p", "env.sim.ordr", "2"], tmp_path, env)
-    assert done.returncode == 1 and "Did you mean 'env.sim.order'?" in done.stderr
+    assert done.returncode == 2 and "Did you mean 'env.sim.order'?" in done.stderr
 
 
 def test_every_run_setting_is_an_option_with_dotted_names(kaggle_stub, tmp_path: Path) -> None:
@@ -207,11 +208,25 @@ def test_bootstrap_cell_unpacks_an_importable_lib(fake_lib: Path, tmp_path: Path
     script = source + "\nimport lib.marker\nprint('VALUE', lib.marker.VALUE, lib.marker.__file__)\n"
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "XDG_CACHE_HOME")}
     done = subprocess.run([sys.executable, "-c", script], cwd=elsewhere, capture_output=True, text=True,
-                          env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"}, timeout=120)
+                          env={**env, "HOME": str(tmp_path / "home")}, timeout=120)
     assert done.returncode == 0, done.stderr
-    assert "VALUE 42" in done.stdout and "victoria-island-lib-" + made.lib_sha256[:12] in done.stdout
+    private = tmp_path / "home" / ".cache" / "victoria-island-signals"
+    unpacked = private / f"lib-{made.lib_sha256[:16]}"
+    assert "VALUE 42" in done.stdout and str(unpacked) in done.stdout
+    assert private.stat().st_mode & 0o777 == 0o700
     assert "installing" not in done.stdout
+    (unpacked / "gymnasium.py").write_text("raise SystemExit('planted module imported')\n")
+    again = subprocess.run([sys.executable, "-c", script + "import gymnasium\n"], cwd=elsewhere,
+                           capture_output=True, text=True, env={**env, "HOME": str(tmp_path / "home")},
+                           timeout=120)
+    assert again.returncode == 0, again.stderr
+    assert not (unpacked / "gymnasium.py").exists(), "a folder that does not match its hashes is replaced"
+    private.chmod(0o755)
+    shared = subprocess.run([sys.executable, "-c", script], cwd=elsewhere, capture_output=True, text=True,
+                            env={**env, "HOME": str(tmp_path / "home")}, timeout=120)
+    assert shared.returncode != 0 and "must belong to you and be private: chmod 700" in shared.stderr
 
 
 def test_oversized_bundle_is_refused(fake_lib: Path, tmp_path: Path) -> None:
@@ -304,7 +319,7 @@ def test_target_local_runs_here_even_with_credentials(kaggle_stub, tmp_path: Pat
 def test_parameters_the_run_would_reject_are_refused_before_running(kaggle_stub, tmp_path, target) -> None:
     env = kaggle_stub.client_env(tmp_path / "home", credentials="key")
     done = push_cli(["--target", target, "--n-envs", "0", "--run-id", "bad"], tmp_path, env)
-    assert done.returncode == 1
+    assert done.returncode == 2
     assert "the run would reject these settings: RunConfig.n_envs must be >= 1" in done.stderr
     assert not (tmp_path / "runs" / "bad").exists() and not (tmp_path / "build").exists()
     assert kaggle_stub.requests == []

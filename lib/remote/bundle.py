@@ -7,23 +7,32 @@ pip-installs only the pinned packages the image lacks; the parameters are inject
 notebook runs here with papermill (`run_local`), writing the log in Kaggle's output-log format, so
 `fetch_logs.py` reads local and Kaggle runs alike.
 
-A bundle is refused when its source exceeds Kaggle's 1 MB limit or when anything in it looks like
-a credential (a kaggle.json/.env/token file, a configured key's value, a key-shaped string).
+A bundle holds the files git tracks (an untracked file is never shipped by accident). It is
+refused when its source exceeds Kaggle's 1 MB limit or when anything in it looks like a credential
+(a kaggle.json/.env/token file, a configured key's value, a Kaggle key or token, a private key,
+a cloud or code-hosting token); for a push to Kaggle, also when lib/ has uncommitted or untracked
+files, unless the caller allows it (`--allow-dirty`).
 """
 
 from __future__ import annotations
 
 import ast
 import base64
+import contextlib
 import difflib
 import hashlib
 import io
 import json
 import lzma
+import os
 import re
+import signal
+import subprocess
 import sys
 import tarfile
+import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
@@ -42,58 +51,39 @@ SLUG_PATTERN = re.compile(r"^[a-z0-9][a-z0-9-]{3,48}[a-z0-9]$")
 NOT_SHIPPED = ("remote", "runlog")
 # Tools for building and pushing the notebook, not imported by the run itself.
 NOT_IN_NOTEBOOK = frozenset({"papermill", "ipykernel", "nbformat", "kaggle", "six"})
-# Pure-Python packages whose API the run depends on: replaced when the image has another version.
-# The others (torch above all: Kaggle's is the CUDA build) are installed only when absent.
-EXACT_VERSION = ("stable-baselines3", "gymnasium")
+# The versions the run is known to work with (docs/kaggle.md); the bootstrap accepts the image's
+# gymnasium inside its range. Kaggle's 2026 GPU image: python 3.12, numpy 2.0.2, numba 0.60.0,
+# numba-cuda 0.22.2, torch 2.10, gymnasium 1.3.0, no stable-baselines3.
+SUPPORTED_VERSIONS = {"python": ">=3.10", "numpy": ">=1.26,<3", "numba": ">=0.60", "torch": ">=2.8,<3",
+                      "stable-baselines3": "==2.9.2", "gymnasium": ">=1.0,<1.5"}
+BOOTSTRAP_SOURCE = Path(__file__).with_name("bootstrap.py")
 CREDENTIAL_NAMES = frozenset({"kaggle.json", ".env", "access_token", "access_token.txt",
                               "credentials.json", ".netrc", "id_rsa", "id_ed25519"})
 CREDENTIAL_SUFFIXES = (".env", ".pem", ".key", ".p12")
 CREDENTIAL_PATTERNS = (
-    re.compile(r'"key"\s*:\s*"[0-9a-f]{32}"'),
-    re.compile(r"KAGGLE_KEY\s*[=:]\s*['\"]?[0-9a-f]{32}"),
-    re.compile(r"KAGGLE_API_TOKEN\s*[=:]\s*['\"]?[A-Za-z0-9_]{20,}"),
-    re.compile(r"KGAT_[0-9A-Za-z]{16,}"),
+    ("a Kaggle key or token", re.compile(r'"key"\s*:\s*"[0-9a-f]{32}"')),
+    ("a Kaggle key or token", re.compile(r"KAGGLE_KEY\s*[=:]\s*['\"]?[0-9a-f]{32}")),
+    ("a Kaggle key or token", re.compile(r"KAGGLE_API_TOKEN\s*[=:]\s*['\"]?[A-Za-z0-9_]{20,}")),
+    ("a Kaggle key or token", re.compile(r"KGAT_[0-9A-Za-z]{16,}")),
+    ("a private key", re.compile(r"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY( BLOCK)?-----")),
+    ("an AWS access key", re.compile(r"\b(?:AKIA|ASIA)[0-9A-Z]{16}\b")),
+    ("an AWS secret key", re.compile(r"aws_secret_access_key\s*[=:]\s*['\"]?[A-Za-z0-9/+=]{40}", re.I)),
+    ("a GitHub token", re.compile(r"\b(?:gh[pousr]_[A-Za-z0-9]{36,}|github_pat_[A-Za-z0-9_]{22,})")),
+    ("a Google API key", re.compile(r"\bAIza[0-9A-Za-z_-]{35}\b")),
+    ("a Slack token", re.compile(r"\bxox[abposr]-[A-Za-z0-9-]{10,}")),
+    ("a Hugging Face token", re.compile(r"\bhf_[A-Za-z0-9]{30,}\b")),
+    ("an API secret key", re.compile(r"\bsk-(?:proj-|ant-)?[A-Za-z0-9_-]{32,}")),
 )
 
-BOOTSTRAP = '''\
-# Bootstrap written by lib/remote/bundle.py: unpack this run's lib/ (embedded below, xz + base64) and
-# pip-install only the pinned packages this image lacks. Nothing else is cloned or downloaded.
-import base64, hashlib, importlib.metadata, io, lzma, subprocess, sys, tarfile, tempfile
-from pathlib import Path
-
-LIB_SHA256 = {lib_sha256!r}
-SHIPPED = {shipped!r}
-PINS = {pins!r}
-EXACT_VERSION = {exact!r}
-
-def _wanted(name, version):
-    try:
-        have = importlib.metadata.version(name)
-    except importlib.metadata.PackageNotFoundError:
-        return True
-    return name in EXACT_VERSION and have != version
-
-LIB_ARCHIVE = {archive!r}
-tar_bytes = lzma.decompress(base64.b64decode(LIB_ARCHIVE))
-if hashlib.sha256(tar_bytes).hexdigest() != LIB_SHA256:
-    raise RuntimeError("the embedded lib/ archive is corrupt: rebuild the bundle with push_kernel.py")
-lib_root = Path(tempfile.gettempdir()) / f"victoria-island-lib-{{LIB_SHA256[:12]}}"
-with tarfile.open(fileobj=io.BytesIO(tar_bytes)) as tar:
-    tar.extractall(lib_root, **({{"filter": "data"}} if hasattr(tarfile, "data_filter") else {{}}))
-sys.path.insert(0, str(lib_root))
-missing = [f"{{name}}=={{version}}" for name, version in PINS.items() if _wanted(name, version)]
-if missing:
-    print("installing", *missing, flush=True)
-    done = subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", *missing])
-    if done.returncode != 0:
-        raise RuntimeError(f"pip could not install {{missing}}: the kernel needs internet access "
-                           "(enable_internet in kernel-metadata.json, phone-verified account)")
-print(f"lib/ sha256 {{LIB_SHA256[:12]}} unpacked to {{lib_root}}: {{', '.join(SHIPPED)}}", flush=True)
-'''
 
 
 class BundleError(Exception):
-    """The bundle cannot be built or must not be pushed; the message says why and what to do."""
+    """The bundle cannot be built or must not be pushed; the message says why and what to do.
+    `exit_code` is 2 for a usage error (a bad option or setting), 1 otherwise."""
+
+    def __init__(self, message: str, exit_code: int = 1) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
 
 
 @dataclass(frozen=True)
@@ -105,6 +95,7 @@ class Bundle:
     lib_sha256: str
     commit: str
     source_bytes: int
+    untracked: tuple[str, ...] = ()  # files under lib/ left out because git does not track them
 
 
 def notebook_parameters(notebook: Path = NOTEBOOK) -> dict[str, Any]:
@@ -125,7 +116,7 @@ def resolve_parameters(overrides: dict[str, Any], notebook: Path = NOTEBOOK) -> 
             close = difflib.get_close_matches(name, list(defaults), n=1, cutoff=0.5)
             hint = f" Did you mean '{close[0]}'?" if close else ""
             raise BundleError(f"unknown notebook parameter '{name}'.{hint} "
-                              f"Parameters of {notebook.name}: {', '.join(defaults)}.")
+                              f"Parameters of {notebook.name}: {', '.join(defaults)}.", exit_code=2)
     return {**defaults, **overrides}
 
 
@@ -139,13 +130,16 @@ def check_run_settings(settings: dict[str, Any]) -> None:
     try:
         RunConfig.from_dict(settings)
     except ConfigError as exc:
-        raise BundleError(f"the run would reject these settings: {exc}") from None
+        raise BundleError(f"the run would reject these settings: {exc}", exit_code=2) from None
 
 
 def build_bundle(parameters: dict[str, Any], out_dir: Path, ref: str, accelerator: str | None,
                  notebook: Path = NOTEBOOK, lib_dir: Path = REPO_ROOT / "lib",
-                 max_bytes: int = MAX_SOURCE_BYTES) -> Bundle:
+                 max_bytes: int = MAX_SOURCE_BYTES, require_clean: bool = False) -> Bundle:
     """Write `<slug>.ipynb` and `kernel-metadata.json` into `out_dir` and check them.
+
+    `require_clean`: refuse when lib/ has uncommitted or untracked files (a push to Kaggle must
+    run what the commit it names holds).
 
     `parameters` are injected as given (resolve them first); when the notebook takes a `config`
     (the run's settings), an empty `commit` there becomes this checkout's, since Kaggle has no
@@ -155,7 +149,8 @@ def build_bundle(parameters: dict[str, Any], out_dir: Path, ref: str, accelerato
     from papermill.iorw import load_notebook_node
     from papermill.parameterize import parameterize_notebook
 
-    slug = _check_ref(ref)
+    slug = check_ref(ref)
+    untracked = _check_clean(lib_dir, require_clean)
     tar_bytes, sizes = _lib_tar(lib_dir)
     lib_sha256 = hashlib.sha256(tar_bytes).hexdigest()
     commit = git_commit(lib_dir)
@@ -173,7 +168,7 @@ def build_bundle(parameters: dict[str, Any], out_dir: Path, ref: str, accelerato
     nb_path.write_text(text)
     metadata = _metadata(ref, nb_path.name, accelerator)
     (out_dir / "kernel-metadata.json").write_text(json.dumps(metadata, indent=2) + "\n")
-    return Bundle(out_dir, nb_path, metadata, params, lib_sha256, commit, len(text.encode()))
+    return Bundle(out_dir, nb_path, metadata, params, lib_sha256, commit, len(text.encode()), untracked)
 
 
 def pinned_requirements(path: Path = REQUIREMENTS) -> dict[str, str]:
@@ -187,10 +182,14 @@ def pinned_requirements(path: Path = REQUIREMENTS) -> dict[str, str]:
 
 
 def _bootstrap_cell(nbformat: Any, tar_bytes: bytes, lib_sha256: str, shipped: list[str]) -> Any:
+    """lib/remote/bootstrap.py with this bundle's constants (the archive, its hashes, the pins)."""
+    with tarfile.open(fileobj=io.BytesIO(tar_bytes)) as tar:
+        files = {m.name: hashlib.sha256(tar.extractfile(m).read()).hexdigest() for m in tar.getmembers()}
     archive = base64.b64encode(lzma.compress(tar_bytes, preset=9)).decode()
-    source = BOOTSTRAP.format(lib_sha256=lib_sha256, shipped=shipped, pins=pinned_requirements(),
-                              exact=EXACT_VERSION,
-                              archive=archive)
+    constants = (f"LIB_SHA256 = {lib_sha256!r}\nSHIPPED = {shipped!r}\nPINS = {pinned_requirements()!r}\n"
+                 f"SUPPORTED = {SUPPORTED_VERSIONS!r}\nFILES = {files!r}\nLIB_ARCHIVE = {archive!r}\n")
+    header = "# Bootstrap written by lib/remote/bundle.py from lib/remote/bootstrap.py.\n"
+    source = header + constants + BOOTSTRAP_SOURCE.read_text().split("\n", 1)[1]
     return nbformat.v4.new_code_cell(source, metadata={"tags": [BOOTSTRAP_TAG]})
 
 
@@ -211,12 +210,49 @@ def _lib_tar(lib_dir: Path) -> tuple[bytes, dict[str, int]]:
 
 
 def bundled_files(lib_dir: Path) -> list[Path]:
-    """The files of lib/ that go into the notebook: the layers that run there, no caches."""
+    """The files of lib/ that go into the notebook: the layers that run there, tracked by git
+    (every file when lib/ is not in a git checkout), no caches."""
+    tracked = _git_state(lib_dir)["tracked"]
+
     def shipped(path: Path) -> bool:
-        parts = path.relative_to(lib_dir).parts
-        return path.is_file() and "__pycache__" not in parts and path.suffix != ".pyc" \
-            and parts[0] not in NOT_SHIPPED
+        return path.is_file() and _shipped_layer(lib_dir, path) and (tracked is None or path in tracked)
     return sorted(p for p in lib_dir.rglob("*") if shipped(p))
+
+
+def _shipped_layer(lib_dir: Path, path: Path) -> bool:
+    """A file of the layers that run in the notebook, not a cache."""
+    parts = path.relative_to(lib_dir).parts
+    return "__pycache__" not in parts and path.suffix != ".pyc" and parts[0] not in NOT_SHIPPED
+
+
+def _git_state(lib_dir: Path) -> dict[str, Any]:
+    """Files under lib_dir git tracks, leaves untracked (ignored ones aside) and sees modified;
+    all None outside a git checkout."""
+    def listed(*args: str) -> set[Path] | None:
+        try:
+            done = subprocess.run(["git", "-C", str(lib_dir), *args, "-z", "--", "."], capture_output=True,
+                                  text=True, timeout=60)
+        except (OSError, subprocess.TimeoutExpired):
+            return None
+        return {lib_dir / name for name in done.stdout.split("\0") if name} if done.returncode == 0 else None
+
+    return {"tracked": listed("ls-files", "--cached"),
+            "untracked": listed("ls-files", "--others", "--exclude-standard"),
+            "modified": listed("diff", "--name-only", "--relative", "HEAD")}
+
+
+def _check_clean(lib_dir: Path, require_clean: bool) -> tuple[str, ...]:
+    """The untracked files under lib/ (left out of the bundle); refuse any change if required."""
+    state = _git_state(lib_dir)
+    shown = {key: sorted(str(p.relative_to(lib_dir.parent)) for p in state[key] or ()
+                         if _shipped_layer(lib_dir, p)) for key in ("untracked", "modified")}
+    if require_clean and (shown["untracked"] or shown["modified"]):
+        listed = ", ".join([*(f"{n} (modified)" for n in shown["modified"]),
+                            *(f"{n} (untracked)" for n in shown["untracked"])][:10])
+        raise BundleError(f"lib/ has changes git does not hold: {listed}. Commit them (the run's commit "
+                          "must say what ran), or pass --allow-dirty: untracked files are then left out "
+                          "and modified ones shipped as they are.", exit_code=2)
+    return tuple(shown["untracked"])
 
 
 def shipped_packages(lib_dir: Path) -> list[str]:
@@ -247,9 +283,11 @@ def _check_credentials(lib_dir: Path, notebook_text: str) -> None:
 
 
 def _scan(text: str, secrets: list[str], where: str) -> None:
-    if any(secret in text for secret in secrets) or any(p.search(text) for p in CREDENTIAL_PATTERNS):
-        raise BundleError(f"refusing to bundle: {where} contains what looks like a Kaggle key or "
-                          "token (value not shown). Remove it; credentials never go in the bundle.")
+    kinds = ["a Kaggle key or token (one configured here)"] if any(s in text for s in secrets) else []
+    kinds += [kind for kind, pattern in CREDENTIAL_PATTERNS if pattern.search(text)]
+    if kinds:
+        raise BundleError(f"refusing to bundle: {where} contains what looks like {kinds[0]} (value not "
+                          "shown). Remove it; credentials never go in the bundle.")
 
 
 def _metadata(ref: str, code_file: str, accelerator: str | None) -> dict[str, Any]:
@@ -265,11 +303,13 @@ def _metadata(ref: str, code_file: str, accelerator: str | None) -> dict[str, An
     return metadata
 
 
-def _check_ref(ref: str) -> str:
+def check_ref(ref: str) -> str:
+    """The slug of kernel id OWNER/SLUG; a bad one is a usage error naming --slug."""
     owner, _, slug = ref.partition("/")
     if not owner or not SLUG_PATTERN.match(slug):
-        raise BundleError(f"'{ref}' is not a valid kernel id: write OWNER/SLUG with a slug of 5-50 "
-                          "lowercase letters, digits and hyphens (e.g. alice/victoria-island-signals).")
+        raise BundleError(f"--slug: '{slug}' is not a valid kernel slug: use 5-50 lowercase letters, digits "
+                          "and hyphens, as OWNER/SLUG or SLUG (e.g. alice/victoria-island-signals).",
+                          exit_code=2)
     return slug
 
 
@@ -336,31 +376,69 @@ class LocalRun:
 LOCAL_KERNEL = {"KernelManager": {"transport": "ipc"}}
 
 
-def run_local(bundle: Bundle, run_dir: Path) -> LocalRun:
-    """Execute the bundle notebook here with papermill, cwd = `run_dir` (created, must be new).
+def run_local(bundle: Bundle, run_dir: Path, resume: bool = False) -> LocalRun:
+    """Execute the bundle notebook here with papermill, cwd = `run_dir` (created, must be new;
+    with `resume` it must exist, and its earlier log and notebook are kept as run.<n>.log and
+    <notebook>.<n>.ipynb).
 
     Writes `run_dir/<notebook>` (executed), `run.log` (Kaggle's output-log format); the run
     itself writes results.json, the model and plots into its output_dir (the cwd). A failing
     cell gives status 'error' and an error naming the cell and the exception; the partial log
-    and the executed-so-far notebook are kept.
+    and the executed-so-far notebook are kept. One such call per run_dir at a time (an OS lock).
+    A first Ctrl-C is passed on to the kernel, where the run saves a checkpoint and ends its log:
+    status 'interrupted'; a second one raises KeyboardInterrupt here at once.
     """
+    from lib.obs.rundir import RunDirBusy, owned
+
+    _check_run_dir(run_dir, resume)
+    try:
+        with owned(run_dir, ".push.lock"):
+            if resume:
+                _keep_earlier(run_dir, bundle.notebook.name)
+            return _execute(bundle, run_dir)
+    except RunDirBusy as exc:
+        raise BundleError(str(exc)) from None
+
+
+def _check_run_dir(run_dir: Path, resume: bool) -> None:
+    """A new run gets a new folder; a resumed one needs the folder and its checkpoints."""
+    if resume and not (run_dir / "checkpoints").is_dir():
+        raise BundleError(f"{run_dir} holds no checkpoints to resume from: --resume takes the RUN_ID of "
+                          "a local run that saved one.", exit_code=2)
+    if not resume:
+        try:
+            run_dir.mkdir(parents=True)
+        except FileExistsError as exc:
+            raise BundleError(f"{run_dir} already exists: a run never overwrites another; choose "
+                              f"another --run-id, or continue it with --resume {run_dir.name}.") from exc
+
+
+def _keep_earlier(run_dir: Path, notebook_name: str) -> None:
+    """Move the earlier attempt's log and notebook aside (run.<n>.log, <notebook>.<n>.ipynb)."""
+    n = 1
+    while (run_dir / f"run.{n}.log").exists():
+        n += 1
+    for name, kept in (("run.log", f"run.{n}.log"), (notebook_name, f"{Path(notebook_name).stem}.{n}.ipynb")):
+        if (run_dir / name).exists():
+            (run_dir / name).rename(run_dir / kept)
+
+
+def _execute(bundle: Bundle, run_dir: Path) -> LocalRun:
     import papermill
     from traitlets.config import Config
 
-    try:
-        run_dir.mkdir(parents=True)
-    except FileExistsError as exc:
-        raise BundleError(f"{run_dir} already exists: a run never overwrites another; "
-                          "choose another --run-id.") from exc
     log = KaggleStyleLog(run_dir / "run.log")
     try:
-        papermill.execute_notebook(
-            str(bundle.notebook), str(run_dir / bundle.notebook.name), cwd=str(run_dir),
-            kernel_name="python3", progress_bar=False, log_output=False, config=Config(LOCAL_KERNEL),
-            stdout_file=log.stream("stdout", sys.stdout), stderr_file=log.stream("stderr", sys.stderr))
+        with _sigint_to_kernel() as interrupted:
+            papermill.execute_notebook(
+                str(bundle.notebook), str(run_dir / bundle.notebook.name), cwd=str(run_dir),
+                kernel_name="python3", progress_bar=False, log_output=False, config=Config(LOCAL_KERNEL),
+                stdout_file=log.stream("stdout", sys.stdout), stderr_file=log.stream("stderr", sys.stderr))
     except papermill.PapermillExecutionError as exc:
         # As in a Kaggle log, the traceback ends the log, so fetch_logs reads the ending as an error.
         log.write("stderr", _ANSI.sub("", "\n".join(exc.traceback)) + "\n")
+        if interrupted:
+            return LocalRun("interrupted", run_dir, "interrupted (Ctrl-C)")
         return LocalRun("error", run_dir, _cell_error(bundle.notebook, exc))
     except Exception as exc:  # the kernel died or could not start: still a clean report
         log.write("stderr", f"{type(exc).__name__}: {exc}\n")
@@ -368,6 +446,40 @@ def run_local(bundle: Bundle, run_dir: Path) -> LocalRun:
     finally:
         log.close()
     return LocalRun("ok", run_dir, None)
+
+
+@contextlib.contextmanager
+def _sigint_to_kernel() -> Iterator[list[bool]]:
+    """The first Ctrl-C is passed on to the kernel (which runs in a session of its own); there the
+    run saves a checkpoint and ends its log, and the failing cell ends the notebook. Tearing the
+    kernel down at once, as papermill would, could cut that short; a second Ctrl-C does it."""
+    interrupted: list[bool] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield interrupted
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        if interrupted:
+            raise KeyboardInterrupt
+        interrupted.append(True)
+        _interrupt_kernels()
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield interrupted
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _interrupt_kernels() -> None:
+    """SIGINT to the process group of each Jupyter kernel this process started (as Jupyter's own
+    interrupt does)."""
+    import psutil
+
+    for child in psutil.Process().children():
+        with contextlib.suppress(psutil.Error, OSError):
+            if any("ipykernel" in part for part in child.cmdline()):
+                os.killpg(os.getpgid(child.pid), signal.SIGINT)
 
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")

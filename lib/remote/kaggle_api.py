@@ -180,7 +180,12 @@ def push(folder: Path, timeout_s: int | None = None, accelerator: str | None = N
     before = latest_version(ref, api)
 
     def landed() -> PushResult | None:
-        now = latest_version(ref, api)
+        try:
+            now = latest_version(ref, api)
+        except KaggleError as exc:
+            raise KaggleError(f"the push's reply was lost and the kernel's versions cannot be read now "
+                              f"({exc}): a new version may exist; check https://www.kaggle.com/code/{ref} "
+                              "before pushing again.") from exc
         if now <= before:
             return None
         return PushResult(ref, now, f"https://www.kaggle.com/code/{ref}", tuple(range(before + 1, now + 1)))
@@ -419,6 +424,7 @@ def _silenced() -> Iterator[None]:
 # --------------------------------------------------------------------------- bounded requests
 
 _LOCAL = threading.local()
+_HOOK_LOCK = threading.Lock()
 
 
 @dataclass
@@ -443,9 +449,13 @@ def _install_send_hook() -> None:
     calls) or 300 s (downloads). Other code in the process keeps requests' behaviour."""
     import requests
 
-    original = requests.Session.send
-    if getattr(original, "_kaggle_io", False):
-        return
+    with _HOOK_LOCK:  # threads that fetch at once must not wrap send twice
+        if not getattr(requests.Session.send, "_kaggle_io", False):
+            requests.Session.send = _bounded_send(requests.Session.send)  # type: ignore[method-assign]
+
+
+def _bounded_send(original: Callable[..., Any]) -> Callable[..., Any]:
+    """`Session.send` that, inside `_with_retry`, sets the timeouts and notes the reply."""
 
     def send(self: Any, request: Any, **kwargs: Any) -> Any:
         state = getattr(_LOCAL, "state", None)
@@ -458,7 +468,7 @@ def _install_send_hook() -> None:
         return state.last
 
     send._kaggle_io = True  # type: ignore[attr-defined]
-    requests.Session.send = send  # type: ignore[method-assign]
+    return send
 
 
 def _with_retry(call: Callable[[], T], retry_http: tuple[int, ...], what: str,

@@ -12,8 +12,9 @@ from typing import Any
 
 from lib.config import Setting, settings
 
-# Not settable from the command line: the notebook sets its own output folder (Kaggle's cwd).
-NOT_OPTIONS = ("output_dir",)
+# Not settable from the command line: the notebook sets its own output folder (Kaggle's cwd);
+# `resume` is push_kernel.py's --resume RUN_ID, which also names the run to continue.
+NOT_OPTIONS = ("output_dir", "resume")
 
 
 def run_options() -> dict[str, Setting]:

@@ -20,7 +20,9 @@ line, also on errors and interruptions). Why it is shaped this way (docs/trainin
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import platform
 import signal
 import sys
@@ -41,6 +43,7 @@ from stable_baselines3.common.vec_env import VecEnv, VecMonitor
 from lib.obs import events
 from lib.obs.events import emit, jsonable, start_clock
 from lib.obs.provenance import git_commit, lib_hash
+from lib.obs.rundir import owned
 from lib.obs.warn import capture_warnings
 from lib.rl import plots, pool, protocol, tensorboard, tuning
 from lib.rl.callbacks import BestModelCallback, CheckpointCallback, ProgressCallback
@@ -56,10 +59,9 @@ from lib.rl.evaluate import (
     results_markdown,
 )
 from lib.rl.run_config import DEFAULT_LEARNING_STARTS, SANITY_SEED_OFFSET, RunConfig
-from lib.rl.rundir import owned
 from lib.rl.sanity import run_checks
 from lib.rl.vecenv import TrafficVecEnv
-from lib.sim.simulator import pick_backend
+from lib.sim.simulator import cuda_available, pick_backend
 
 REFERENCES = tuning.BASELINES
 EVENTS_LOG = "events.log"  # the run's events, beside its results (plain text, one event a line)
@@ -447,18 +449,43 @@ def device_name(backend: str) -> str:
     return name.decode() if isinstance(name, bytes) else str(name)
 
 
-def versions() -> dict[str, str]:
+def versions() -> dict[str, str | None]:
+    """What this run uses; `image` (when the bundle's bootstrap ran) what the image had before it
+    installed anything, so a run that breaks on a new Kaggle image says which versions changed."""
+    import importlib.metadata
+
     import gymnasium
     import numba
     import stable_baselines3
 
-    return {
+    found: dict[str, Any] = {
         "python": platform.python_version(),
         "numpy": np.__version__,
         "numba": numba.__version__,
         "torch": torch.__version__,
         "stable_baselines3": stable_baselines3.__version__,
         "gymnasium": gymnasium.__version__,
+        "cuda_driver": _cuda_driver(),
     }
+    try:
+        found["numba_cuda"] = importlib.metadata.version("numba-cuda")
+    except importlib.metadata.PackageNotFoundError:
+        found["numba_cuda"] = None
+    with contextlib.suppress(ValueError):
+        found["image"] = json.loads(os.environ.get("SIGNALS_IMAGE_VERSIONS") or "null") or None
+    return found
+
+
+def _cuda_driver() -> str | None:
+    """The CUDA driver version ("12.8"), None without a usable GPU."""
+    if not cuda_available():
+        return None
+    from numba import cuda
+
+    try:
+        major, minor = cuda.cudadrv.driver.get_version()
+    except Exception:  # noqa: BLE001 - a driver that cannot say is reported as unknown
+        return None
+    return f"{major}.{minor}"
 
 
