@@ -34,6 +34,7 @@ from lib.remote.bundle import (
     Bundle,
     BundleError,
     build_bundle,
+    check_clean,
     check_ref,
     check_run_settings,
     resolve_parameters,
@@ -254,6 +255,7 @@ def _sweep_here(plan: sweep_mod.Sweep, args: argparse.Namespace) -> int:
 
 
 def _sweep_kaggle(plan: sweep_mod.Sweep, args: argparse.Namespace, accelerator: str | None) -> int:
+    check_clean(REPO_ROOT / "lib", require_clean=not args.allow_dirty)  # once, before any push
     def push_one(c: sweep_mod.Combination) -> tuple[str, int | None]:
         ref = _ref(c.slug, True)
         bundle = build_bundle(resolve_parameters({"config": plan.settings_of(c)}), args.build_dir / c.slug,

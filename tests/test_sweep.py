@@ -112,7 +112,7 @@ def test_kaggle_sweep_pushes_up_to_the_limit_then_the_next_ones(kaggle_stub, tmp
 def test_a_sweep_refuses_a_run_id_and_a_bad_value_before_pushing(kaggle_stub, tmp_path: Path) -> None:
     env = kaggle_stub.client_env(tmp_path / "home", credentials="key")
     done = push_cli(["--target", "kaggle", "--sweep", "seed=0,1", "--run-id", "x"], tmp_path, env)
-    assert done.returncode == 1 and "leave --run-id out" in done.stderr
+    assert done.returncode == 2 and "leave --run-id out" in done.stderr
     done = push_cli(["--target", "kaggle", "--sweep", "n_envs=2,0"], tmp_path, env)
     assert done.returncode == 2 and "n_envs must be >= 1" in done.stderr  # a usage error
     assert kaggle_stub.requests == []

@@ -150,7 +150,7 @@ def build_bundle(parameters: dict[str, Any], out_dir: Path, ref: str, accelerato
     from papermill.parameterize import parameterize_notebook
 
     slug = check_ref(ref)
-    untracked = _check_clean(lib_dir, require_clean)
+    untracked = check_clean(lib_dir, require_clean)
     tar_bytes, sizes = _lib_tar(lib_dir)
     lib_sha256 = hashlib.sha256(tar_bytes).hexdigest()
     commit = git_commit(lib_dir)
@@ -241,7 +241,7 @@ def _git_state(lib_dir: Path) -> dict[str, Any]:
             "modified": listed("diff", "--name-only", "--relative", "HEAD")}
 
 
-def _check_clean(lib_dir: Path, require_clean: bool) -> tuple[str, ...]:
+def check_clean(lib_dir: Path, require_clean: bool) -> tuple[str, ...]:
     """The untracked files under lib/ (left out of the bundle); refuse any change if required."""
     state = _git_state(lib_dir)
     shown = {key: sorted(str(p.relative_to(lib_dir.parent)) for p in state[key] or ()

@@ -45,7 +45,10 @@ CONTROLLERS_EVALUATED = 6
 
 
 class SweepError(ValueError):
-    """A sweep cannot be planned or continued; the message says why and what to do."""
+    """A sweep cannot be planned or continued (a usage error: exit code 2); the message says why
+    and what to do."""
+
+    exit_code = 2
 
 
 @dataclass
