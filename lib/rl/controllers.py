@@ -26,9 +26,8 @@ from typing import Any
 import numpy as np
 
 from lib.rl.env import base_demand
-from lib.sim import physics
 from lib.sim.network import Network
-from lib.sim.simulator import SimConfig
+from lib.sim.simulator import SimConfig, capacity_veh_s
 
 # Webster's classic bounds: below ~30 s a cycle is mostly lost time; above ~120 s delay grows
 # with the cycle while capacity barely does (Webster 1958, Road Research Technical Paper 39).
@@ -160,16 +159,12 @@ def webster_plans(
 
 
 def saturation_flow_veh_h(network: Network, config: SimConfig) -> np.ndarray:
-    """Saturation flow (veh/h, all lanes) of every link: the capacity of the model's car
-    fundamental diagram, max over r of r V_e(r) at the link's free speed, times its lanes
-    (cars: no creep speed; motorcycles filtering past a queue only add to what is served)."""
-    grid = np.linspace(0.0, 1.0, 2001)
-    out = np.zeros(network.n_links)
-    for link in network.links:
-        rho = grid * config.rho_jam_per_lane * link.lanes
-        speed = [physics.equilibrium_speed(r, rho[-1], link.free_speed_mps, 0.0, config.gamma) for r in rho]
-        out[link.index] = 3600.0 * float(np.max(rho * np.array(speed)))
-    return out
+    """Saturation flow (veh/h, all lanes) of every link: the capacity of the model's triangular
+    fundamental diagram, v_f W k_j / (v_f + W), at the link's free speed and lanes (cars;
+    motorcycles filtering past a queue only add to what is served)."""
+    free = np.array([lk.free_speed_mps for lk in network.links])
+    jam = config.rho_jam_per_lane * np.array([lk.lanes for lk in network.links], dtype=np.float64)
+    return 3600.0 * capacity_veh_s(free, jam, config)
 
 
 def scenario_demand(env: Any) -> np.ndarray:

@@ -22,7 +22,7 @@ from lib.rl import pool
 from lib.rl.demand import default_demand, draw_episode, profile_factor
 from lib.rl.reward import Reward, row_sum
 from lib.sim.network import DEFAULT_CELL_LENGTH_M, Network
-from lib.sim.simulator import SimConfig, Simulator
+from lib.sim.simulator import DEFAULT_MOTO_SHARE, SimConfig, Simulator
 
 ENV_ID = "VictoriaIsland-v0"
 
@@ -36,7 +36,7 @@ class EnvConfig:
     action_mode: Literal["joint", "multibinary"] = "joint"  # Discrete(2**n) | MultiBinary(n)
     reward: Literal["delay", "queue", "pressure", "throughput"] = "delay"
     demand_scale: float = 1.0  # multiplies the per-entry demand
-    moto_share: float = 0.35
+    moto_share: float = DEFAULT_MOTO_SHARE  # docs/calibration.md
     randomize_demand: bool = True  # per-episode level, jitter and profile from the seeded RNG
     backend: Literal["auto", "cpu", "cuda"] = "auto"
     data_path: str | None = None  # None: lib/data/victoria_island
