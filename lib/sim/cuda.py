@@ -37,21 +37,22 @@ THREADS = 128
 
 
 @source_keyed(cuda.jit(cache=True), __file__)
-def k_eval(rho, y, cell_rj, cell_vf, kp, creep, alpha, gamma, eps, dem, wv, vel, phi):
+def k_eval(rho, y, cell_rj, cell_vf, wave, alpha, eps_m, eps, dem, wv, vel, phi):
     t = cuda.grid(1)
     n_scen = rho.shape[2]
     if t < rho.shape[1] * n_scen:
         i = t // n_scen
-        eval_cell(i, t % n_scen, rho, y, cell_rj, cell_vf, kp, creep, alpha, gamma, eps, dem, wv, vel, phi)
+        eval_cell(i, t % n_scen, rho, y, cell_rj, cell_vf, wave, alpha, eps_m, eps, dem, wv, vel, phi)
 
 
 @source_keyed(cuda.jit(cache=True), __file__)
-def k_interior(interior, rho, cell_rj, kp, gamma, c_bound, dem, wv, vel, phi, gout, gyout):
+def k_interior(interior, rho, cell_rj, cell_vf, wave, eps_m, c_bound, dem, wv, vel, phi, gout, gyout):
     t = cuda.grid(1)
     n_scen = rho.shape[2]
     if t < interior.shape[0] * n_scen:
         i = interior[t // n_scen]
-        interior_flux(i, t % n_scen, rho, cell_rj, kp, gamma, c_bound, dem, wv, vel, phi, gout, gyout)
+        interior_flux(i, t % n_scen, rho, cell_rj, cell_vf, wave, eps_m, c_bound, dem, wv, vel, phi, gout,
+                      gyout)
 
 
 @source_keyed(cuda.jit(cache=True), __file__)
@@ -68,7 +69,7 @@ def k_zero_links(lin, lyin):
 
 @source_keyed(cuda.jit(cache=True), __file__)
 def k_junctions(
-    t_local, rho, cell_rj, kp, gamma, c_bound, dem, wv, vel, phi, gout, gyout, lin, lyin,
+    t_local, rho, cell_rj, cell_vf, wave, eps_m, c_bound, dem, wv, vel, phi, gout, gyout, lin, lyin,
     link_first, jn_mov_ptr, jn_out_ptr, jn_st_ptr, jn_out_link, mov_in, mov_out, mov_ratio, mov_signal,
     mov_phase, mov_stream, mov_yield, mov_yield_share, st_link, st_cap, sig_phase, sig_amber, t_gap, t_follow,
     sd, sdw, sdp, st_h, st_q, rsup, rres,
@@ -79,8 +80,9 @@ def k_junctions(
     if t < (jn_mov_ptr.shape[0] - 1) * n_scen:
         n = t // n_scen
         junction_flow(
-            n, t % n_scen, t_local, rho, cell_rj, kp, gamma, c_bound, dem, wv, vel, phi, gout, gyout, lin,
-            lyin, jn_mov_ptr, jn_out_ptr, jn_st_ptr, jn_out_link, mov_in, mov_out, mov_ratio, mov_signal,
+            n, t % n_scen, t_local, rho, cell_rj, cell_vf, wave, eps_m, c_bound, dem, wv, vel, phi, gout,
+            gyout,
+            lin, lyin, jn_mov_ptr, jn_out_ptr, jn_st_ptr, jn_out_link, mov_in, mov_out, mov_ratio, mov_signal,
             mov_phase, mov_stream, mov_yield, mov_yield_share, st_link, st_cap, sig_phase, sig_amber,
             link_first, t_gap, t_follow, sd, sdw, sdp, st_h, st_q, rsup, rres,
         )
@@ -88,7 +90,7 @@ def k_junctions(
 
 @source_keyed(cuda.jit(cache=True), __file__)
 def k_boundaries(
-    h, rho, cell_rj, cell_vf, kp, creep, alpha, gamma, c_bound, dem, wv, vel, gout, gyout, lin, lyin,
+    h, rho, cell_rj, cell_vf, wave, alpha, eps_m, c_bound, dem, wv, vel, gout, gyout, lin, lyin,
     entry_link, exit_link, exit_cap, link_first, queue, rate, entered, exited, link_out,
 ):
     """One thread per scenario: entries, exits and link outflow tallies, in the CPU's order."""
@@ -96,11 +98,11 @@ def k_boundaries(
     if s < rho.shape[2]:
         for e in range(entry_link.shape[0]):
             entered[s] += entry_flow(
-                e, s, h, rho, cell_rj, cell_vf, kp, creep, alpha, gamma, c_bound, vel, lin, lyin,
-                entry_link, link_first, queue, rate,
+                e, s, h, rho, cell_rj, cell_vf, wave, alpha, eps_m, c_bound, vel, lin, lyin, entry_link,
+                link_first, queue, rate,
             )
         for x in range(exit_link.shape[0]):
-            exited[s] += exit_flow(x, s, h, dem, wv, gout, gyout, exit_link, exit_cap, link_first)
+            exited[s] += exit_flow(x, s, h, dem, wv, gout, gyout, exit_link, exit_cap, link_first, eps_m)
         for lk in range(link_out.shape[0]):
             last = link_first[lk + 1] - 1
             link_out[lk, s] += h * (gout[0, last, s] + gout[1, last, s])
@@ -108,7 +110,7 @@ def k_boundaries(
 
 @source_keyed(cuda.jit(cache=True), __file__)
 def k_update(
-    h, rho, y, cell_rj, cell_vf, cell_dx, cell_first, cell_link, kp, creep, alpha, gamma,
+    h, rho, y, flux, cell_rj, cell_vf, cell_dx, cell_first, cell_link, wave, alpha, eps_m, eps,
     decay_m, decay_c, gout, gyout, lin, lyin, cell_delay,
 ):
     t = cuda.grid(1)
@@ -117,45 +119,49 @@ def k_update(
         i = t // n_scen
         s = t % n_scen
         cell_delay[i, s] = update_cell(
-            i, s, h, rho, y, cell_rj, cell_vf, cell_dx, cell_first, cell_link, kp, creep, alpha, gamma,
+            i, s, h, rho, y, flux, cell_rj, cell_vf, cell_dx, cell_first, cell_link, wave, alpha, eps_m, eps,
             decay_m, decay_c, gout, gyout, lin, lyin,
         )
 
 
 @source_keyed(cuda.jit(cache=True), __file__)
-def k_reconstruct(rho, y, cell_first, cell_last, eps, rho_l, y_l, rho_r, y_r):
+def k_reconstruct(rho, y, cell_first, cell_last, eps_m, eps, rho_l, y_l, rho_r, y_r):
     """Order 2: MUSCL face states of every (cell, scenario)."""
     t = cuda.grid(1)
     n_scen = rho.shape[2]
     if t < rho.shape[1] * n_scen:
-        reconstruct_cell(t // n_scen, t % n_scen, rho, y, cell_first, cell_last, eps, rho_l, y_l, rho_r, y_r)
+        reconstruct_cell(t // n_scen, t % n_scen, rho, y, cell_first, cell_last, eps_m, eps, rho_l, y_l,
+                         rho_r,
+                         y_r)
 
 
 @source_keyed(cuda.jit(cache=True), __file__)
-def k_face_speed(rho_f, y_f, cell_rj, cell_vf, kp, creep, alpha, gamma, eps, vel):
+def k_face_speed(rho_f, y_f, cell_rj, cell_vf, wave, alpha, eps_m, eps, vel):
     t = cuda.grid(1)
     n_scen = rho_f.shape[2]
     if t < rho_f.shape[1] * n_scen:
-        face_speed(t // n_scen, t % n_scen, rho_f, y_f, cell_rj, cell_vf, kp, creep, alpha, gamma, eps, vel)
+        face_speed(t // n_scen, t % n_scen, rho_f, y_f, cell_rj, cell_vf, wave, alpha, eps_m, eps, vel)
 
 
 @source_keyed(cuda.jit(cache=True), __file__)
-def k_transport(h, rho, y, cell_dx, cell_first, cell_link, gout, gyout, lin, lyin):
+def k_transport(h, rho, y, flux, keep, weight, cell_dx, cell_first, cell_link, gout, gyout, lin, lyin):
     t = cuda.grid(1)
     n_scen = rho.shape[2]
     if t < rho.shape[1] * n_scen:
-        transport_cell(t // n_scen, t % n_scen, h, rho, y, cell_dx, cell_first, cell_link, gout, gyout, lin,
-                       lyin)
+        transport_cell(t // n_scen, t % n_scen, h, rho, y, flux, keep, weight, cell_dx, cell_first, cell_link,
+                       gout, gyout, lin, lyin)
 
 
 @source_keyed(cuda.jit(cache=True), __file__)
-def k_relax(h, rho, y, cell_rj, cell_vf, cell_dx, kp, creep, alpha, gamma, decay_m, decay_c, cell_delay):
+def k_relax(h, rho, y, flux, cell_rj, cell_vf, cell_dx, wave, alpha, eps_m, eps, decay_m, decay_c,
+            cell_delay):
     t = cuda.grid(1)
     n_scen = rho.shape[2]
     if t < rho.shape[1] * n_scen:
         i = t // n_scen
         s = t % n_scen
-        cell_delay[i, s] = relax_cell(i, s, h, rho, y, cell_rj, cell_vf, cell_dx, kp, creep, alpha, gamma,
+        cell_delay[i, s] = relax_cell(i, s, h, rho, y, flux, cell_rj, cell_vf, cell_dx, wave, alpha, eps_m,
+                                      eps,
                                       decay_m, decay_c)
 
 
@@ -202,7 +208,7 @@ def k_vehicles(rho, queue, cell_dx, out):
 
 
 @source_keyed(cuda.jit(cache=True), __file__)
-def k_link_sums(rho, y, cell_rj, kp, cell_dx, link_first, alpha, gamma, eps, mass, flow):
+def k_link_sums(rho, y, flux, cell_rj, cell_vf, cell_dx, link_first, wave, alpha, eps_m, eps, mass, flow):
     """Read-out: per (link, scenario) the vehicles on the link and their sum of speeds (veh m/s)."""
     t = cuda.grid(1)
     n_scen = rho.shape[2]
@@ -214,13 +220,15 @@ def k_link_sums(rho, y, cell_rj, kp, cell_dx, link_first, alpha, gamma, eps, mas
         for i in range(link_first[lk], link_first[lk + 1]):
             for k in range(2):
                 m += rho[k, i, s] * cell_dx[i]
-                f += rho[k, i, s] * cell_speed(k, i, s, rho, y, cell_rj, kp, alpha, gamma, eps) * cell_dx[i]
+                v = cell_speed(k, i, s, rho, y, flux, cell_rj, cell_vf, wave, alpha, eps_m, eps)
+                f += rho[k, i, s] * v * cell_dx[i]
         mass[lk, s] = m
         flow[lk, s] = f
 
 
 @source_keyed(cuda.jit(cache=True), __file__)
-def k_approach_sums(rho, y, cell_rj, kp, cell_dx, app_cells, alpha, gamma, eps, queue_speed, queue_min, out):
+def k_approach_sums(rho, y, flux, cell_rj, cell_vf, cell_dx, app_cells, wave, alpha, eps_m, eps, queue_speed,
+                    queue_min, out):
     """Read-out: per (approach, scenario) the vehicles and their sum of speeds over the cells near
     the stop line, and the vehicles in standing cells (a class present above queue_min moving
     slower than queue_speed) on the whole link.
@@ -234,8 +242,8 @@ def k_approach_sums(rho, y, cell_rj, kp, cell_dx, app_cells, alpha, gamma, eps, 
         near_flow = 0.0
         queued = 0.0
         for i in range(app_cells[a, 0], app_cells[a, 2]):
-            v_m = cell_speed(0, i, s, rho, y, cell_rj, kp, alpha, gamma, eps)
-            v_c = cell_speed(1, i, s, rho, y, cell_rj, kp, alpha, gamma, eps)
+            v_m = cell_speed(0, i, s, rho, y, flux, cell_rj, cell_vf, wave, alpha, eps_m, eps)
+            v_c = cell_speed(1, i, s, rho, y, flux, cell_rj, cell_vf, wave, alpha, eps_m, eps)
             cell_mass = rho[0, i, s] + rho[1, i, s]
             cell_flow = rho[0, i, s] * v_m + rho[1, i, s] * v_c
             if i >= app_cells[a, 1]:
@@ -251,7 +259,7 @@ def k_approach_sums(rho, y, cell_rj, kp, cell_dx, app_cells, alpha, gamma, eps, 
 
 
 @source_keyed(cuda.jit(cache=True), __file__)
-def k_reset(rho, y, queue, rho0, y0, mask, entered, exited, delay, link_out):
+def k_reset(rho, y, flux, queue, rho0, y0, flux0, mask, entered, exited, delay, link_out):
     t = cuda.grid(1)
     n_scen = rho.shape[2]
     if t < rho.shape[1] * n_scen:
@@ -261,6 +269,7 @@ def k_reset(rho, y, queue, rho0, y0, mask, entered, exited, delay, link_out):
             for k in range(2):
                 rho[k, i, s] = rho0[k, i]
                 y[k, i, s] = y0[k, i]
+                flux[k, i, s] = flux0[k, i]
             if i == 0:
                 entered[s] = 0.0
                 exited[s] = 0.0
@@ -292,6 +301,7 @@ class CudaEngine:
         zeros = cuda.device_array
         self.rho = cuda.to_device(np.zeros((2, nc, B)))
         self.y = cuda.to_device(np.zeros((2, nc, B)))
+        self.flux = cuda.to_device(np.zeros((2, nc, B)))
         self.queue_ = cuda.to_device(np.zeros((2, ne, B)))
         self.rate = cuda.to_device(np.zeros((2, ne, B)))
         self.counters = {name: cuda.to_device(np.zeros(B)) for name in ("entered", "exited", "delay")}
@@ -311,25 +321,28 @@ class CudaEngine:
             self.saved = [zeros(a.size) for a in self._evolving()]
         self.rho0 = None
         self.y0 = None
+        self.flux0 = None
         self._app_cells = None
 
     @property
     def nbytes(self) -> int:
-        arrays = [self.rho, self.y, self.queue_, self.rate, self.link_out, self.sig_phase, self.sig_amber,
+        arrays = [self.rho, self.y, self.flux, self.queue_, self.rate, self.link_out, self.sig_phase,
+                  self.sig_amber,
                   self.cell_delay, *self.cell_scr, *self.link_scr, *self.node_scr, *self.counters.values(),
                   *self.d.values(),
                   *self.face_scr, *self.saved]
         return int(sum(a.nbytes for a in arrays))
 
-    def reset(self, idx: np.ndarray, rho0: np.ndarray, y0: np.ndarray) -> None:
+    def reset(self, idx: np.ndarray, rho0: np.ndarray, y0: np.ndarray, flux0: np.ndarray) -> None:
         if self.rho0 is None:
             self.rho0 = cuda.to_device(np.ascontiguousarray(rho0))
             self.y0 = cuda.to_device(np.ascontiguousarray(y0))
+            self.flux0 = cuda.to_device(np.ascontiguousarray(flux0))
         mask = np.zeros(self.B, dtype=np.uint8)
         mask[idx] = 1
         n = self.rho.shape[1] * self.B
         k_reset[_blocks(n), THREADS](
-            self.rho, self.y, self.queue_, self.rho0, self.y0, cuda.to_device(mask),
+            self.rho, self.y, self.flux, self.queue_, self.rho0, self.y0, self.flux0, cuda.to_device(mask),
             self.counters["entered"], self.counters["exited"], self.counters["delay"], self.link_out,
         )
 
@@ -345,12 +358,13 @@ class CudaEngine:
     def set_rate(self, rate: np.ndarray) -> None:
         self.rate.copy_to_device(np.ascontiguousarray(rate))
 
-    def set_cells(self, rho: np.ndarray, y: np.ndarray) -> None:
+    def set_cells(self, rho: np.ndarray, y: np.ndarray, flux: np.ndarray) -> None:
         self.rho.copy_to_device(np.ascontiguousarray(rho))
         self.y.copy_to_device(np.ascontiguousarray(y))
+        self.flux.copy_to_device(np.ascontiguousarray(flux))
 
-    def cells(self) -> tuple[np.ndarray, np.ndarray]:
-        return self.rho.copy_to_host(), self.y.copy_to_host()
+    def cells(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        return self.rho.copy_to_host(), self.y.copy_to_host(), self.flux.copy_to_host()
 
     def queue(self) -> np.ndarray:
         return self.queue_.copy_to_host()
@@ -365,12 +379,13 @@ class CudaEngine:
 
     def link_sums(self) -> tuple[np.ndarray, np.ndarray]:
         """(B, n_links) vehicles and sum of speeds (veh m/s) per link."""
-        d, cfg = self.d, self._cfg
+        d = self.d
         nl = d["link_first"].shape[0] - 1
         mass, flow = cuda.device_array((nl, self.B)), cuda.device_array((nl, self.B))
         k_link_sums[_blocks(nl * self.B), THREADS](
-            self.rho, self.y, d["cell_rj"], d["kp"], d["cell_dx"], d["link_first"], float(cfg.alpha),
-            int(cfg.gamma), float(cfg.eps_density), mass, flow,
+            self.rho, self.y, self.flux, d["cell_rj"], d["cell_vf"], d["cell_dx"], d["link_first"],
+            *self._scalars(),
+            mass, flow,
         )
         return mass.copy_to_host().T, flow.copy_to_host().T
 
@@ -387,8 +402,9 @@ class CudaEngine:
         out = cuda.device_array((n_app, self.B, 3))
         if n_app:
             k_approach_sums[_blocks(n_app * self.B), THREADS](
-                self.rho, self.y, d["cell_rj"], d["kp"], d["cell_dx"], self._device_copy(app_cells),
-                float(cfg.alpha), int(cfg.gamma), float(cfg.eps_density), float(cfg.queue_speed_mps),
+                self.rho, self.y, self.flux, d["cell_rj"], d["cell_vf"], d["cell_dx"],
+                self._device_copy(app_cells),
+                *self._scalars(), float(cfg.queue_speed_mps),
                 float(cfg.queue_min_density), out,
             )
         return out.copy_to_host().transpose(1, 0, 2)
@@ -401,12 +417,12 @@ class CudaEngine:
 
     def advance(self, n_steps: int, dt: float, dt_last: float) -> None:
         d, cfg, B = self.d, self._cfg, self.B
-        alpha, gamma, eps = float(cfg.alpha), int(cfg.gamma), float(cfg.eps_density)
         dem, wv, vel, phi, gout, gyout = self.cell_scr
         lin, lyin = self.link_scr[:2]
         nc = self.rho.shape[1]
         tau = self._st["tau"]
-        cell_args = (d["cell_rj"], d["cell_vf"], d["kp"], d["creep"], alpha, gamma, eps)
+        wave, alpha, eps_m, eps = self._scalars()
+        cell_args = (d["cell_rj"], d["cell_vf"], wave, alpha, eps_m, eps)
         for step in range(n_steps):
             h = dt if step < n_steps - 1 else dt_last
             decay_m, decay_c = math.exp(-h / tau[0]), math.exp(-h / tau[1])
@@ -414,17 +430,24 @@ class CudaEngine:
                 k_eval[_blocks(nc * B), THREADS](self.rho, self.y, *cell_args, dem, wv, vel, phi)
                 self._fluxes(step * dt, h, self.rho)
                 k_update[_blocks(nc * B), THREADS](
-                    h, self.rho, self.y, d["cell_rj"], d["cell_vf"], d["cell_dx"], d["cell_first"],
-                    d["cell_link"], d["kp"], d["creep"], alpha, gamma, decay_m, decay_c, gout, gyout, lin,
-                    lyin, self.cell_delay,
+                    h, self.rho, self.y, self.flux, d["cell_rj"], d["cell_vf"], d["cell_dx"], d["cell_first"],
+                    d["cell_link"], wave, alpha, eps_m, eps, decay_m, decay_c, gout, gyout, lin, lyin,
+                    self.cell_delay,
                 )
             else:
                 self._heun_step(step * dt, h, cell_args)
                 k_relax[_blocks(nc * B), THREADS](
-                    h, self.rho, self.y, d["cell_rj"], d["cell_vf"], d["cell_dx"], d["kp"], d["creep"], alpha,
-                    gamma, decay_m, decay_c, self.cell_delay,
+                    h, self.rho, self.y, self.flux, d["cell_rj"], d["cell_vf"], d["cell_dx"], wave, alpha,
+                    eps_m,
+                    eps, decay_m, decay_c, self.cell_delay,
                 )
             k_tally_delay[_blocks(B), THREADS](h, self.cell_delay, self.queue_, self.counters["delay"])
+
+    def _scalars(self) -> tuple[float, float, float, float]:
+        """(wave speed, alpha, motorcycle space weight, eps_density): the kernels' model scalars."""
+        cfg = self._cfg
+        return (float(cfg.wave_speed_mps), float(cfg.alpha), float(cfg.moto_space_weight),
+                float(cfg.eps_density))
 
     def _evolving(self) -> list[Any]:
         """Flat views of everything one Euler stage changes: cells, queues, counters."""
@@ -442,15 +465,18 @@ class CudaEngine:
         nc = self.rho.shape[1]
         for now, saved in zip(self._evolving(), self.saved, strict=True):
             k_copy[_blocks(now.size), THREADS](now, saved)
-        for _ in range(2):
+        for stage in range(2):
             k_reconstruct[_blocks(nc * B), THREADS](
-                self.rho, self.y, d["cell_first"], d["cell_last"], cell_args[-1], rho_l, y_l, rho_r, y_r,
+                self.rho, self.y, d["cell_first"], d["cell_last"], cell_args[-2], cell_args[-1], rho_l, y_l,
+                rho_r, y_r,
             )
             k_eval[_blocks(nc * B), THREADS](rho_r, y_r, *cell_args, dem, wv, vel, phi)
             k_face_speed[_blocks(nc * B), THREADS](rho_l, y_l, *cell_args, vel)
             self._fluxes(t_local, h, rho_l)
             k_transport[_blocks(nc * B), THREADS](
-                h, self.rho, self.y, d["cell_dx"], d["cell_first"], d["cell_link"], gout, gyout, lin, lyin,
+                h, self.rho, self.y, self.flux, 0.0 if stage == 0 else 1.0, 0.5, d["cell_dx"],
+                d["cell_first"],
+                d["cell_link"], gout, gyout, lin, lyin,
             )
         for now, saved in zip(self._evolving(), self.saved, strict=True):
             k_average[_blocks(now.size), THREADS](now, saved)
@@ -459,7 +485,7 @@ class CudaEngine:
         """Every flux of one substep from the sending states (dem, wv, phi) and the receiving ones
         (rho_recv at interior interfaces, vel): interfaces, junctions, entries, exits, counters."""
         d, cfg, B = self.d, self._cfg, self.B
-        alpha, gamma = float(cfg.alpha), int(cfg.gamma)
+        wave, alpha, eps_m, _ = self._scalars()
         c_bound = float(self._st["c_bound"])
         dem, wv, vel, phi, gout, gyout = self.cell_scr
         lin, lyin, sd, sdw, sdp = self.link_scr
@@ -467,19 +493,20 @@ class CudaEngine:
         n_int, n_jn = d["interior"].shape[0], d["jn_mov_ptr"].shape[0] - 1
         if n_int:
             k_interior[_blocks(n_int * B), THREADS](
-                d["interior"], rho_recv, d["cell_rj"], d["kp"], gamma, c_bound, dem, wv, vel, phi, gout,
-                gyout,
+                d["interior"], rho_recv, d["cell_rj"], d["cell_vf"], wave, eps_m, c_bound, dem, wv, vel, phi,
+                gout, gyout,
             )
         k_zero_links[_blocks(nl * B), THREADS](lin, lyin)
         if n_jn:
             k_junctions[_blocks(n_jn * B), THREADS](
-                t_local, self.rho, d["cell_rj"], d["kp"], gamma, c_bound, dem, wv, vel, phi, gout, gyout,
-                lin, lyin, *(d[name] for name in physics.JUNCTION_ARRAYS), self.sig_phase, self.sig_amber,
+                t_local, self.rho, d["cell_rj"], d["cell_vf"], wave, eps_m, c_bound, dem, wv, vel, phi, gout,
+                gyout, lin, lyin, *(d[name] for name in physics.JUNCTION_ARRAYS), self.sig_phase,
+                self.sig_amber,
                 float(cfg.left_gap_s), float(cfg.left_followup_s), sd, sdw, sdp, *self.node_scr,
             )
         k_boundaries[_blocks(B), THREADS](
-            h, self.rho, d["cell_rj"], d["cell_vf"], d["kp"], d["creep"], alpha, gamma, c_bound,
-            dem, wv, vel, gout, gyout, lin, lyin, d["entry_link"], d["exit_link"], d["exit_cap"],
+            h, self.rho, d["cell_rj"], d["cell_vf"], wave, alpha, eps_m, c_bound, dem, wv, vel, gout,
+            gyout, lin, lyin, d["entry_link"], d["exit_link"], d["exit_cap"],
             d["link_first"], self.queue_, self.rate, self.counters["entered"], self.counters["exited"],
             self.link_out,
         )
