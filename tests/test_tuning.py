@@ -57,6 +57,8 @@ def test_tuned_parameters_are_keyed_by_simulator_version(tmp_path, monkeypatch):
         tuning.load_tuned(other, path)
     with pytest.raises(LookupError, match="not tuned"):
         tuning.tuned_level(entry, 1.2, "flat")
+    tuning.save_tuned({**entry, "levels": {"1.2/flat": {"x": 1}}}, path)  # another level: both kept
+    assert set(tuning.load_tuned(base, path)["levels"]) == {"1/flat", "1.2/flat"}
 
 
 def test_tuning_refuses_other_seed_sets():

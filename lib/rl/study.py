@@ -147,28 +147,24 @@ def run_study(config: StudyConfig) -> dict[str, Any]:
 
 
 def tuned_entry(config: StudyConfig, base: EnvConfig, network: Any) -> dict[str, Any]:
-    """The stored tuning of this simulator version; tuned now only if `config.tune` allows."""
-    if config.tune != "always":
-        try:
-            entry = tuning.load_tuned(base)
-            missing = [
-                tuning.level_key(lv, p)
-                for lv in config.levels
-                for p in config.profiles
-                if tuning.level_key(lv, p) not in entry["levels"]
-            ]
-            if not missing:
-                return entry
-            if config.tune == "never":
-                raise LookupError(f"levels {missing} were not tuned for this simulator; run with --tune")
-        except LookupError:
-            if config.tune == "never":
-                raise
-    entry = tuning.tune_all(
-        base, network, config.levels, config.profiles, config.tuning_budget, config.tuning_episodes
-    )
-    tuning.save_tuned(entry)
-    return entry
+    """The stored tuning of this simulator version; the levels it lacks (all of them with
+    tune="always") are tuned now, unless tune="never", which raises instead."""
+    cells = [(lv, p) for lv in config.levels for p in config.profiles]
+    try:
+        entry = tuning.load_tuned(base)
+        stored = set() if config.tune == "always" else set(entry["levels"])
+    except LookupError:
+        if config.tune == "never":
+            raise
+        stored = set()
+    missing = [c for c in cells if tuning.level_key(*c) not in stored]
+    if missing and config.tune == "never":
+        raise LookupError(f"levels {missing} were not tuned for this simulator; run with --tune")
+    if missing:
+        tuning.save_tuned(
+            tuning.tune_all(base, network, missing, config.tuning_budget, config.tuning_episodes)
+        )
+    return tuning.load_tuned(base)
 
 
 def evaluate_baselines(

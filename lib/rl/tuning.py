@@ -347,23 +347,25 @@ def tune_level(
 def tune_all(
     base: EnvConfig,
     network: Network,
-    levels: Sequence[float],
-    profiles: Sequence[str],
+    cells: Sequence[tuple[float, str]],
     budget: int = DEFAULT_BUDGET,
     episodes: int = DEFAULT_TUNING_EPISODES,
 ) -> dict[str, Any]:
-    """Measure the signal model and tune every level and profile; returns the stored entry."""
+    """Measure the signal model and tune every (level, profile) of `cells`; returns the entry to
+    store (save_tuned adds its levels to those already stored for this simulator version)."""
     started = time.monotonic()
     seeds = protocol.TUNING.take(episodes)
     model = measure_signals(base)
-    emit("tuning_progress", done=0, total=len(levels) * len(profiles), measured=model)
+    emit("tuning_progress", done=0, total=len(cells), measured=model)
     tuned: dict[str, Any] = {}
-    for i, (level, profile) in enumerate((lv, p) for lv in levels for p in profiles):
-        tuned[level_key(level, profile)] = tune_level(
-            protocol.level_config(base, level, profile), network, model, seeds, budget
-        )
+    for i, (level, profile) in enumerate(cells):
+        tuned[level_key(level, profile)] = {
+            **tune_level(protocol.level_config(base, level, profile), network, model, seeds, budget),
+            "budget": budget,
+            "tuning_seeds": seeds,
+        }
         elapsed = time.monotonic() - started
-        done, total = i + 1, len(levels) * len(profiles)
+        done, total = i + 1, len(cells)
         emit(
             "tuning_progress",
             done=done,
@@ -408,9 +410,13 @@ def load_tuned(base: EnvConfig, path: Path | None = None) -> dict[str, Any]:
 
 
 def save_tuned(entry: dict[str, Any], path: Path | None = None) -> None:
-    """Store `entry` under its simulator version (other versions are kept)."""
+    """Store `entry` under its simulator version: other versions are kept, and levels tuned
+    earlier for this version and env stay unless `entry` re-tunes them."""
     path = path or TUNED_PATH
     stored = json.loads(path.read_text()) if path.exists() else {}
+    earlier = stored.get(entry["sim_version"], {})
+    if earlier.get("env") == entry["env"]:
+        entry = {**entry, "levels": {**earlier["levels"], **entry["levels"]}}
     stored[entry["sim_version"]] = entry
     path.write_text(json.dumps(stored, indent=1) + "\n")
 
