@@ -76,3 +76,14 @@ def test_coordinated_plans_keep_every_phase_above_amber_and_min_green():
     assert plan.cycle_s == pytest.approx((40.0,) * 3)
     assert min(min(p) for p in plan.phase_s) >= 13.0
     assert plan.offset_s == pytest.approx((0.0, 15.0, 35.0))
+
+
+def test_tuned_values_on_a_grid_edge_are_named():
+    tuned = {
+        "max_pressure": {"delta_s": max(tuning.DELTA_GRID_S)},
+        "actuated": {
+            "gap_veh_h_lane": tuning.GAP_GRID_VEH_H_LANE[1],
+            "max_green_s": min(tuning.MAX_GREEN_GRID_S),
+        },
+    }
+    assert tuning.grid_edges(tuned) == ["max_pressure.delta_s=30", "actuated.max_green_s=20"]

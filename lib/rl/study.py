@@ -186,6 +186,7 @@ def evaluate_baselines(
         "level": level,
         "profile": profile,
         "critical_flow_ratio": y.round(4).tolist(),
+        "grid_edges": tuning.grid_edges(tuning.tuned_level(entry, level, profile)),
         "summaries": {},
         "episodes": {},
         "learner_runs": {},
@@ -244,7 +245,9 @@ def evaluate_learner(
 
 def finish_cell(cell: dict[str, Any], learners: tuple[str, ...]) -> dict[str, Any]:
     """The cell's learners: pooled summary, per-seed runs and paired statistics."""
-    out = {k: cell[k] for k in ("level", "profile", "critical_flow_ratio", "summaries", "episodes")}
+    out = {
+        k: cell[k] for k in ("level", "profile", "critical_flow_ratio", "grid_edges", "summaries", "episodes")
+    }
     out["y_max"] = max(cell["critical_flow_ratio"])
     out["learners"] = {}
     for name in learners:
@@ -318,6 +321,11 @@ def study_markdown(payload: dict[str, Any]) -> str:
             f"## Level {cell['level']:g}, {cell['profile']} (critical flow ratio Y per signal: "
             f"{', '.join(f'{y:.2f}' for y in cell['critical_flow_ratio'])})",
             "",
+            *(
+                [f"Tuned at a grid edge (the optimum may lie beyond): {', '.join(cell['grid_edges'])}.", ""]
+                if cell["grid_edges"]
+                else []
+            ),
             "| controller | episodes | mean delay (s/veh) | throughput (veh) | mean entry queue (veh) | "
             "max entry queue (veh) | switches |",
             "| --- | --- | --- | --- | --- | --- | --- |",

@@ -344,6 +344,17 @@ def tune_level(
     }
 
 
+def grid_edges(tuned: dict[str, Any]) -> list[str]:
+    """The tuned values of one level that lie on an edge of their grid: the optimum may lie
+    beyond it (widen the grid and re-tune before trusting that baseline's number)."""
+    picked = [
+        ("max_pressure.delta_s", tuned["max_pressure"]["delta_s"], DELTA_GRID_S),
+        ("actuated.gap_veh_h_lane", tuned["actuated"]["gap_veh_h_lane"], GAP_GRID_VEH_H_LANE),
+        ("actuated.max_green_s", tuned["actuated"]["max_green_s"], MAX_GREEN_GRID_S),
+    ]
+    return [f"{name}={value:g}" for name, value, grid in picked if value in (min(grid), max(grid))]
+
+
 def tune_all(
     base: EnvConfig,
     network: Network,
