@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from lib.rl import protocol, tuning
+from lib.rl.controllers import FixedTimePlan
 from lib.rl.env import EnvConfig
 from lib.sim.network import load_network
 
@@ -84,3 +85,18 @@ def test_tuned_values_on_a_grid_edge_are_named():
         },
     }
     assert tuning.grid_edges(tuned) == ["max_pressure.delta_s=30", "actuated.max_green_s=20"]
+
+
+def test_the_fixed_time_search_also_starts_from_long_cycles(monkeypatch):
+    """Delay made up to be least at a 90 s cycle: a search started only from a 30 s Webster plan
+    would creep there in 4 rounds of shrinking steps at best; it starts there as well."""
+    monkeypatch.setattr(
+        tuning,
+        "batch_delays",
+        lambda make, plans, config, seeds: np.array([abs(p.cycle_s[0] - 90.0) + 1.0 for p in plans]),
+    )
+    start = FixedTimePlan(((15.0, 15.0),) * 3, (0.0,) * 3)
+    plan, delay = tuning.tune_fixed_time(
+        EnvConfig(), NETWORK, start, [10_000_000], 16, np.random.default_rng(0)
+    )
+    assert abs(plan.cycle_s[0] - 90.0) <= 1.0 + 1e-9 and delay <= 2.0

@@ -64,6 +64,9 @@ MAX_GREEN_GRID_S = (20.0, 40.0, 80.0, 120.0)
 DEFAULT_BUDGET = 16
 DEFAULT_TUNING_EPISODES = 3
 SEARCH_ROUNDS = 4
+# Cycles the search also starts from (Webster's splits): on the FIFO node model Webster's cycle
+# from an isolated discharge (30 s) was far too short and 16 perturbations of it did not escape.
+START_CYCLES_S = (60.0, 90.0, 120.0)
 
 
 def sim_version(config: EnvConfig) -> str:
@@ -277,8 +280,9 @@ def tune_fixed_time(
     """Coordinated fixed-time by a (1 + lambda) search: SEARCH_ROUNDS rounds of budget /
     SEARCH_ROUNDS candidates, each a random perturbation of the best so far (cycle, each
     signal's phase shares, each offset), steps halving every round; round 1 holds `start` (Webster
-    at a common cycle). Returns the best plan and its tuning delay. A TRANSYT-like engineer's tool:
-    a fixed budget of simulated evaluations, no gradient."""
+    at a common cycle) and its splits at START_CYCLES_S, so a too-short Webster cycle cannot trap
+    the search. Returns the best plan and its tuning delay. A TRANSYT-like engineer's tool: a fixed
+    budget of simulated evaluations, no gradient."""
     sim = config.sim
     floor = sim.amber_s + sim.min_green_s
     lo = max(WEBSTER_MIN_CYCLE_S, floor * max(s.n_phases for s in network.signals))
@@ -288,7 +292,9 @@ def tune_fixed_time(
     best_delay, per_round = np.inf, max(1, budget // SEARCH_ROUNDS)
     for round_ in range(SEARCH_ROUNDS):
         scale = 0.5**round_
-        candidates = [best] if round_ == 0 else []
+        candidates = (
+            [best, *((c, splits, best[2]) for c in START_CYCLES_S)][:per_round] if round_ == 0 else []
+        )
         while len(candidates) < per_round:
             c = float(np.clip(best[0] * np.exp(rng.normal(0, 0.25 * scale)), lo, WEBSTER_MAX_CYCLE_S))
             s = [x * np.exp(rng.normal(0, 0.4 * scale, size=x.size)) for x in best[1]]
