@@ -21,6 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from lib.obs import events  # noqa: E402
 from lib.rl import protocol, tuning  # noqa: E402
 from lib.rl.env import EnvConfig  # noqa: E402
 from lib.rl.study import StudyConfig, run_study  # noqa: E402
@@ -89,7 +90,8 @@ def main() -> None:
             f"{time.monotonic() - started:.0f} s -> {tuning.TUNED_PATH}"
         )
         return
-    run_study(config)
+    with events.copy_to(Path(args.output) / "events.log"):  # the study's own log, for fetch_logs.py
+        run_study(config)
     print((Path(args.output) / "results.md").read_text())
     print(f"wall time {time.monotonic() - started:.0f} s; results in {args.output}/results.json")
 
