@@ -38,6 +38,9 @@ def test_run_start_says_which_backend_auto_chose(tmp_path, pool_events):
     assert start["params"]["env"]["backend"] == "auto"
     assert start["backend"] == build["backend"] and start["backend"] in ("cpu", "cuda")
     assert (start["device"] == "cpu") == (start["backend"] == "cpu")
+    (said,) = pool_events("backend")  # and why: the device, or why CUDA is not used
+    assert said["requested"] == "auto" and said["backend"] == start["backend"]
+    assert said["device"] == start["device"] and (said["reason"] == "") == (said["backend"] == "cuda")
 
 
 def test_a_300_step_dqn_run_learns_builds_once_and_writes_everything(tmp_path, pool_events):

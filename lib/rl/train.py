@@ -61,7 +61,7 @@ from lib.rl.evaluate import (
 from lib.rl.run_config import DEFAULT_LEARNING_STARTS, SANITY_SEED_OFFSET, RunConfig
 from lib.rl.sanity import run_checks
 from lib.rl.vecenv import TrafficVecEnv
-from lib.sim.simulator import cuda_available, pick_backend
+from lib.sim.simulator import BackendChoice, choose_backend, cuda_available
 
 REFERENCES = tuning.BASELINES
 EVENTS_LOG = "events.log"  # the run's events, beside its results (plain text, one event a line)
@@ -120,16 +120,18 @@ def _run(config: RunConfig) -> RunResult:
     run_id = config.run_id
     config = config.replace(commit=config.commit or git_commit())
     result = RunResult(status="ok", output_dir=Path(config.output_dir), run_id=run_id)
+    choice = choose_backend(config.env.backend)
     emit(
         "run_start",
         run_id=run_id,
         commit=config.commit,
         params=config.to_dict(),
-        backend=pick_backend(config.env.backend),  # what "auto" chose; params keeps the request
-        device=device_name(config.env.backend),
+        backend=choice.backend,  # what "auto" chose; params keeps the request
+        device=choice.device,
         versions=versions(),
         lib_hash=lib_hash(),
     )
+    report_backend(choice)
     threads = torch.get_num_threads()
     try:
         torch.set_num_threads(config.torch_threads)
@@ -439,14 +441,14 @@ def sigterm_interrupts() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
-def device_name(backend: str) -> str:
-    """The GPU's name when the simulator will run on CUDA, else "cpu"."""
-    if pick_backend(backend) != "cuda":
-        return "cpu"
-    from numba import cuda
-
-    name = cuda.get_current_device().name
-    return name.decode() if isinstance(name, bytes) else str(name)
+def report_backend(choice: BackendChoice) -> None:
+    """The `backend` event (what was asked, what runs, on which device, why not CUDA), and a
+    `warning` when a Kaggle GPU session runs on the CPU: that session's GPU time is being spent idle."""
+    emit("backend", requested=choice.requested, backend=choice.backend, device=choice.device,
+         reason=choice.reason)
+    if choice.gpu_unused:
+        emit("warning", category="gpu_unused", count=1,
+             message=f"a GPU accelerator is attached but the simulator runs on the CPU: {choice.reason}")
 
 
 def versions() -> dict[str, str | None]:

@@ -206,6 +206,7 @@ def _summary(analysis: dict[str, Any]) -> Section:
     if run:
         lines.append(f"run {run.get('run_id')} commit {run.get('commit')} backend {run.get('backend')} "
                      f"device {run.get('device')}")
+    lines += _backend_lines(analysis)
     if analysis.get("kernel"):
         kernel = analysis["kernel"]
         lines.append(f"Kaggle kernel {kernel['ref']}: {kernel['status']}"
@@ -213,6 +214,20 @@ def _summary(analysis: dict[str, Any]) -> Section:
     lines.append("ending: " + _ending(ending, analysis["timeline"].get("total_s")))
     lines += [f"note: {note}" for note in analysis["notes"]]
     return Section("Summary", lines)
+
+
+def _backend_lines(analysis: dict[str, Any]) -> list[str]:
+    """Why the run is on its backend, and a Kaggle GPU left idle, said where nobody misses it."""
+    chosen = analysis.get("backend") or {}
+    lines = []
+    if chosen:
+        why = f": {chosen['reason']}" if chosen.get("reason") else ""
+        lines.append(f"backend {chosen.get('backend')} on {chosen.get('device')} "
+                     f"(asked {chosen.get('requested')}){why}")
+    for w in analysis["warnings"]:
+        if w["category"] == "gpu_unused":
+            lines.append(f"WARNING: the GPU sat idle: {w.get('message')}")
+    return lines
 
 
 def _ending(ending: dict[str, Any], total: float | None = None) -> str:
