@@ -4,8 +4,9 @@ NUMBA_ENABLE_CUDASIM must be set before numba is imported, so the comparison run
 subprocess on a tiny network (tests/junction_net.py: two diverges and a signal, 14 cells) for
 three minutes in which a red light's queue spills back through both diverges and the entries
 queue, for the first-order scheme; for 30 s, with entry queues, for the second-order one
-(SimConfig.order = 2; its many launches are slow in the CUDA simulator). The
-read-outs must not copy the cell state from the device (they are reduced there)."""
+(SimConfig.order = 2; slow in the CUDA simulator). Each `advance`, 30 s or 0.1 s, is one kernel
+launch (the fused kernel), each read-out at most one, and the read-outs must not copy the cell
+state from the device (they are reduced there)."""
 
 from __future__ import annotations
 
@@ -34,12 +35,21 @@ sims = {b: Simulator(net, n_scenarios=2, backend=b, config=config) for b in ("cp
 demand = np.array([[3000.0, 900.0], [1800.0, 1500.0]])
 for sim in sims.values():
     sim.set_demand(demand, moto_share=np.array([0.3, 0.6]))
-# order 1: three minutes, long enough for the spill-back; order 2 (7x the launches per second
-# simulated, slow in the CUDA simulator): 30 s, in which the entry queue forms
+# order 1: three minutes, long enough for the spill-back; order 2 (twice the substeps, each two
+# stages, slow in the CUDA simulator): 30 s, in which the entry queue forms
+# the fused kernel: one launch per advance whatever its length (30 s is many substeps, 0.1 s one)
+per_advance = []
 for phase in (0, 1, 1, 1, 1, 1)[: 6 if config.order == 1 else 1]:
     for sim in sims.values():
         sim.set_phase(np.array([[phase], [0]], dtype=np.int64))
+        before = sim.launches.count
         sim.advance(30.0)
+        per_advance.append(sim.launches.count - before)
+for sim in sims.values():
+    before = sim.launches.count
+    sim.advance(0.1)
+    per_advance.append(sim.launches.count - before)
+out["launches_per_advance"] = max(per_advance)
 def rel(a, b):
     return float(np.max(np.abs(a - b)) / max(np.max(np.abs(a)), 1e-300))
 cpu, gpu = sims["cpu"], sims["cuda"]
@@ -48,9 +58,12 @@ def whole_state_copied():
     raise AssertionError("a read-out copied the whole cell state to the host")
 cells = gpu._engine.cells
 gpu._engine.cells = whole_state_copied  # the read-outs below must reduce on the device
+read_out_launches = {}
 for name in ("vehicles", "cumulative_entered", "cumulative_exited", "cumulative_delay", "queue_lengths",
              "link_density", "link_speed", "cumulative_link_outflow", "approach_state"):
+    before = gpu.launches.count
     out[name] = rel(getattr(cpu, name)(), getattr(gpu, name)())
+    read_out_launches[name] = gpu.launches.count - before
 gpu._engine.cells = cells
 out["cells"] = max(rel(a, b) for a, b in zip(cpu.cell_state(), gpu.cell_state()))
 out["moving"] = float(cpu.cumulative_exited().min())
@@ -58,7 +71,7 @@ out["entry_queue"] = float(cpu.queue_lengths()[0].max())
 rho, _ = cpu.cell_state()
 first_of_a = net.links[junction_net.link(net, "A")].first_cell
 out["spilled"] = float(rho[0, :, first_of_a].sum() / cpu._static["cell_rj"][first_of_a])
-print("RESULT " + json.dumps(out))
+print("RESULT " + json.dumps({"counts": {"launches": read_out_launches}, **out}))
 """
 
 
@@ -76,6 +89,9 @@ def test_cuda_backend_matches_cpu_in_the_cuda_simulator(order: int) -> None:
     assert result["entry_queue"] > 1, "no entry queue formed: the comparison would miss them"
     if order == 1:
         assert result["spilled"] > 0.9, "the queue did not spill back to the first diverge"
+    assert result["launches_per_advance"] == 1, "one fused launch per advance, whatever its length"
+    assert max(result.pop("counts")["launches"].values()) <= 1, "a read-out is one launch, or a copy"
     for name, value in result.items():
-        if name not in ("backend", "compile_s", "cached", "moving", "entry_queue", "spilled"):
+        if name not in ("backend", "compile_s", "cached", "moving", "entry_queue", "spilled",
+                        "launches_per_advance"):
             assert value <= 1e-10, (name, value, result)

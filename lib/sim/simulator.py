@@ -20,7 +20,7 @@ from typing import Any, Literal
 import numpy as np
 
 from lib.config import ConfigError, strict_config
-from lib.sim import memory, physics
+from lib.sim import launches, memory, physics
 from lib.sim.network import Network, build_network
 
 
@@ -96,9 +96,11 @@ def cuda_status() -> tuple[str | None, str]:
     numba's own `cuda.is_available()` swallows the driver's error; asking for the device keeps it,
     so a broken CUDA set-up is reported with its text instead of silently running on the CPU."""
     try:
-        from numba import cuda
+        from numba import config, cuda
 
-        name = cuda.get_current_device().name
+        if config.ENABLE_CUDASIM:  # its fake device has no name
+            return "numba CUDA simulator", ""
+        name = cuda.current_context().device.name
     except Exception as exc:  # noqa: BLE001 - every failure is an answer, reported with its text
         return None, " ".join(f"{type(exc).__name__}: {exc}".split())
     return (name.decode() if isinstance(name, bytes) else str(name)), ""
@@ -191,6 +193,7 @@ class Simulator:
         self._approach_cells = self._approach_table()
         self._approach_gather = self._approach_weights()
         self._init_state()
+        self.launches = launches.LaunchCounter(parent=launches.TOTAL)  # kernel launches and their grids
         self._engine = _make_engine(self.backend, self)
         self.reset()
 
