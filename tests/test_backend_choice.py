@@ -20,7 +20,7 @@ def broken_cuda(monkeypatch):
     def fail():
         raise RuntimeError(BROKEN)
 
-    monkeypatch.setattr(cuda, "get_current_device", fail)
+    monkeypatch.setattr(cuda, "current_context", fail)
 
 
 def test_auto_on_a_broken_cuda_says_numbas_error(broken_cuda) -> None:
