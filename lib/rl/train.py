@@ -48,7 +48,7 @@ from lib.obs.warn import capture_warnings
 from lib.rl import plots, pool, protocol, tensorboard, tuning
 from lib.rl.callbacks import BestModelCallback, CheckpointCallback, ProgressCallback
 from lib.rl.checkpoints import Checkpoints
-from lib.rl.env import TrafficSignalEnv
+from lib.rl.env import DECISION_STEPS, TrafficSignalEnv
 from lib.rl.evaluate import (
     Evaluation,
     evaluate,
@@ -61,6 +61,7 @@ from lib.rl.evaluate import (
 from lib.rl.run_config import DEFAULT_LEARNING_STARTS, SANITY_SEED_OFFSET, RunConfig
 from lib.rl.sanity import run_checks
 from lib.rl.vecenv import TrafficVecEnv
+from lib.sim import launches
 from lib.sim.simulator import BackendChoice, choose_backend, cuda_available
 
 REFERENCES = tuning.BASELINES
@@ -133,6 +134,7 @@ def _run(config: RunConfig) -> RunResult:
     )
     report_backend(choice)
     threads = torch.get_num_threads()
+    counted = launches.TOTAL.snapshot(), DECISION_STEPS[0]
     try:
         torch.set_num_threads(config.torch_threads)
         with capture_warnings(), sigterm_interrupts(), owned(Path(config.output_dir)):
@@ -147,7 +149,8 @@ def _run(config: RunConfig) -> RunResult:
         result.seconds = time.monotonic() - started
         ending = {"error": result.error} if result.error and result.status == "error" else {}
         emit(
-            "run_end", status=result.status, seconds=round(result.seconds, 3), builds=result.builds, **ending
+            "run_end", status=result.status, seconds=round(result.seconds, 3), builds=result.builds, **ending,
+            **launch_report(*counted),
         )
     if result.status == "error":
         raise RunFailed(f"run {run_id} failed: {result.error}", result)
@@ -439,6 +442,17 @@ def sigterm_interrupts() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+def launch_report(before: dict[str, Any], decisions_before: int) -> dict[str, Any]:
+    """The run's kernel launches (every simulator of the process), per decision step (one
+    SignalBatch.step: set_phase, advance and read-outs of a whole batch), and how many launches
+    had each grid size (blocks): where a GPU's time goes when it sits idle."""
+    counted = launches.since(before)
+    decisions = DECISION_STEPS[0] - decisions_before
+    per = round(counted["launches"] / decisions, 2) if decisions else None
+    return {"launches": counted["launches"], "decisions": decisions, "launches_per_decision": per,
+            "grid_sizes": {str(g): n for g, n in sorted(counted["grids"].items())}}
 
 
 def report_backend(choice: BackendChoice) -> None:

@@ -63,6 +63,7 @@ class Analysis:
         self.run_starts = 0
         self.run_end: dict[str, Any] | None = None
         self.backend: dict[str, Any] = {}
+        self.launches: dict[str, Any] = {}
         self.timeline = Timeline()
         self.builds = Bounded()
         self.compile = {"count": 0, "seconds": 0.0, "cached": 0}
@@ -173,13 +174,22 @@ class Analysis:
                         "builds": record.get("builds")}
         if record.get("error") is not None:
             self.run_end["error"] = record.get("error")
+        if record.get("launches") is not None:
+            grids = record.get("grid_sizes")
+            grids = grids if isinstance(grids, dict) else {}
+            self.launches = {
+                "launches": record.get("launches"), "decisions": record.get("decisions"),
+                "per_decision": record.get("launches_per_decision"),
+                "grid_sizes": {str(k): v for k, v in grids.items() if number(v) is not None},
+            }
 
     def result(self) -> dict[str, Any]:
         """The analysis as a dict of plain values (NaN possible: lib.report.to_json writes strict JSON).
 
         Keys: kind ("events", "legacy" or "plain"), notes, lines, events, malformed_events,
         unknown_events, run (from run_start), backend (from the backend event: requested, backend,
-        device, reason), builds (count, expected, redundant, seconds, lost_s,
+        device, reason), launches (from run_end: launches, decisions, per_decision, grid_sizes),
+        builds (count, expected, redundant, seconds, lost_s,
         items with phase and preceding lines), timeline (total_s, inferred, phases with start,
         seconds, share, count, open, plus "start-up" and "between phases"; intervals; useful_s
         (train, eval and baselines), useful_share,
@@ -201,6 +211,7 @@ class Analysis:
             "unknown_events": dict(self.unknown),
             "run": self.run,
             "backend": self.backend,
+            "launches": self.launches,
             "builds": self._builds(),
             "timeline": timeline(intervals, end, inferred),
             "compile": self.compile,

@@ -217,13 +217,20 @@ def _summary(analysis: dict[str, Any]) -> Section:
 
 
 def _backend_lines(analysis: dict[str, Any]) -> list[str]:
-    """Why the run is on its backend, and a Kaggle GPU left idle, said where nobody misses it."""
+    """Why the run is on its backend, its kernel launches, and a Kaggle GPU left idle, said where
+    nobody misses them."""
     chosen = analysis.get("backend") or {}
     lines = []
     if chosen:
         why = f": {chosen['reason']}" if chosen.get("reason") else ""
         lines.append(f"backend {chosen.get('backend')} on {chosen.get('device')} "
                      f"(asked {chosen.get('requested')}){why}")
+    counted = analysis.get("launches") or {}
+    if counted:
+        grids = ", ".join(f"{g} x{n}" for g, n in counted["grid_sizes"].items())
+        lines.append(f"kernel launches: {_fmt(counted['launches'])} over {_fmt(counted['decisions'])} "
+                     f"decision steps ({_fmt(counted['per_decision'])} per decision); "
+                     f"grid sizes (blocks x launches): {grids or '-'}")
     for w in analysis["warnings"]:
         if w["category"] == "gpu_unused":
             lines.append(f"WARNING: the GPU sat idle: {w.get('message')}")
