@@ -9,9 +9,10 @@ which is enough because a scenario never reads another scenario's data. Amber is
 kernel (physics.movement_gate compares the amber left with the substep's time); minimum green
 only matters when `set_phase` is called, on the host. Per-scenario tallies (entries, exits, link
 outflow, delay) run on one thread per scenario looping in the CPU kernel's order, so both backends
-add the same numbers in the same order. Arguments travel as named tuples of arrays (Static, State,
-Scratch, Heun, Params). The state stays on the device; read-outs are reduced there and copy back
-only their result. Kernels are cached on disk in a folder keyed by the hash of lib/sim/physics.py
+add the same numbers in the same order. Arguments travel as named tuples of arrays (Static,
+State, Work, Stages, Params; the kernels unpack Work and Stages into the views Scratch and Heun).
+The state stays on the device; read-outs are reduced there and copy back only their result.
+Kernels are cached on disk in a folder keyed by the hash of lib/sim/physics.py
 and this file (`kernel_cache.source_keyed`).
 """
 
@@ -90,7 +91,7 @@ class State(NamedTuple):
 
 
 class Scratch(NamedTuple):
-    """One substep's intermediates: cell sending states, fluxes, the node model's sums."""
+    """One substep's intermediates, as the kernel sees them: views into Work's arrays."""
 
     dem: Any
     wv: Any
@@ -110,8 +111,20 @@ class Scratch(NamedTuple):
     cell_delay: Any
 
 
+class Work(NamedTuple):
+    """Scratch as the kernel receives it, packed into five arrays: kernel parameters are limited
+    to 4 KB on sm_60 (a P100), and each array costs 56 to 88 bytes of them."""
+
+    cells: Any  # (6, 2, n_cells, B): dem, wv, vel, phi, gout, gyout
+    links: Any  # (5, 2, n_links, B): lin, lyin, sd, sdw, sdp
+    streams: Any  # (2, n_streams, B): st_h, st_q
+    supply: Any  # (2, n_links, B): rsup, rres
+    cell_delay: Any  # (n_cells, B)
+
+
 class Heun(NamedTuple):
-    """Order 2 only: MUSCL face states and the state saved at the start of the step (SSP-RK2)."""
+    """Order 2 only, as the kernel sees it: MUSCL face states and the state saved at the start of
+    the step (SSP-RK2); views into Stages' arrays."""
 
     rho_l: Any
     y_l: Any
@@ -123,6 +136,16 @@ class Heun(NamedTuple):
     entered0: Any
     exited0: Any
     out0: Any
+
+
+class Stages(NamedTuple):
+    """Heun as the kernel receives it, packed like Work."""
+
+    faces: Any  # (4, 2, n_cells, B): rho_l, y_l, rho_r, y_r
+    cells0: Any  # (2, 2, n_cells, B): rho0, y0
+    queue0: Any  # (2, n_entries, B)
+    counters0: Any  # (2, B): entered0, exited0
+    out0: Any  # (n_links, B)
 
 
 class Params(NamedTuple):
@@ -149,6 +172,20 @@ def _slot(n_scen):
     scenario still reach every barrier."""
     s = cuda.blockIdx.x * cuda.blockDim.x + cuda.threadIdx.x
     return (s if s < n_scen else -1), cuda.threadIdx.y, cuda.blockDim.y
+
+
+@_DEVICE
+def _scratch(k):
+    c, lk = k.cells, k.links
+    return Scratch(c[0], c[1], c[2], c[3], c[4], c[5], lk[0], lk[1], lk[2], lk[3], lk[4], k.streams[0],
+                   k.streams[1], k.supply[0], k.supply[1], k.cell_delay)
+
+
+@_DEVICE
+def _heun(g):
+    f = g.faces
+    return Heun(f[0], f[1], f[2], f[3], g.cells0[0], g.cells0[1], g.queue0, g.counters0[0], g.counters0[1],
+                g.out0)
 
 
 @_DEVICE
@@ -213,9 +250,10 @@ def _tally_delay(s, h, x, w):
 
 
 @source_keyed(cuda.jit(cache=True), __file__)
-def k_advance(n_steps, dt, dt_last, st, x, w, p):
+def k_advance(n_steps, dt, dt_last, st, x, work, p):
     """First order: every substep of one `advance` for the block's scenarios, in one launch."""
     s, j, nj = _slot(x.rho.shape[2])
+    w = _scratch(work)
     for step in range(n_steps):
         h = dt if step < n_steps - 1 else dt_last
         decay_m, decay_c = math.exp(-h / p.tau_m), math.exp(-h / p.tau_c)
@@ -259,9 +297,10 @@ def _mix(now, saved, average):
 
 
 @source_keyed(cuda.jit(cache=True), __file__)
-def k_advance2(n_steps, dt, dt_last, st, x, w, u, p):
+def k_advance2(n_steps, dt, dt_last, st, x, work, stages, p):
     """Order 2 (MUSCL + SSP-RK2, as cpu.advance_kernel2): every substep of one `advance`, one launch."""
     s, j, nj = _slot(x.rho.shape[2])
+    w, u = _scratch(work), _heun(stages)
     for step in range(n_steps):
         h = dt if step < n_steps - 1 else dt_last
         if s >= 0:
@@ -402,47 +441,61 @@ def advance_shape(n_scen: int, n_items: int) -> tuple[int, tuple[int, int]]:
     return (n_scen + tile - 1) // tile, (tile, lanes)
 
 
+class DeviceMemory:
+    """Where CudaEngine puts its arrays: the GPU."""
+
+    @staticmethod
+    def zeros(shape: Any, dtype: Any = np.float64) -> Any:
+        return cuda.to_device(np.zeros(shape, dtype=dtype))
+
+    @staticmethod
+    def copy(array: np.ndarray) -> Any:
+        return cuda.to_device(np.ascontiguousarray(array))
+
+
+class HostMemory:
+    """numpy arrays of the same dtypes and layouts as DeviceMemory's: an engine built on them
+    gives every kernel's real argument types (`launch_arguments`) without a GPU, for compiling
+    to PTX (tests/test_ptx.py)."""
+
+    zeros = staticmethod(np.zeros)
+    copy = staticmethod(np.ascontiguousarray)
+
+
 class CudaEngine:
     """State, scratch and static arrays of a Simulator on the GPU; `launches` counts its kernels."""
 
-    def __init__(self, sim: Any) -> None:
-        st, B = sim._static, sim.n_scenarios
+    def __init__(self, sim: Any, memory: Any = DeviceMemory) -> None:
+        st, B, cfg = sim._static, sim.n_scenarios, sim.config
         nc, nl = len(st["cell_rj"]), len(st["link_first"]) - 1
-        ne = len(st["entry_link"])
-        self._cfg = sim.config
+        ne, n_st, n_jn = len(st["entry_link"]), len(st["st_link"]), len(st["jn_mov_ptr"]) - 1
+        self._cfg = cfg
         self.B = B
         self.launches = sim.launches
-        arrays = {name: v for name, v in st.items() if isinstance(v, np.ndarray)}
-        self.d = {name: cuda.to_device(np.ascontiguousarray(v)) for name, v in arrays.items()}
+        self.memory = memory
+        self.d = {name: memory.copy(v) for name, v in st.items() if isinstance(v, np.ndarray)}
         self.static = Static(*(self.d[name] for name in Static._fields))
-        zeros = cuda.device_array
+        zeros = memory.zeros
         self.ns = len(sim.network.signals)  # signal arrays keep a row without signals (physics.movement_gate)
+        rows = max(self.ns, 1)
         self.state = State(
-            rho=cuda.to_device(np.zeros((2, nc, B))), y=cuda.to_device(np.zeros((2, nc, B))),
-            queue=cuda.to_device(np.zeros((2, ne, B))), rate=cuda.to_device(np.zeros((2, ne, B))),
-            sig_phase=cuda.to_device(np.zeros((max(self.ns, 1), B), dtype=np.int64)),
-            sig_amber=cuda.to_device(np.zeros((max(self.ns, 1), B))),
-            entered=cuda.to_device(np.zeros(B)), exited=cuda.to_device(np.zeros(B)),
-            delay=cuda.to_device(np.zeros(B)), link_out=cuda.to_device(np.zeros((nl, B))),
+            rho=zeros((2, nc, B)), y=zeros((2, nc, B)), queue=zeros((2, ne, B)), rate=zeros((2, ne, B)),
+            sig_phase=zeros((rows, B), dtype=np.int64), sig_amber=zeros((rows, B)), entered=zeros(B),
+            exited=zeros(B), delay=zeros(B), link_out=zeros((nl, B)),
         )
-        n_st = len(st["st_link"])
-        self.scratch = Scratch(
-            *(zeros((2, nc, B)) for _ in range(6)), *(zeros((2, nl, B)) for _ in range(5)),
-            zeros((n_st, B)), zeros((n_st, B)), zeros((nl, B)), zeros((nl, B)), zeros((nc, B)),
-        )
-        self.heun = None
-        if sim.config.order == 2:
-            self.heun = Heun(*(zeros((2, nc, B)) for _ in range(6)), zeros((2, ne, B)), zeros(B), zeros(B),
-                             zeros((nl, B)))
-        cfg = sim.config
+        self.work = Work(zeros((6, 2, nc, B)), zeros((5, 2, nl, B)), zeros((2, n_st, B)), zeros((2, nl, B)),
+                         zeros((nc, B)))
+        self.stages = None
+        if cfg.order == 2:
+            self.stages = Stages(zeros((4, 2, nc, B)), zeros((2, 2, nc, B)), zeros((2, ne, B)), zeros((2, B)),
+                                 zeros((nl, B)))
         self.params = Params(float(cfg.alpha), int(cfg.gamma), float(cfg.eps_density), float(st["c_bound"]),
                              float(cfg.left_gap_s), float(cfg.left_followup_s), float(cfg.tau_m),
                              float(cfg.tau_c))
-        n_jn = len(st["jn_mov_ptr"]) - 1
         self._shape = advance_shape(B, max(nc, nl, n_jn, ne))
-        self.rho0 = None
-        self.y0 = None
-        self._app_cells = None
+        self.rho0 = memory.copy(sim._rho0)
+        self.y0 = memory.copy(sim._y0)
+        self._app_cells = memory.copy(sim._approach_cells)
 
     def _launch(self, kernel: Any, blocks: int, threads: Any, *args: Any) -> None:
         """Launch `kernel` and count it, with its grid size."""
@@ -451,19 +504,19 @@ class CudaEngine:
 
     @property
     def nbytes(self) -> int:
-        arrays = [*self.state, *self.scratch, *self.d.values(), *(self.heun or ())]
+        arrays = [*self.state, *self.work, *self.d.values(), *(self.stages or ())]
         return int(sum(a.nbytes for a in arrays))
 
     def reset(self, idx: np.ndarray, rho0: np.ndarray, y0: np.ndarray) -> None:
-        if self.rho0 is None:
-            self.rho0 = cuda.to_device(np.ascontiguousarray(rho0))
-            self.y0 = cuda.to_device(np.ascontiguousarray(y0))
+        """Scenarios `idx` back to the initial state (rho0, y0: the Simulator's, uploaded at build)."""
         mask = np.zeros(self.B, dtype=np.uint8)
         mask[idx] = 1
+        self._launch(k_reset, _blocks(self.state.rho.shape[1] * self.B), THREADS,
+                     *self._reset_args(self.memory.copy(mask)))
+
+    def _reset_args(self, mask: Any) -> tuple:
         x = self.state
-        n = x.rho.shape[1] * self.B
-        self._launch(k_reset, _blocks(n), THREADS, x.rho, x.y, x.queue, self.rho0, self.y0,
-                     cuda.to_device(mask), x.entered, x.exited, x.delay, x.link_out)
+        return x.rho, x.y, x.queue, self.rho0, self.y0, mask, x.entered, x.exited, x.delay, x.link_out
 
     def upload_signals(self, phase: np.ndarray, amber: np.ndarray) -> None:
         rows = self.state.sig_phase.shape[0]
@@ -492,37 +545,37 @@ class CudaEngine:
 
     def vehicles(self) -> np.ndarray:
         out = cuda.device_array(self.B)
-        x = self.state
-        self._launch(k_vehicles, _blocks(self.B), THREADS, x.rho, x.queue, self.d["cell_dx"], out)
+        self._launch(k_vehicles, _blocks(self.B), THREADS, *self._vehicles_args(out))
         return out.copy_to_host()
+
+    def _vehicles_args(self, out: Any) -> tuple:
+        return self.state.rho, self.state.queue, self.d["cell_dx"], out
 
     def link_sums(self) -> tuple[np.ndarray, np.ndarray]:
         """(B, n_links) vehicles and sum of speeds (veh m/s) per link."""
-        d, p = self.d, self.params
-        nl = d["link_first"].shape[0] - 1
+        nl = self.state.link_out.shape[0]
         mass, flow = cuda.device_array((nl, self.B)), cuda.device_array((nl, self.B))
-        self._launch(k_link_sums, _blocks(nl * self.B), THREADS, self.state.rho, self.state.y, d["cell_rj"],
-                     d["kp"], d["cell_dx"], d["link_first"], p.alpha, p.gamma, p.eps, mass, flow)
+        self._launch(k_link_sums, _blocks(nl * self.B), THREADS, *self._link_sums_args(mass, flow))
         return mass.copy_to_host().T, flow.copy_to_host().T
 
-    def _device_copy(self, app_cells: np.ndarray) -> Any:
-        """The approach cell table on the device, uploaded once (it is fixed per Simulator)."""
-        if self._app_cells is None:
-            self._app_cells = cuda.to_device(np.ascontiguousarray(app_cells))
-        return self._app_cells
+    def _link_sums_args(self, mass: Any, flow: Any) -> tuple:
+        d, p, x = self.d, self.params, self.state
+        return (x.rho, x.y, d["cell_rj"], d["kp"], d["cell_dx"], d["link_first"], p.alpha, p.gamma, p.eps,
+                mass, flow)
 
     def approach_sums(self, app_cells: np.ndarray) -> np.ndarray:
-        """(B, n_approaches, 3): near-stop-line vehicles and speed sum, and queued vehicles."""
-        d, cfg, p = self.d, self._cfg, self.params
+        """(B, n_approaches, 3): near-stop-line vehicles and speed sum, and queued vehicles (the
+        approach table `app_cells` is the Simulator's, uploaded at build)."""
         n_app = app_cells.shape[0]
         out = cuda.device_array((n_app, self.B, 3))
         if n_app:
-            self._launch(
-                k_approach_sums, _blocks(n_app * self.B), THREADS, self.state.rho, self.state.y, d["cell_rj"],
-                d["kp"], d["cell_dx"], self._device_copy(app_cells), p.alpha, p.gamma, p.eps,
-                float(cfg.queue_speed_mps), float(cfg.queue_min_density), out,
-            )
+            self._launch(k_approach_sums, _blocks(n_app * self.B), THREADS, *self._approach_args(out))
         return out.copy_to_host().transpose(1, 0, 2)
+
+    def _approach_args(self, out: Any) -> tuple:
+        d, cfg, p, x = self.d, self._cfg, self.params, self.state
+        return (x.rho, x.y, d["cell_rj"], d["kp"], d["cell_dx"], self._app_cells, p.alpha, p.gamma, p.eps,
+                float(cfg.queue_speed_mps), float(cfg.queue_min_density), out)
 
     def counter(self, name: str) -> np.ndarray:
         return getattr(self.state, name).copy_to_host()
@@ -533,11 +586,27 @@ class CudaEngine:
     def advance(self, n_steps: int, dt: float, dt_last: float) -> None:
         """All n_steps substeps for all scenarios in one launch (k_advance or k_advance2)."""
         blocks, threads = self._shape
-        args = (n_steps, float(dt), float(dt_last), self.static, self.state, self.scratch)
-        if self.heun is None:
-            self._launch(k_advance, blocks, threads, *args, self.params)
-        else:
-            self._launch(k_advance2, blocks, threads, *args, self.heun, self.params)
+        kernel = k_advance if self.stages is None else k_advance2
+        self._launch(kernel, blocks, threads, *self._advance_args(n_steps, dt, dt_last))
+
+    def _advance_args(self, n_steps: int, dt: float, dt_last: float) -> tuple:
+        stages = () if self.stages is None else (self.stages,)
+        return (int(n_steps), float(dt), float(dt_last), self.static, self.state, self.work, *stages,
+                self.params)
+
+    def launch_arguments(self) -> dict[str, tuple[Any, tuple]]:
+        """Every kernel this engine launches, with arguments of the types it launches them with
+        (on a HostMemory engine: numpy stand-ins), so each compiles to PTX without a GPU."""
+        zeros, B = self.memory.zeros, self.B
+        nl, n_app = self.state.link_out.shape[0], self._app_cells.shape[0]
+        advance = k_advance if self.stages is None else k_advance2
+        return {
+            advance.__name__: (advance, self._advance_args(3, 1.0, 0.5)),
+            "k_reset": (k_reset, self._reset_args(zeros(B, dtype=np.uint8))),
+            "k_vehicles": (k_vehicles, self._vehicles_args(zeros(B))),
+            "k_link_sums": (k_link_sums, self._link_sums_args(zeros((nl, B)), zeros((nl, B)))),
+            "k_approach_sums": (k_approach_sums, self._approach_args(zeros((n_app, B, 3)))),
+        }
 
 
 KERNELS = (k_advance, k_advance2, k_reset, k_vehicles, k_link_sums, k_approach_sums)
