@@ -4,8 +4,9 @@ The CUDA simulator runs kernels as Python, so it accepts code the real compiler 
 calls in a kernel, kernel parameters over the 4 KB that sm_60 allows). This test compiles each
 kernel of lib/sim/cuda.py with numba-cuda's NVVM (`compile_ptx`, no GPU or driver needed) for
 sm_60 (P100), sm_75 (T4) and sm_80 (A100), with the types of the arrays a CudaEngine really
-passes (an engine built on HostMemory), for both orders, and assembles the PTX with `ptxas -v`:
-the registers per thread it reports are the input of docs/PERFORMANCE.md's occupancy figures.
+passes (an engine built on HostMemory), for both orders and the float32 state, and assembles the
+PTX with `ptxas -v`: the registers per thread it reports are the input of docs/PERFORMANCE.md's
+occupancy figures.
 Needs `numba-cuda[cu12]` (requirements-dev.txt), which brings NVVM and ptxas; skipped without it.
 """
 
@@ -61,18 +62,20 @@ def test_every_kernel_compiles_to_ptx_and_assembles(toolchain, tmp_path, record_
 
     registers: dict[str, int] = {}
     compiled = set()
-    for order in (1, 2):
+    for order, precision in ((1, "float64"), (2, "float64"), (1, "float32")):
         sim = Simulator(junction_net.network(), n_scenarios=3, backend="cpu", config=SimConfig(order=order))
+        sim.config = SimConfig(order=order, precision=precision)  # float32 is CUDA's: types only here
         for name, (kernel, args) in CudaEngine(sim, memory=HostMemory).launch_arguments().items():
-            if name in compiled:
+            if (name, precision) in compiled or (precision == "float32" and not name.startswith("k_advance")):
                 continue
-            compiled.add(name)
+            compiled.add((name, precision))
+            name = name if precision == "float64" else f"{name} float32"
             signature = tuple(numba.typeof(a) for a in args)
             for cc in CCS:
                 ptx, _ = cuda.compile_ptx(kernel.py_func, signature, cc=cc)
                 ptx_file = tmp_path / f"{name}.ptx"
                 registers[f"{name} sm_{cc[0]}{cc[1]}"] = assemble(toolchain, ptx, cc, ptx_file)
-    assert compiled == {k.__name__ for k in KERNELS}, "a kernel the backend launches was not compiled"
+    assert {n for n, _ in compiled} == {k.__name__ for k in KERNELS}, "a launched kernel was not compiled"
     record_property("registers_per_thread", registers)
     print("registers per thread:", registers)
     assert all(0 < n <= 255 for n in registers.values()), registers

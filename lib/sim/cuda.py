@@ -476,18 +476,23 @@ class CudaEngine:
         self.d = {name: memory.copy(v) for name, v in st.items() if isinstance(v, np.ndarray)}
         self.static = Static(*(self.d[name] for name in Static._fields))
         zeros = memory.zeros
+        real = np.float32 if cfg.precision == "float32" else np.float64  # cells, queues, scratch
+
+        def cells(shape: tuple) -> Any:
+            return zeros(shape, dtype=real)
+
         self.ns = len(sim.network.signals)  # signal arrays keep a row without signals (physics.movement_gate)
         rows = max(self.ns, 1)
         self.state = State(
-            rho=zeros((2, nc, B)), y=zeros((2, nc, B)), queue=zeros((2, ne, B)), rate=zeros((2, ne, B)),
+            rho=cells((2, nc, B)), y=cells((2, nc, B)), queue=cells((2, ne, B)), rate=cells((2, ne, B)),
             sig_phase=zeros((rows, B), dtype=np.int64), sig_amber=zeros((rows, B)), entered=zeros(B),
             exited=zeros(B), delay=zeros(B), link_out=zeros((nl, B)),
         )
-        self.work = Work(zeros((6, 2, nc, B)), zeros((5, 2, nl, B)), zeros((2, n_st, B)), zeros((2, nl, B)),
-                         zeros((nc, B)))
+        self.work = Work(cells((6, 2, nc, B)), cells((5, 2, nl, B)), cells((2, n_st, B)), cells((2, nl, B)),
+                         cells((nc, B)))
         self.stages = None
         if cfg.order == 2:
-            self.stages = Stages(zeros((4, 2, nc, B)), zeros((2, 2, nc, B)), zeros((2, ne, B)), zeros((2, B)),
+            self.stages = Stages(cells((4, 2, nc, B)), cells((2, 2, nc, B)), cells((2, ne, B)), zeros((2, B)),
                                  zeros((nl, B)))
         self.params = Params(float(cfg.alpha), int(cfg.gamma), float(cfg.eps_density), float(st["c_bound"]),
                              float(cfg.left_gap_s), float(cfg.left_followup_s), float(cfg.tau_m),
@@ -528,11 +533,11 @@ class CudaEngine:
         self.state.sig_amber.copy_to_device(padded_amber)
 
     def set_rate(self, rate: np.ndarray) -> None:
-        self.state.rate.copy_to_device(np.ascontiguousarray(rate))
+        self.state.rate.copy_to_device(np.ascontiguousarray(rate, dtype=self.state.rate.dtype))
 
     def set_cells(self, rho: np.ndarray, y: np.ndarray) -> None:
-        self.state.rho.copy_to_device(np.ascontiguousarray(rho))
-        self.state.y.copy_to_device(np.ascontiguousarray(y))
+        self.state.rho.copy_to_device(np.ascontiguousarray(rho, dtype=self.state.rho.dtype))
+        self.state.y.copy_to_device(np.ascontiguousarray(y, dtype=self.state.y.dtype))
 
     def cells(self) -> tuple[np.ndarray, np.ndarray]:
         return self.state.rho.copy_to_host(), self.state.y.copy_to_host()

@@ -49,6 +49,9 @@ class SimConfig:
     eps_density: float = 1e-12  # veh/m below which a class is treated as absent from a cell
     cpu_chunk: int = 16  # most scenarios per CPU chunk (SIMD lanes advanced together, docs/PERFORMANCE.md)
     cpu_threads: int = 0  # CPU threads for one Simulator; 0 = every core this process may use
+    # "float32": the CUDA backend keeps cells, queues and scratch in float32 (half the memory
+    # traffic); counters and balances stay float64. Mass error measured in docs/PERFORMANCE.md.
+    precision: str = "float64"
     left_gap_s: float = 4.5  # critical gap of a permitted left turn, s (HCM 2000; docs/model.md)
     left_followup_s: float = 2.5  # its follow-up headway, s (HCM 2000)
 
@@ -74,6 +77,8 @@ class SimConfig:
                 raise ConfigError(f"SimConfig.{name} must be >= 0, got {getattr(self, name)!r}.")
         if self.cpu_chunk < 1:
             raise ConfigError(f"SimConfig.cpu_chunk must be >= 1, got {self.cpu_chunk!r}.")
+        if self.precision not in ("float64", "float32"):
+            raise ConfigError(f"SimConfig.precision must be 'float64' or 'float32', got {self.precision!r}.")
         if self.cpu_threads < 0:
             raise ConfigError(f"SimConfig.cpu_threads must be >= 0 (0: all cores), got {self.cpu_threads!r}")
 
@@ -185,6 +190,9 @@ class Simulator:
         self.n_scenarios = int(n_scenarios)
         self.config = config or SimConfig()
         self.backend = pick_backend(backend)
+        if self.config.precision == "float32" and self.backend != "cuda":
+            raise ConfigError("SimConfig.precision='float32' is implemented on the CUDA backend only "
+                              f"(this Simulator runs on {self.backend}); use precision='float64'.")
         memory.check_fits(network, self.n_scenarios, self.backend)
         self._static = _static_arrays(network, self.config)
         # Order 2 halves the step: each Euler stage then keeps every bound (docs/model.md).
