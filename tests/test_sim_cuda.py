@@ -148,3 +148,30 @@ def test_precision_is_checked_and_float32_is_cuda_only() -> None:
         SimConfig(precision="float16")
     with pytest.raises(ConfigError, match="CUDA backend only"):
         Simulator(junction_net.network(), backend="cpu", config=SimConfig(precision="float32"))
+
+
+BLOCKS = r"""
+import json
+import numpy as np
+from lib.sim.simulator import Simulator
+from tests import junction_net
+
+# 33 scenarios: one full block of 32 and one with a single scenario, whose 31 idle slots must
+# still reach every barrier and write nothing; each scenario its own demand, entry queues form
+net = junction_net.network(length_m=100.0, cell_length_m=50.0)
+sims = {b: Simulator(net, n_scenarios=33, backend=b) for b in ("cpu", "cuda")}
+demand = np.random.default_rng(1).uniform(500.0, 3000.0, size=(33, net.n_entries))
+for sim in sims.values():
+    sim.set_demand(demand)
+    sim.advance(20.0)
+cpu, gpu = (sims[b].cell_state()[0] for b in ("cpu", "cuda"))
+print("RESULT " + json.dumps({"blocks": sims["cuda"]._engine._shape[0],
+                              "cells": float(np.max(np.abs(cpu - gpu)) / np.max(cpu)),
+                              "entry_queue": float(sims["cpu"].queue_lengths().max())}))
+"""
+
+
+def test_scenarios_spread_over_several_blocks_match_the_cpu() -> None:
+    result = run_simulated(BLOCKS)
+    assert result["blocks"] == 2 and result["entry_queue"] > 1, result
+    assert result["cells"] <= 1e-10, result
