@@ -80,14 +80,9 @@ def main() -> None:
     started = time.monotonic()
     if args.tune_only:
         base = config.env
-        entry = tuning.tune_all(
-            base,
-            TrafficVecEnv(1, base).network,
-            config.levels,
-            config.profiles,
-            config.tuning_budget,
-            config.tuning_episodes,
-        )
+        cells = [(level, profile) for level in config.levels for profile in config.profiles]
+        network = TrafficVecEnv(1, base).network
+        entry = tuning.tune_all(base, network, cells, config.tuning_budget, config.tuning_episodes)
         tuning.save_tuned(entry)
         print(
             f"tuned {len(entry['levels'])} levels for simulator {entry['sim_version']} in "

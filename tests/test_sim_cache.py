@@ -67,9 +67,9 @@ def test_edited_physics_compiles_afresh_instead_of_loading_the_old_kernel(tmp_pa
     assert second["vehicles"] == first["vehicles"] > 0
     phys = project / "lib" / "sim" / "physics.py"
     text = phys.read_text()
-    slower = "return v_creep + (v_free - v_creep) * (1.0 - x)"
+    slower = "return wave * rho_jam / (v_free + wave)"  # the critical density: half the capacity below
     assert slower in text
-    phys.write_text(text.replace(slower, "return v_creep + 0.5 * (v_free - v_creep) * (1.0 - x)"))
+    phys.write_text(text.replace(slower, "return 0.5 * wave * rho_jam / (v_free + wave)"))
     third = run_copy(project, cache)
     assert not third["hit"], "the kernel compiled from the old physics.py was loaded from the cache"
     assert third["folder"] != first["folder"]

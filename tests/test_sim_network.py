@@ -8,7 +8,7 @@ import pytest
 
 from lib.config import ConfigError
 from lib.sim.network import load_network
-from lib.sim.simulator import SimConfig, Simulator
+from lib.sim.simulator import SimConfig, Simulator, capacity_veh_s
 
 B = 4
 
@@ -20,11 +20,11 @@ def net():
 
 def check_bounds(sim: Simulator) -> None:
     rho, v = sim.cell_state()
-    rj = sim._static["cell_rj"]
+    rj, vf = sim._static["cell_rj"], sim._static["cell_vf"]
     assert np.isfinite(rho).all() and np.isfinite(v).all()
     assert rho.min() >= 0.0
-    assert np.all(rho.sum(axis=1) <= rj * (1 + 1e-12))
-    assert v.min() >= 0.0 and v.max() <= sim._static["w_max"] * (1 + 1e-12)
+    assert np.all(sim.config.moto_space_weight * rho[:, 0] + rho[:, 1] <= rj * (1 + 1e-12))
+    assert v.min() >= 0.0 and np.all(v <= vf * (1 + 1e-12))
     assert sim.queue_lengths().min() >= -1e-9
 
 
@@ -94,8 +94,8 @@ def test_red_light_queue_spills_back_and_discharges_near_capacity(net) -> None:
     before = sim.cumulative_link_outflow()[0, lk.index]
     sim.advance(60.0)
     rate = (sim.cumulative_link_outflow()[0, lk.index] - before) / 60.0
-    capacity = lk.free_speed_mps * rj[lk.first_cell] / 4.0  # max of rho V_e(rho) for gamma = 1
-    assert 0.8 * capacity <= rate <= 1.2 * capacity, (rate, capacity)
+    capacity = capacity_veh_s(lk.free_speed_mps, rj[lk.first_cell], cfg)
+    assert 0.95 * capacity <= rate <= 1.05 * capacity, (rate, capacity)
 
 
 def test_signal_rules_amber_and_min_green(net) -> None:
@@ -142,14 +142,14 @@ def test_read_out_shapes_reset_and_partial_reset(net) -> None:
 
 
 def test_bad_config_and_inputs_give_clear_errors(net) -> None:
-    with pytest.raises(ConfigError, match="did you mean 'gamma'|Did you mean 'gamma'"):
-        SimConfig.from_dict({"gama": 2})
+    with pytest.raises(ConfigError, match="did you mean 'wave_speed_mps'|Did you mean 'wave_speed_mps'"):
+        SimConfig.from_dict({"wave_speed_mp": 5.0})
     with pytest.raises(ConfigError, match="cfl"):
         SimConfig(cfl=1.5)
     with pytest.raises(ConfigError, match="tau_c"):
         SimConfig(tau_c=0.0)
-    with pytest.raises(ConfigError, match="gamma"):
-        SimConfig(gamma=2.5)
+    with pytest.raises(ConfigError, match="moto_space_weight"):
+        SimConfig(moto_space_weight=1.5)
     with pytest.raises(ConfigError, match="order"):
         SimConfig(order=3)
     with pytest.raises(ValueError, match="backend"):

@@ -11,7 +11,7 @@ import pytest
 
 from lib.sim.network import build_network
 from lib.sim.simulator import SimConfig, Simulator
-from tests.exact_riemann import ArzLaw, cell_averages
+from tests.exact_riemann import GarzLaw, cell_averages
 
 ROAD_M = 4000.0
 FREE_KMH = 54.0
@@ -45,8 +45,10 @@ def riemann_error(left, right, n_cells: int, t_end: float, order: int) -> float:
     """L1 density error (veh) of the simulator against the exact solution, away from the road ends."""
     net = road(n_cells)
     sim = Simulator(net, backend="cpu", config=NO_RELAX.replace(order=order))
+    # the documented step: cfl x dx / c_bound, halved for order 2 (docs/model.md)
+    assert sim.dt == pytest.approx(NO_RELAX.cfl * (ROAD_M / n_cells) / (order * sim._static["c_bound"]))
     rj = float(sim._static["cell_rj"][0])
-    law = ArzLaw(float(sim._static["kp"][1, 0]), rj, NO_RELAX.gamma)
+    law = GarzLaw(float(sim._static["cell_vf"][0]), NO_RELAX.wave_speed_mps, rj)
     edges = np.linspace(0.0, ROAD_M, n_cells + 1)
     mid = 0.5 * (edges[:-1] + edges[1:])
     rho_c = np.where(mid < ROAD_M / 2, left[0] * rj, right[0] * rj)
@@ -62,29 +64,33 @@ def riemann_error(left, right, n_cells: int, t_end: float, order: int) -> float:
     return float(np.sum(np.abs(rho[0, 1] - exact)[inside]) * (ROAD_M / n_cells))
 
 
-# (rho / rho_jam, v m/s) left and right; K = v_free = 15 m/s and every w <= K.
-# Genuinely nonlinear waves without a contact: order >= 0.5 asserted.
+# (rho / k_j, v m/s) left and right; v_f = 15 m/s, W = 5 m/s, k_c = k_j / 4. With the triangular
+# diagram every wave but a compressive shock is linearly degenerate (a jump at a characteristic
+# speed, tests/exact_riemann.py), so a first-order scheme smears it over sqrt(dx t): its L1 order
+# tends to 0.5 from below (measured 0.44-0.59). Asserted: >= 0.4 (order 1), >= 0.5 (order 2,
+# MUSCL; measured 0.55-0.83).
+CONTACT_ORDER = {1: 0.4, 2: 0.5}
+# Queues released into free flow: the fan at the kink state k_c between -W and v_f.
 NONLINEAR = {
-    "rarefaction": ((0.8, 1.0), (0.2, 10.0)),
-    "near_vacuum": ((0.5, 6.0), (1e-4, 14.5)),
+    "queue_discharge": ((1.0, 0.0), (0.1, 15.0)),
+    "release_into_light_traffic": ((0.5, 5.0), (1e-4, 15.0)),
 }
-# With a contact (linearly degenerate, v_L = v_R across it): a first-order scheme smears it over
-# sqrt(dx t), so its L1 order tends to 0.5 from below (0.46-0.50 on these grids); >= 0.45 asserted.
-# The second-order scheme (MUSCL, MC limiter) reaches 0.68-0.79 on them: >= 0.5 asserted.
-CONTACT_ORDER = {1: 0.45, 2: 0.5}
 WITH_CONTACT = {
-    "contact": ((0.3, 4.0), (0.6, 4.0)),
+    "contact": ((0.3, 4.0), (0.5, 4.0)),
     "shock_and_contact": ((0.2, 12.0), (0.7, 2.0)),
+    "congested_jump_and_contact": ((0.8, 1.0), (0.4, 6.0)),
 }
-PURE_SHOCK = ((0.2, 12.0), (0.7, 4.5))  # w_L = w_R: a 1-shock at 1.5 m/s and no contact
+PURE_SHOCK = ((0.2, 15.0), (0.8, 1.25))  # free flow running into a queue, w_L = w_R = v_f: -3.3 m/s
 GRIDS = (100, 200, 400, 800)
 
 
 def observed_order(left, right, order: int) -> tuple[list[float], float]:
-    """L1 errors on GRIDS (each finer grid must do better) and the order from the two finest."""
+    """L1 errors on GRIDS (each finer grid must do better) and the observed order: minus the
+    least-squares slope of log(error) against log(cells) over the three finest grids (the
+    coarsest is not yet asymptotic for the fans)."""
     errors = [riemann_error(left, right, n, t_end=60.0, order=order) for n in GRIDS]
     assert all(fine < coarse for coarse, fine in zip(errors, errors[1:], strict=False)), errors
-    return errors, math.log(errors[-2] / errors[-1]) / math.log(GRIDS[-1] / GRIDS[-2])
+    return errors, -float(np.polyfit(np.log(GRIDS[1:]), np.log(errors[1:]), 1)[0])
 
 
 @ORDERS
@@ -92,7 +98,7 @@ def observed_order(left, right, order: int) -> tuple[list[float], float]:
 def test_riemann_nonlinear_waves_converge(case: str, order: int) -> None:
     errors, observed = observed_order(*NONLINEAR[case], order)
     print(f"{case}, order {order}: L1 errors (veh) {errors}, observed order {observed:.2f}")
-    assert observed >= 0.5, (case, errors, observed)
+    assert observed >= CONTACT_ORDER[order], (case, errors, observed)
 
 
 @ORDERS
@@ -104,13 +110,14 @@ def test_riemann_contacts_converge(case: str, order: int) -> None:
 
 
 @ORDERS
-def test_riemann_pure_shock_is_captured_within_one_cell(order: int) -> None:
-    """Godunov holds a shock sharp: the L1 error stays below (jump x one cell) on every grid,
-    i.e. the shock sits where the exact one is to within a cell (errors here are ~1e-2 veh)."""
-    (left, right), rj = PURE_SHOCK, 0.15
+def test_riemann_pure_shock_is_captured_within_two_cells(order: int) -> None:
+    """Godunov holds a shock sharp: the L1 error stays below (jump x 1.5 cells) on every grid,
+    i.e. the shock sits where the exact one is to within two cells (measured: 0.7-1.2 cells for
+    order 1, 0.4-0.7 for order 2)."""
+    (left, right), rj = PURE_SHOCK, SimConfig().rho_jam_per_lane
     for n in GRIDS:
         error = riemann_error(left, right, n, t_end=60.0, order=order)
-        assert error <= (right[0] - left[0]) * rj * (ROAD_M / n), (n, error)
+        assert error <= 1.5 * (right[0] - left[0]) * rj * (ROAD_M / n), (n, error)
 
 
 @ORDERS
@@ -134,15 +141,17 @@ def test_closed_ring_conserves_vehicles_to_round_off(order: int) -> None:
     net = ring()
     sim = Simulator(net, n_scenarios=3, backend="cpu", config=SimConfig(order=order))
     rng = np.random.default_rng(7)
-    rj = sim._static["cell_rj"]
-    total = rng.uniform(0.0, 0.95, (3, net.n_cells)) * rj
-    share = rng.uniform(0.0, 1.0, (3, net.n_cells))
-    speeds = rng.uniform(0.0, 3.0, (3, 2, net.n_cells))
-    sim.set_state(np.stack([share * total, (1 - share) * total], axis=1), speeds)
+    rj, vf, eps_m = sim._static["cell_rj"], sim._static["cell_vf"], sim.config.moto_space_weight
+    space = rng.uniform(0.0, 0.95, (3, net.n_cells)) * rj
+    share = rng.uniform(0.0, 1.0, (3, net.n_cells))  # motorcycles' share of the space
+    rho = np.stack([share * space / eps_m, (1 - share) * space], axis=1)
+    # w within 3 m/s of v_f (every w the dynamics reach lies in [min v_f, max v_f])
+    w = vf - rng.uniform(0.0, 3.0, (3, 2, net.n_cells))
+    sim.set_state(rho, np.maximum(w - sim._pressures(rho.transpose(1, 2, 0)).transpose(2, 0, 1), 0.0))
     before = sim.vehicles()
     sim.advance(1800.0)
     after = sim.vehicles()
     assert np.all(np.abs(after - before) <= 1e-12 * before), after - before
     rho, v = sim.cell_state()
-    assert np.all(rho >= 0) and np.all(rho.sum(axis=1) <= rj * (1 + 1e-12))
+    assert np.all(rho >= 0) and np.all(eps_m * rho[:, 0] + rho[:, 1] <= rj * (1 + 1e-12))
     assert np.all(v.max(axis=(1, 2)) > 1.0), "traffic on the ring should be moving, not gridlocked"

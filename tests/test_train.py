@@ -13,8 +13,11 @@ from stable_baselines3 import DQN
 from lib.config import ConfigError
 from lib.obs.warn import LIB_DIR as LIB
 from lib.obs.warn import capture_warnings, numba_performance_warnings
+from lib.rl import protocol
 from lib.rl.callbacks import ProgressCallback
+from lib.rl.evaluate import evaluate, policy_actor
 from lib.rl.train import RunConfig, RunFailed, run
+from lib.rl.vecenv import TrafficVecEnv
 from lib.runlog.analysis import analyse_path
 from lib.runlog.reader import find_log
 from lib.runlog.report import render_text
@@ -230,14 +233,21 @@ def test_settings_that_would_fail_late_or_never_learn_are_rejected(changes, mess
 def test_the_model_kept_is_the_best_on_the_validation_seeds(tmp_path, pool_events, monkeypatch):
     """Validation delays made up to fall then rise: the model of the lowest one is evaluated."""
     scores = iter([50.0, 40.0, 45.0])
-    monkeypatch.setattr("lib.rl.train.validation_delay", lambda model, env, seeds: next(scores))
-    result = run(
-        RunConfig(**SMALL, validation_every=100, baselines=False, output_dir=str(tmp_path))
+    used = []
+    monkeypatch.setattr(
+        "lib.rl.train.validation_delay", lambda model, env, seeds: used.append(seeds) or next(scores)
     )
+    result = run(RunConfig(**SMALL, validation_every=100, baselines=False, output_dir=str(tmp_path)))
+    assert protocol.TUNING.holds(used[0]) and len(used[0]) == 5  # validation seeds, never evaluation ones
     checks = pool_events("validation")
     assert [(r["steps"], r["best"]) for r in checks] == [(100, True), (200, True), (300, False)]
     assert result.model_path == tmp_path / "best_model.zip" and result.validation[1] == (200, 40.0)
-    assert DQN.load(result.model_path).num_timesteps == 200
+    best = DQN.load(result.model_path)
+    assert best.num_timesteps == 200
+    env = TrafficVecEnv(2, RunConfig(**SMALL).env)  # the evaluation episodes: the best model's numbers
+    again = evaluate("dqn", policy_actor(best), env, protocol.EVALUATION.start, progress_bar=False)
+    env.close()
+    assert result.results["dqn"]["mean_delay_s"] == pytest.approx(again.summary()["mean_delay_s"])
     saved = json.loads((tmp_path / "results.json").read_text())
     assert saved["model"].endswith("best_model.zip") and "webster" not in saved["results"]
     assert "baselines" not in [r["phase"] for r in pool_events("phase_start")]

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from lib.rl import protocol, tuning
+from lib.rl.controllers import FixedTimePlan
 from lib.rl.env import EnvConfig
 from lib.sim.network import load_network
 
@@ -13,34 +14,31 @@ NETWORK = load_network()
 pytestmark = pytest.mark.usefixtures("pool_events")
 
 
-def synthetic_series(rate_veh_s: float, amber_s: float = 3.0, phase_s: int = 40, n: int = 400):
-    """Every signal alternates 40 s phases; each approach discharges `rate` once its amber is
-    over, with 20 vehicles standing the whole time (every green saturated)."""
-    t = np.arange(n)
-    phase = (t // phase_s) % 2
-    phases = np.stack([phase] * NETWORK.n_signals, axis=1)
-    green = np.stack(
-        [(phases[:, a.signal] == a.phase) & (t % phase_s >= amber_s) for a in NETWORK.approaches], axis=1
-    )
-    served = np.cumsum(green * rate_veh_s, axis=0)
-    return phases, np.full(served.shape, 20.0), served
+def synthetic_discharge(rate_veh_s: float, lag_s: int = 2, seconds: int = 60):
+    """Each approach gets green at 0 s (first phase) or 13 s (after min green and amber) and
+    discharges `rate` from `lag_s` after that (a start-up loss of exactly lag_s)."""
+    t = np.arange(seconds)[:, None]
+    start = np.array([0 if a.phase == 0 else 13 for a in NETWORK.approaches])[None, :]
+    green = t >= start
+    served = np.cumsum((t >= start + lag_s) * rate_veh_s, axis=0)
+    return served, green
 
 
 def test_saturation_flow_and_lost_time_from_a_known_discharge():
-    phases, queues, served = synthetic_series(0.5)
-    model = tuning._signal_model(NETWORK, phases, queues, served, amber_s=3.0)
+    served, green = synthetic_discharge(0.5)
+    model = tuning._discharge_model(NETWORK, served, green, amber_s=3.0)
     assert model["saturation_veh_h"] == pytest.approx([1800.0] * len(NETWORK.approaches))
-    assert model["lost_time_s"] == pytest.approx([6.0] * NETWORK.n_signals)  # one amber per phase
-    assert all(model["saturation_measured"]) and all(model["lost_time_measured"])
+    assert model["lost_time_s"] == pytest.approx([2 * (3.0 + 2.0)] * NETWORK.n_signals)  # amber + start-up
 
 
-def test_an_unsaturated_approach_takes_the_median_flow_per_lane():
-    phases, queues, served = synthetic_series(0.5)
-    queues[:, 0] = 0.0  # approach 0 never queues
-    model = tuning._signal_model(NETWORK, phases, queues, served, amber_s=3.0)
-    lanes = NETWORK.links[NETWORK.approaches[0].link].lanes
-    assert model["saturation_measured"][0] is False
-    assert model["saturation_veh_h"][0] == pytest.approx(1800.0 / 2 * lanes)  # the others have 2 lanes
+def test_a_measurement_without_green_or_discharge_is_refused():
+    served, green = synthetic_discharge(0.5)
+    green[:, 0] = False
+    with pytest.raises(RuntimeError, match="no .*green"):
+        tuning._discharge_model(NETWORK, served, green, amber_s=3.0)
+    served, green = synthetic_discharge(0.0)
+    with pytest.raises(RuntimeError, match="discharged nothing"):
+        tuning._discharge_model(NETWORK, served, green, amber_s=3.0)
 
 
 def test_tuned_parameters_are_keyed_by_simulator_version(tmp_path, monkeypatch):
@@ -57,6 +55,8 @@ def test_tuned_parameters_are_keyed_by_simulator_version(tmp_path, monkeypatch):
         tuning.load_tuned(other, path)
     with pytest.raises(LookupError, match="not tuned"):
         tuning.tuned_level(entry, 1.2, "flat")
+    tuning.save_tuned({**entry, "levels": {"1.2/flat": {"x": 1}}}, path)  # another level: both kept
+    assert set(tuning.load_tuned(base, path)["levels"]) == {"1/flat", "1.2/flat"}
 
 
 def test_tuning_refuses_other_seed_sets():
@@ -74,3 +74,29 @@ def test_coordinated_plans_keep_every_phase_above_amber_and_min_green():
     assert plan.cycle_s == pytest.approx((40.0,) * 3)
     assert min(min(p) for p in plan.phase_s) >= 13.0
     assert plan.offset_s == pytest.approx((0.0, 15.0, 35.0))
+
+
+def test_tuned_values_on_a_grid_edge_are_named():
+    tuned = {
+        "max_pressure": {"delta_s": max(tuning.DELTA_GRID_S)},
+        "actuated": {
+            "gap_veh_h_lane": tuning.GAP_GRID_VEH_H_LANE[1],
+            "max_green_s": min(tuning.MAX_GREEN_GRID_S),
+        },
+    }
+    assert tuning.grid_edges(tuned) == ["max_pressure.delta_s=30", "actuated.max_green_s=20"]
+
+
+def test_the_fixed_time_search_also_starts_from_long_cycles(monkeypatch):
+    """Delay made up to be least at a 90 s cycle: a search started only from a 30 s Webster plan
+    would creep there in 4 rounds of shrinking steps at best; it starts there as well."""
+    monkeypatch.setattr(
+        tuning,
+        "batch_delays",
+        lambda make, plans, config, seeds: np.array([abs(p.cycle_s[0] - 90.0) + 1.0 for p in plans]),
+    )
+    start = FixedTimePlan(((15.0, 15.0),) * 3, (0.0,) * 3)
+    plan, delay = tuning.tune_fixed_time(
+        EnvConfig(), NETWORK, start, [10_000_000], 16, np.random.default_rng(0)
+    )
+    assert abs(plan.cycle_s[0] - 90.0) <= 1.0 + 1e-9 and delay <= 2.0

@@ -22,7 +22,7 @@ from lib.rl import pool
 from lib.rl.demand import default_demand, draw_episode, mean_profile_factor
 from lib.rl.reward import Reward, RewardName, row_sum
 from lib.sim.network import DEFAULT_CELL_LENGTH_M, Network
-from lib.sim.simulator import SimConfig, Simulator
+from lib.sim.simulator import DEFAULT_MOTO_SHARE, SimConfig, Simulator
 
 MIN_DECISION_S, MAX_DECISION_S = 1.0, 3600.0
 MIN_CELL_M, MAX_CELL_M = 1.0, 1000.0
@@ -37,7 +37,7 @@ class EnvConfig:
     action_mode: Literal["joint", "multibinary"] = "joint"  # Discrete(2**n) | MultiBinary(n)
     reward: RewardName = "delay"  # lib/rl/reward.py
     demand_scale: float = 1.0  # multiplies the per-entry demand
-    moto_share: float = 0.35
+    moto_share: float = DEFAULT_MOTO_SHARE  # docs/calibration.md
     randomize_demand: bool = True  # per-episode level, jitter and profile from the seeded RNG
     backend: Literal["auto", "cpu", "cuda"] = "auto"
     data_path: str | None = None  # None: lib/data/victoria_island

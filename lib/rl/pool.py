@@ -58,7 +58,7 @@ class Lease:
 
 _lock = threading.RLock()
 _entries: dict[tuple[str, str, str], _Entry] = {}
-_compiled: set[tuple[str, int, int]] = set()  # (backend, order, gamma) of kernels compiled here
+_compiled: set[tuple[str, int]] = set()  # (backend, order) of kernels compiled here
 _builds = 0
 
 
@@ -111,7 +111,7 @@ def _build(
     start = time.perf_counter()
     network = load_network(folder, cell_length_m)
     backend = key[2]
-    kernels = (backend, config.order, config.gamma)  # what selects a compiled kernel
+    kernels = (backend, config.order)  # what selects a compiled kernel
     if kernels not in _compiled:
         seconds, cached = simulation.compile_kernels(backend, config)
         emit("kernel_compile", seconds=round(seconds, 3), cached=bool(cached), backend=backend)

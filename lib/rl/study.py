@@ -147,28 +147,24 @@ def run_study(config: StudyConfig) -> dict[str, Any]:
 
 
 def tuned_entry(config: StudyConfig, base: EnvConfig, network: Any) -> dict[str, Any]:
-    """The stored tuning of this simulator version; tuned now only if `config.tune` allows."""
-    if config.tune != "always":
-        try:
-            entry = tuning.load_tuned(base)
-            missing = [
-                tuning.level_key(lv, p)
-                for lv in config.levels
-                for p in config.profiles
-                if tuning.level_key(lv, p) not in entry["levels"]
-            ]
-            if not missing:
-                return entry
-            if config.tune == "never":
-                raise LookupError(f"levels {missing} were not tuned for this simulator; run with --tune")
-        except LookupError:
-            if config.tune == "never":
-                raise
-    entry = tuning.tune_all(
-        base, network, config.levels, config.profiles, config.tuning_budget, config.tuning_episodes
-    )
-    tuning.save_tuned(entry)
-    return entry
+    """The stored tuning of this simulator version; the levels it lacks (all of them with
+    tune="always") are tuned now, unless tune="never", which raises instead."""
+    cells = [(lv, p) for lv in config.levels for p in config.profiles]
+    try:
+        entry = tuning.load_tuned(base)
+        stored = set() if config.tune == "always" else set(entry["levels"])
+    except LookupError:
+        if config.tune == "never":
+            raise
+        stored = set()
+    missing = [c for c in cells if tuning.level_key(*c) not in stored]
+    if missing and config.tune == "never":
+        raise LookupError(f"levels {missing} were not tuned for this simulator; run with --tune")
+    if missing:
+        tuning.save_tuned(
+            tuning.tune_all(base, network, missing, config.tuning_budget, config.tuning_episodes)
+        )
+    return tuning.load_tuned(base)
 
 
 def evaluate_baselines(
@@ -190,6 +186,7 @@ def evaluate_baselines(
         "level": level,
         "profile": profile,
         "critical_flow_ratio": y.round(4).tolist(),
+        "grid_edges": tuning.grid_edges(tuning.tuned_level(entry, level, profile)),
         "summaries": {},
         "episodes": {},
         "learner_runs": {},
@@ -248,7 +245,9 @@ def evaluate_learner(
 
 def finish_cell(cell: dict[str, Any], learners: tuple[str, ...]) -> dict[str, Any]:
     """The cell's learners: pooled summary, per-seed runs and paired statistics."""
-    out = {k: cell[k] for k in ("level", "profile", "critical_flow_ratio", "summaries", "episodes")}
+    out = {
+        k: cell[k] for k in ("level", "profile", "critical_flow_ratio", "grid_edges", "summaries", "episodes")
+    }
     out["y_max"] = max(cell["critical_flow_ratio"])
     out["learners"] = {}
     for name in learners:
@@ -322,6 +321,11 @@ def study_markdown(payload: dict[str, Any]) -> str:
             f"## Level {cell['level']:g}, {cell['profile']} (critical flow ratio Y per signal: "
             f"{', '.join(f'{y:.2f}' for y in cell['critical_flow_ratio'])})",
             "",
+            *(
+                [f"Tuned at a grid edge (the optimum may lie beyond): {', '.join(cell['grid_edges'])}.", ""]
+                if cell["grid_edges"]
+                else []
+            ),
             "| controller | episodes | mean delay (s/veh) | throughput (veh) | mean entry queue (veh) | "
             "max entry queue (veh) | switches |",
             "| --- | --- | --- | --- | --- | --- | --- |",

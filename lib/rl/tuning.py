@@ -36,6 +36,7 @@ from lib.rl.controllers import (
     MaxPressure,
     PhaseController,
     RandomController,
+    may_switch,
     webster_fixed_time,
 )
 from lib.rl.env import EnvConfig
@@ -49,13 +50,10 @@ SIM_DIR = Path(__file__).resolve().parents[1] / "sim"
 # Env fields that change what a tuned parameter means; stored with it and checked on load.
 ENV_KEYS = ("moto_share", "episode_seconds", "demand_jitter", "demand_veh_h", "cell_length_m")
 
-# Measurement: every entry at this multiple of the base demand keeps the approaches queued, and
-# a long 60 s / 60 s plan gives each green a stretch of saturated discharge.
-MEASURE_DEMAND = 2.5
-MEASURE_SECONDS = 1800.0
-MEASURE_PHASE_S = 60.0
-SATURATED_VEH = 5.0  # a green counts as saturated when this many vehicles stand throughout it
-STARTUP_S = 8.0  # discharge after amber + this is the saturation flow (start-up wave gone)
+# Measurement: each approach alone, its link a standing queue, everything downstream empty.
+MEASURE_SECONDS = 60.0
+STARTUP_S = 5.0  # discharge from green + this on is the saturation flow (start-up wave gone)
+WINDOW_S = 20.0  # seconds of discharge measured (the shortest approach holds ~35 vehicles)
 
 # Search grids and budget (candidate plans per level and profile, each on every tuning seed).
 # Grids widened after a first tuning on this simulator picked their edges (Delta 5 s at low
@@ -66,6 +64,9 @@ MAX_GREEN_GRID_S = (20.0, 40.0, 80.0, 120.0)
 DEFAULT_BUDGET = 16
 DEFAULT_TUNING_EPISODES = 3
 SEARCH_ROUNDS = 4
+# Cycles the search also starts from (Webster's splits): on the FIFO node model Webster's cycle
+# from an isolated discharge (30 s) was far too short and 16 perturbations of it did not escape.
+START_CYCLES_S = (60.0, 90.0, 120.0)
 
 
 def sim_version(config: EnvConfig) -> str:
@@ -95,89 +96,88 @@ def level_key(level: float, profile: str) -> str:
 
 def measure_signals(config: EnvConfig) -> dict[str, Any]:
     """Saturation flow (veh/h, all lanes) of every approach and lost time (s per cycle) of every
-    signal, measured on the model: `MEASURE_DEMAND` x the base demand under a 60 s / 60 s plan.
+    signal, measured on the model the textbook way: each approach alone (one scenario each),
+    its link filled with a standing queue at jam density (the env's motorcycle share, so their
+    extra discharge counts), every other link empty, no arrivals, its phase given green (the
+    first phase at once, the others after minimum green and amber). The discharge from STARTUP_S
+    to STARTUP_S + WINDOW_S after the green starts is its saturation flow s; a phase's lost time
+    is its amber plus the start-up loss G - n / s over the first G = STARTUP_S + WINDOW_S of green.
 
-    For each green that starts and stays saturated (SATURATED_VEH standing throughout), the
-    discharge after amber + STARTUP_S gives the approach's saturation flow s, and the phase time
-    T minus the vehicles served over s (T - n / s: amber plus start-up loss) its lost time. An
-    approach that never saturates (fed only by an upstream signal) takes the median per-lane
-    flow of those that did, a phase without a saturated green the median lost time: both flagged."""
+    Why not a congested run: with a FIFO node model a full receiving link blocks the approach,
+    and a 2.5x-demand run measured 40 veh/h for approaches that discharge 4,500 when free."""
     env_config = config.replace(
         decision_interval=1.0,
         episode_seconds=MEASURE_SECONDS,
         randomize_demand=False,
         demand_profile="flat",
-        demand_scale=config.demand_scale * MEASURE_DEMAND,
+        demand_scale=0.0,
     )
-    env = TrafficVecEnv(1, env_config)
-    net = env.network
-    plan = FixedTimePlan(tuple((MEASURE_PHASE_S,) * s.n_phases for s in net.signals), (0.0,) * net.n_signals)
-    controller = FixedTime(plan, name="measure")
-    links = [a.link for a in net.approaches]
-    phases, queues, served = [], [], []
+    net = TrafficVecEnv(1, env_config).network
+    env = TrafficVecEnv(len(net.approaches), env_config)
     try:
-        env.seed(0)
-        obs = env.reset()
-        controller.reset(env)
-        for _ in range(int(MEASURE_SECONDS)):
-            phases.append(env.sim.current_phase()[0].copy())
-            obs, _, _, _ = env.step(controller.act(obs, env))
-            queues.append(env.sim.approach_state()[0, :, 2].copy())
-            served.append(env.sim.cumulative_link_outflow()[0, links].copy())
+        served, green = _isolated_discharge(env, env_config)
     finally:
         env.close()
-    amber = float(config.sim.amber_s)
-    return _signal_model(net, np.array(phases), np.array(queues), np.array(served), amber)
+    return _discharge_model(net, served, green, float(config.sim.amber_s))
 
 
-def _signal_model(
-    net: Network, phases: np.ndarray, queues: np.ndarray, served: np.ndarray, amber_s: float
-) -> dict[str, Any]:
-    rates: list[list[float]] = [[] for _ in net.approaches]
-    greens: list[list[tuple[float, float]]] = [[] for _ in net.approaches]  # (T, n) per saturated green
+def _isolated_discharge(env: TrafficVecEnv, config: EnvConfig) -> tuple[np.ndarray, np.ndarray]:
+    """(seconds, approaches) vehicles served so far and whether the approach had green."""
+    net, sim = env.network, env.sim
+    rows = np.arange(len(net.approaches))
+    signal = np.array([a.signal for a in net.approaches])
+    env.seed(0)
+    env.reset()
+    rho = np.zeros((len(rows), 2, net.n_cells))
     for a in net.approaches:
-        for start, stop in _runs(phases[:, a.signal] == a.phase)[1:-1]:  # whole greens after the first
-            if queues[start:stop, a.index].min() < SATURATED_VEH:
-                continue
-            late = start + int(amber_s + STARTUP_S)
-            rates[a.index].append((served[stop - 1, a.index] - served[late - 1, a.index]) / (stop - late))
-            greens[a.index].append(
-                (float(stop - start), served[stop - 1, a.index] - served[start - 1, a.index])
-            )
-    lanes = np.array([net.links[a.link].lanes for a in net.approaches], dtype=np.float64)
-    measured = np.array([bool(r) for r in rates])
-    if not measured.any():
-        raise RuntimeError("no approach saturated during the measurement; raise MEASURE_DEMAND")
-    saturation = np.array([3600.0 * np.median(r) if r else np.nan for r in rates])
-    per_lane = float(np.median(saturation[measured] / lanes[measured]))
-    saturation = np.where(measured, saturation, per_lane * lanes)
-    lost = {}
-    for a in net.approaches:
-        for t, n in greens[a.index]:
-            lost.setdefault((a.signal, a.phase), []).append(t - 3600.0 * n / saturation[a.index])
-    typical = float(np.median([v for values in lost.values() for v in values]))
-    lost_time = [  # >= 0: Webster's formula needs it (ARZ discharges fastest right after the amber)
-        max(
-            0.0,
+        lk = net.links[a.link]
+        cells = slice(lk.first_cell, lk.first_cell + lk.n_cells)
+        jam = config.sim.rho_jam_per_lane * lk.lanes
+        rho[a.index, 0, cells], rho[a.index, 1, cells] = (
+            config.moto_share * jam,
+            (1 - config.moto_share) * jam,
+        )
+    sim.set_state(rho, np.zeros_like(rho))
+    wanted = np.zeros((len(rows), net.n_signals), dtype=np.int64)
+    wanted[rows, signal] = [a.phase for a in net.approaches]
+    links = [a.link for a in net.approaches]
+    served, green = [], []
+    for _ in range(int(MEASURE_SECONDS)):
+        current = sim.current_phase()
+        env.step(env.encode_phases(np.where(may_switch(sim), wanted, current)))
+        served.append(sim.cumulative_link_outflow()[rows, links])
+        green.append((sim.current_phase() == wanted)[rows, signal] & ~sim.in_amber()[rows, signal])
+    return np.array(served), np.array(green)
+
+
+def _discharge_model(net: Network, served: np.ndarray, green: np.ndarray, amber_s: float) -> dict[str, Any]:
+    """The signal model from each approach's isolated discharge (see measure_signals)."""
+    start = green.argmax(axis=0)  # first second of green (served[k] is the count after second k)
+    if not green.any(axis=0).all() or (start + STARTUP_S + WINDOW_S > len(served)).any():
+        raise RuntimeError(
+            "an approach got no (or too late a) green in the measurement; raise MEASURE_SECONDS"
+        )
+    cols = np.arange(served.shape[1])
+    before = np.where(start > 0, served[np.maximum(start - 1, 0), cols], 0.0)
+    early = served[(start + STARTUP_S - 1).astype(int), cols]
+    late = served[(start + STARTUP_S + WINDOW_S - 1).astype(int), cols]
+    rate = (late - early) / WINDOW_S
+    if not np.all(rate > 0):
+        raise RuntimeError(f"an approach discharged nothing in the measurement: {rate.tolist()}")
+    startup = STARTUP_S + WINDOW_S - (late - before) / rate
+    lost_time = [
+        float(
             sum(
-                float(np.median(lost[(s.index, p)])) if (s.index, p) in lost else typical
+                amber_s + np.mean([startup[a] for a in s.approaches if net.approaches[a].phase == p])
                 for p in range(s.n_phases)
-            ),
+            )
         )
         for s in net.signals
     ]
     return {
-        "saturation_veh_h": saturation.round(1).tolist(),
-        "saturation_measured": measured.tolist(),
+        "saturation_veh_h": (3600.0 * rate).round(1).tolist(),
         "lost_time_s": [round(v, 2) for v in lost_time],
-        "lost_time_measured": [all((s.index, p) in lost for p in range(s.n_phases)) for s in net.signals],
     }
-
-
-def _runs(flags: np.ndarray) -> list[tuple[int, int]]:
-    """[start, stop) of every run of True in `flags`."""
-    edges = np.flatnonzero(np.diff(np.concatenate([[0], flags.astype(np.int8), [0]])))
-    return list(zip(edges[::2].tolist(), edges[1::2].tolist(), strict=True))
 
 
 # --------------------------------------------------------------------------- controllers from data
@@ -280,8 +280,9 @@ def tune_fixed_time(
     """Coordinated fixed-time by a (1 + lambda) search: SEARCH_ROUNDS rounds of budget /
     SEARCH_ROUNDS candidates, each a random perturbation of the best so far (cycle, each
     signal's phase shares, each offset), steps halving every round; round 1 holds `start` (Webster
-    at a common cycle). Returns the best plan and its tuning delay. A TRANSYT-like engineer's tool:
-    a fixed budget of simulated evaluations, no gradient."""
+    at a common cycle) and its splits at START_CYCLES_S, so a too-short Webster cycle cannot trap
+    the search. Returns the best plan and its tuning delay. A TRANSYT-like engineer's tool: a fixed
+    budget of simulated evaluations, no gradient."""
     sim = config.sim
     floor = sim.amber_s + sim.min_green_s
     lo = max(WEBSTER_MIN_CYCLE_S, floor * max(s.n_phases for s in network.signals))
@@ -291,7 +292,9 @@ def tune_fixed_time(
     best_delay, per_round = np.inf, max(1, budget // SEARCH_ROUNDS)
     for round_ in range(SEARCH_ROUNDS):
         scale = 0.5**round_
-        candidates = [best] if round_ == 0 else []
+        candidates = (
+            [best, *((c, splits, best[2]) for c in START_CYCLES_S)][:per_round] if round_ == 0 else []
+        )
         while len(candidates) < per_round:
             c = float(np.clip(best[0] * np.exp(rng.normal(0, 0.25 * scale)), lo, WEBSTER_MAX_CYCLE_S))
             s = [x * np.exp(rng.normal(0, 0.4 * scale, size=x.size)) for x in best[1]]
@@ -344,26 +347,39 @@ def tune_level(
     }
 
 
+def grid_edges(tuned: dict[str, Any]) -> list[str]:
+    """The tuned values of one level that lie on an edge of their grid: the optimum may lie
+    beyond it (widen the grid and re-tune before trusting that baseline's number)."""
+    picked = [
+        ("max_pressure.delta_s", tuned["max_pressure"]["delta_s"], DELTA_GRID_S),
+        ("actuated.gap_veh_h_lane", tuned["actuated"]["gap_veh_h_lane"], GAP_GRID_VEH_H_LANE),
+        ("actuated.max_green_s", tuned["actuated"]["max_green_s"], MAX_GREEN_GRID_S),
+    ]
+    return [f"{name}={value:g}" for name, value, grid in picked if value in (min(grid), max(grid))]
+
+
 def tune_all(
     base: EnvConfig,
     network: Network,
-    levels: Sequence[float],
-    profiles: Sequence[str],
+    cells: Sequence[tuple[float, str]],
     budget: int = DEFAULT_BUDGET,
     episodes: int = DEFAULT_TUNING_EPISODES,
 ) -> dict[str, Any]:
-    """Measure the signal model and tune every level and profile; returns the stored entry."""
+    """Measure the signal model and tune every (level, profile) of `cells`; returns the entry to
+    store (save_tuned adds its levels to those already stored for this simulator version)."""
     started = time.monotonic()
     seeds = protocol.TUNING.take(episodes)
     model = measure_signals(base)
-    emit("tuning_progress", done=0, total=len(levels) * len(profiles), measured=model)
+    emit("tuning_progress", done=0, total=len(cells), measured=model)
     tuned: dict[str, Any] = {}
-    for i, (level, profile) in enumerate((lv, p) for lv in levels for p in profiles):
-        tuned[level_key(level, profile)] = tune_level(
-            protocol.level_config(base, level, profile), network, model, seeds, budget
-        )
+    for i, (level, profile) in enumerate(cells):
+        tuned[level_key(level, profile)] = {
+            **tune_level(protocol.level_config(base, level, profile), network, model, seeds, budget),
+            "budget": budget,
+            "tuning_seeds": seeds,
+        }
         elapsed = time.monotonic() - started
-        done, total = i + 1, len(levels) * len(profiles)
+        done, total = i + 1, len(cells)
         emit(
             "tuning_progress",
             done=done,
@@ -408,9 +424,13 @@ def load_tuned(base: EnvConfig, path: Path | None = None) -> dict[str, Any]:
 
 
 def save_tuned(entry: dict[str, Any], path: Path | None = None) -> None:
-    """Store `entry` under its simulator version (other versions are kept)."""
+    """Store `entry` under its simulator version: other versions are kept, and levels tuned
+    earlier for this version and env stay unless `entry` re-tunes them."""
     path = path or TUNED_PATH
     stored = json.loads(path.read_text()) if path.exists() else {}
+    earlier = stored.get(entry["sim_version"], {})
+    if earlier.get("env") == entry["env"]:
+        entry = {**entry, "levels": {**earlier["levels"], **entry["levels"]}}
     stored[entry["sim_version"]] = entry
     path.write_text(json.dumps(stored, indent=1) + "\n")
 

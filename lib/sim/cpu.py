@@ -78,8 +78,8 @@ def fluxes(  # noqa: PLR0913
     t_local, h, rho, rho_recv, vel, queue, rate, sig_phase, sig_amber, entered, exited, link_out,
     cell_rj, cell_vf, interior, link_first, jn_mov_ptr, jn_out_ptr, jn_st_ptr, jn_out_link, mov_in, mov_out,
     mov_ratio, mov_signal, mov_phase, mov_stream, mov_yield, mov_yield_share, st_link, st_cap,
-    entry_link, exit_link, exit_cap, kp, creep, dem, wv, phi, gout, gyout, lin, lyin, sd, sdw, sdp,
-    st_h, st_q, rsup, rres, alpha, gamma, c_bound, t_gap, t_follow,
+    entry_link, exit_link, exit_cap, dem, wv, phi, gout, gyout, lin, lyin, sd, sdw, sdp,
+    st_h, st_q, rsup, rres, alpha, eps_m, wave, c_bound, t_gap, t_follow,
 ):
     """Every flux of one substep of one chunk, from the sending states (dem, wv, phi) and the
     receiving states (rho_recv, vel) evaluated before: cell interfaces, junctions (each pass of
@@ -89,7 +89,8 @@ def fluxes(  # noqa: PLR0913
     for q in range(interior.shape[0]):
         i = interior[q]
         for s in range(n_lanes):
-            interior_flux(i, s, rho_recv, cell_rj, kp, gamma, c_bound, dem, wv, vel, phi, gout, gyout)
+            interior_flux(i, s, rho_recv, cell_rj, cell_vf, wave, eps_m, c_bound, dem, wv, vel, phi, gout,
+                          gyout)
     for lk in range(lin.shape[1]):
         for k in range(2):
             for s in range(n_lanes):
@@ -108,27 +109,28 @@ def fluxes(  # noqa: PLR0913
                            gout, gyout, st_h)
     for m in range(mov_in.shape[0]):
         for s in range(n_lanes):
-            movement_demand(m, s, dem, wv, phi, mov_in, mov_out, mov_ratio, mov_stream, link_first, st_h, sd,
-                            sdw, sdp)
+            movement_demand(m, s, dem, wv, phi, cell_vf, mov_in, mov_out, mov_ratio, mov_stream, link_first,
+                            st_h, sd, sdw, sdp)
     for q in range(jn_out_link.shape[0]):
         for s in range(n_lanes):
-            outgoing_supply(q, s, rho, cell_rj, kp, gamma, c_bound, vel, jn_out_link, link_first, sd, sdw,
-                            sdp, rsup)
+            outgoing_supply(q, s, rho, cell_rj, cell_vf, wave, eps_m, c_bound, vel, jn_out_link,
+                            link_first, sd,
+                            sdw, sdp, rsup)
     for n in range(jn_mov_ptr.shape[0] - 1):
         for s in range(n_lanes):
             node_model(n, s, dem, jn_mov_ptr, jn_out_ptr, jn_st_ptr, jn_out_link, mov_out, mov_ratio,
                        mov_stream, st_link, st_cap, link_first, st_h, st_q, rsup, rres)
     for m in range(mov_in.shape[0]):
         for s in range(n_lanes):
-            movement_flow(m, s, dem, wv, mov_in, mov_out, mov_ratio, mov_stream, link_first, st_h, gout,
-                          gyout, lin, lyin)
+            movement_flow(m, s, dem, wv, cell_vf, mov_in, mov_out, mov_ratio, mov_stream, link_first, st_h,
+                          gout, gyout, lin, lyin)
     for e in range(entry_link.shape[0]):
         for s in range(n_lanes):
-            entered[s] += entry_flow(e, s, h, rho, cell_rj, cell_vf, kp, creep, alpha, gamma, c_bound, vel,
-                                     lin, lyin, entry_link, link_first, queue, rate)
+            entered[s] += entry_flow(e, s, h, rho, cell_rj, cell_vf, wave, alpha, eps_m, c_bound, vel, lin,
+                                     lyin, entry_link, link_first, queue, rate)
     for x in range(exit_link.shape[0]):
         for s in range(n_lanes):
-            exited[s] += exit_flow(x, s, h, dem, wv, gout, gyout, exit_link, exit_cap, link_first)
+            exited[s] += exit_flow(x, s, h, dem, wv, gout, gyout, exit_link, exit_cap, link_first, eps_m)
     for lk in range(link_out.shape[0]):
         last = link_first[lk + 1] - 1
         for s in range(n_lanes):
@@ -138,43 +140,38 @@ def fluxes(  # noqa: PLR0913
 @source_keyed(KERNEL, __file__)
 def advance_kernel(  # noqa: PLR0913
     c0, c1, n_steps, dt, dt_last,
-    rho_all, y_all, queue_all, rate_all, phase_all, amber_all, entered_all, exited_all, delay_all, out_all,
-    cell_rj, cell_vf, cell_dx, cell_first, cell_link, interior,
+    rho_all, y_all, flux_all, queue_all, rate_all, phase_all, amber_all, entered_all, exited_all, delay_all,
+    out_all, cell_rj, cell_vf, cell_dx, cell_first, cell_link, interior,
     link_first, jn_mov_ptr, jn_out_ptr, jn_st_ptr, jn_out_link, mov_in, mov_out, mov_ratio, mov_signal,
     mov_phase, mov_stream, mov_yield, mov_yield_share, st_link, st_cap,
-    entry_link, exit_link, exit_cap, kp, creep, tau,
+    entry_link, exit_link, exit_cap, tau,
     dem, wv, vel, phi, gout, gyout, lin, lyin, sd, sdw, sdp, st_h, st_q, rsup, rres,
-    alpha, gamma_marker, eps, c_bound, t_gap, t_follow,
+    alpha, eps_m, wave, eps, c_bound, t_gap, t_follow,
 ):
-    """First order: advance chunks c0..c1-1 by n_steps substeps (the last one dt_last long).
-
-    The pressure exponent comes as `gamma_marker`, a tuple of gamma zeros: its length is part of
-    the argument type, so numba compiles one specialisation per gamma in which gamma is a constant,
-    and the integer powers and roots unroll into a few multiplications, with no loop or branch left
-    in the lane loops. (`numba.literally` does the same but re-dispatches on every call: 1.3 s.)"""
-    gamma = len(gamma_marker)
+    """First order: advance chunks c0..c1-1 by n_steps substeps (the last one dt_last long)."""
     n_cells = rho_all.shape[2]
     n_lanes = rho_all.shape[3]
     for c in range(c0, c1):
-        rho, y, queue, delay = rho_all[c], y_all[c], queue_all[c], delay_all[c]
+        rho, y, flux, queue, delay = rho_all[c], y_all[c], flux_all[c], queue_all[c], delay_all[c]
         for step in range(n_steps):
             h = dt if step < n_steps - 1 else dt_last
             decay_m = math.exp(-h / tau[0])
             decay_c = math.exp(-h / tau[1])
             for i in range(n_cells):
                 for s in range(n_lanes):
-                    eval_cell(i, s, rho, y, cell_rj, cell_vf, kp, creep, alpha, gamma, eps, dem, wv, vel, phi)
+                    eval_cell(i, s, rho, y, cell_rj, cell_vf, wave, alpha, eps_m, eps, dem, wv, vel, phi)
             fluxes(step * dt, h, rho, rho, vel, queue, rate_all[c], phase_all[c], amber_all[c],
                    entered_all[c], exited_all[c], out_all[c], cell_rj, cell_vf, interior, link_first,
                    jn_mov_ptr, jn_out_ptr, jn_st_ptr, jn_out_link, mov_in, mov_out, mov_ratio, mov_signal,
                    mov_phase, mov_stream, mov_yield, mov_yield_share, st_link, st_cap, entry_link, exit_link,
-                   exit_cap, kp, creep, dem, wv, phi, gout, gyout, lin, lyin, sd, sdw, sdp, st_h, st_q, rsup,
-                   rres, alpha, gamma, c_bound, t_gap, t_follow)
+                   exit_cap, dem, wv, phi, gout, gyout, lin, lyin, sd, sdw, sdp, st_h, st_q, rsup, rres,
+                   alpha,
+                   eps_m, wave, c_bound, t_gap, t_follow)
             for i in range(n_cells):
                 for s in range(n_lanes):
                     delay[s] += update_cell(
-                        i, s, h, rho, y, cell_rj, cell_vf, cell_dx, cell_first, cell_link, kp, creep,
-                        alpha, gamma, decay_m, decay_c, gout, gyout, lin, lyin,
+                        i, s, h, rho, y, flux, cell_rj, cell_vf, cell_dx, cell_first, cell_link, wave, alpha,
+                        eps_m, eps, decay_m, decay_c, gout, gyout, lin, lyin,
                     )
             for e in range(entry_link.shape[0]):
                 for s in range(n_lanes):
@@ -193,23 +190,23 @@ def average_into(a, b):
 @source_keyed(KERNEL, __file__)
 def advance_kernel2(  # noqa: PLR0913
     c0, c1, n_steps, dt, dt_last,
-    rho_all, y_all, queue_all, rate_all, phase_all, amber_all, entered_all, exited_all, delay_all, out_all,
-    cell_rj, cell_vf, cell_dx, cell_first, cell_last, cell_link, interior,
+    rho_all, y_all, flux_all, queue_all, rate_all, phase_all, amber_all, entered_all, exited_all, delay_all,
+    out_all, cell_rj, cell_vf, cell_dx, cell_first, cell_last, cell_link, interior,
     link_first, jn_mov_ptr, jn_out_ptr, jn_st_ptr, jn_out_link, mov_in, mov_out, mov_ratio, mov_signal,
     mov_phase, mov_stream, mov_yield, mov_yield_share, st_link, st_cap,
-    entry_link, exit_link, exit_cap, kp, creep, tau,
+    entry_link, exit_link, exit_cap, tau,
     dem, wv, vel, phi, gout, gyout, lin, lyin, sd, sdw, sdp, st_h, st_q, rsup, rres,
     rho_l, y_l, rho_r, y_r, rho0, y0, queue0, entered0, exited0, out0,
-    alpha, gamma_marker, eps, c_bound, t_gap, t_follow,
+    alpha, eps_m, wave, eps, c_bound, t_gap, t_follow,
 ):
     """Second order (SimConfig.order = 2): MUSCL faces inside links and SSP-RK2 (Heun) in time:
     u1 = u + h L(u), u <- (u + u1 + h L(u1)) / 2, for the cells and for the entry queues and
-    counters alike (so mass stays exact); then exact relaxation and the delay tally."""
-    gamma = len(gamma_marker)
+    counters alike (so mass stays exact; the recorded outflow is the mean of the two stages');
+    then exact relaxation and the delay tally."""
     n_cells = rho_all.shape[2]
     n_lanes = rho_all.shape[3]
     for c in range(c0, c1):
-        rho, y, queue, delay = rho_all[c], y_all[c], queue_all[c], delay_all[c]
+        rho, y, flux, queue, delay = rho_all[c], y_all[c], flux_all[c], queue_all[c], delay_all[c]
         entered, exited, link_out = entered_all[c], exited_all[c], out_all[c]
         for step in range(n_steps):
             h = dt if step < n_steps - 1 else dt_last
@@ -219,27 +216,29 @@ def advance_kernel2(  # noqa: PLR0913
             entered0[...] = entered
             exited0[...] = exited
             out0[...] = link_out
-            for _ in range(2):
+            for stage in range(2):
                 for i in range(n_cells):
                     for s in range(n_lanes):
-                        reconstruct_cell(i, s, rho, y, cell_first, cell_last, eps, rho_l, y_l, rho_r, y_r)
+                        reconstruct_cell(i, s, rho, y, cell_first, cell_last, eps_m, eps, rho_l, y_l,
+                                         rho_r, y_r)
                 for i in range(n_cells):
                     for s in range(n_lanes):
-                        eval_cell(i, s, rho_r, y_r, cell_rj, cell_vf, kp, creep, alpha, gamma, eps, dem, wv,
+                        eval_cell(i, s, rho_r, y_r, cell_rj, cell_vf, wave, alpha, eps_m, eps, dem, wv,
                                   vel, phi)
                 for i in range(n_cells):
                     for s in range(n_lanes):
-                        face_speed(i, s, rho_l, y_l, cell_rj, cell_vf, kp, creep, alpha, gamma, eps, vel)
+                        face_speed(i, s, rho_l, y_l, cell_rj, cell_vf, wave, alpha, eps_m, eps, vel)
                 fluxes(step * dt, h, rho, rho_l, vel, queue, rate_all[c], phase_all[c], amber_all[c],
                        entered, exited, link_out, cell_rj, cell_vf, interior, link_first, jn_mov_ptr,
                        jn_out_ptr, jn_st_ptr, jn_out_link, mov_in, mov_out, mov_ratio, mov_signal, mov_phase,
                        mov_stream, mov_yield, mov_yield_share, st_link, st_cap, entry_link, exit_link,
-                       exit_cap, kp, creep, dem, wv, phi, gout, gyout, lin, lyin, sd, sdw, sdp, st_h, st_q,
-                       rsup, rres, alpha, gamma, c_bound, t_gap, t_follow)
+                       exit_cap, dem, wv, phi, gout, gyout, lin, lyin, sd, sdw, sdp, st_h, st_q, rsup, rres,
+                       alpha, eps_m, wave, c_bound, t_gap, t_follow)
+                keep = 0.0 if stage == 0 else 1.0
                 for i in range(n_cells):
                     for s in range(n_lanes):
-                        transport_cell(i, s, h, rho, y, cell_dx, cell_first, cell_link, gout, gyout, lin,
-                                       lyin)
+                        transport_cell(i, s, h, rho, y, flux, keep, 0.5, cell_dx, cell_first, cell_link, gout,
+                                       gyout, lin, lyin)
             average_into(rho, rho0)
             average_into(y, y0)
             average_into(queue, queue0)
@@ -250,23 +249,23 @@ def advance_kernel2(  # noqa: PLR0913
             decay_c = math.exp(-h / tau[1])
             for i in range(n_cells):
                 for s in range(n_lanes):
-                    delay[s] += relax_cell(i, s, h, rho, y, cell_rj, cell_vf, cell_dx, kp, creep, alpha,
-                                           gamma, decay_m, decay_c)
+                    delay[s] += relax_cell(i, s, h, rho, y, flux, cell_rj, cell_vf, cell_dx, wave, alpha,
+                                           eps_m,
+                                           eps, decay_m, decay_c)
             for e in range(entry_link.shape[0]):
                 for s in range(n_lanes):
                     delay[s] += h * (queue[0, e, s] + queue[1, e, s])
 
 
 @source_keyed(KERNEL, __file__)
-def approach_kernel(rho_all, y_all, cell_rj, kp, cell_dx, app_cells, alpha, gamma_marker, eps, queue_speed,
-                    queue_min, out):
+def approach_kernel(rho_all, y_all, flux_all, cell_rj, cell_vf, cell_dx, app_cells, alpha, eps_m, wave, eps,
+                    queue_speed, queue_min, out):
     """Read-out: per chunk, approach and lane the vehicles and their sum of speeds over the cells
     near the stop line, and the vehicles in standing cells (a class present above queue_min
     moving slower than queue_speed) on the whole link: lib/sim/cuda.py's k_approach_sums, in the
     same cell order. app_cells[a] = (first cell of the link, first near the stop line, end)."""
-    gamma = len(gamma_marker)
     for c in range(rho_all.shape[0]):
-        rho, y = rho_all[c], y_all[c]
+        rho, y, flux = rho_all[c], y_all[c], flux_all[c]
         for a in range(app_cells.shape[0]):
             for s in range(rho.shape[2]):
                 out[c, a, 0, s] = 0.0
@@ -275,8 +274,8 @@ def approach_kernel(rho_all, y_all, cell_rj, kp, cell_dx, app_cells, alpha, gamm
             for i in range(app_cells[a, 0], app_cells[a, 2]):
                 near = 1.0 if i >= app_cells[a, 1] else 0.0
                 for s in range(rho.shape[2]):
-                    v_m = cell_speed(0, i, s, rho, y, cell_rj, kp, alpha, gamma, eps)
-                    v_c = cell_speed(1, i, s, rho, y, cell_rj, kp, alpha, gamma, eps)
+                    v_m = cell_speed(0, i, s, rho, y, flux, cell_rj, cell_vf, wave, alpha, eps_m, eps)
+                    v_c = cell_speed(1, i, s, rho, y, flux, cell_rj, cell_vf, wave, alpha, eps_m, eps)
                     mass = (rho[0, i, s] + rho[1, i, s]) * cell_dx[i]
                     standing = ((rho[0, i, s] > queue_min) & (v_m < queue_speed)) | (
                         (rho[1, i, s] > queue_min) & (v_c < queue_speed))
@@ -346,6 +345,7 @@ class CpuEngine:
         W = (self.W,)
         self.rho = np.zeros(chunked + (2, nc) + W)
         self.y = np.zeros(chunked + (2, nc) + W)
+        self.flux = np.zeros(chunked + (2, nc) + W)
         self.queue_ = np.zeros(chunked + (2, ne) + W)
         self.rate = np.zeros(chunked + (2, ne) + W)
         self.counters = {name: np.zeros(chunked + W) for name in ("entered", "exited", "delay")}
@@ -372,7 +372,8 @@ class CpuEngine:
 
     @property
     def nbytes(self) -> int:
-        arrays = [self.rho, self.y, self.queue_, self.rate, self.sig_phase, self.sig_amber, self.link_out]
+        arrays = [self.rho, self.y, self.flux, self.queue_, self.rate, self.sig_phase, self.sig_amber,
+                  self.link_out]
         arrays += [a for per_thread in self.scratch for a in per_thread]
         arrays += list(self.counters.values())
         arrays += [v for v in self._st.values() if isinstance(v, np.ndarray)]
@@ -399,10 +400,11 @@ class CpuEngine:
 
     # ------------------------------------------------------------------ engine interface
 
-    def reset(self, idx: np.ndarray, rho0: np.ndarray, y0: np.ndarray) -> None:
+    def reset(self, idx: np.ndarray, rho0: np.ndarray, y0: np.ndarray, flux0: np.ndarray) -> None:
         c, lane = self._lanes(idx)
         self.rho[c, :, :, lane] = rho0
         self.y[c, :, :, lane] = y0
+        self.flux[c, :, :, lane] = flux0
         self.queue_[c, :, :, lane] = 0.0
         for counter in self.counters.values():
             counter[c, lane] = 0.0
@@ -415,12 +417,14 @@ class CpuEngine:
     def set_rate(self, rate: np.ndarray) -> None:
         self.rate[...] = self._to_chunks(rate)
 
-    def set_cells(self, rho: np.ndarray, y: np.ndarray) -> None:
+    def set_cells(self, rho: np.ndarray, y: np.ndarray, flux: np.ndarray) -> None:
         self.rho[...] = self._to_chunks(rho)
         self.y[...] = self._to_chunks(y)
+        self.flux[...] = self._to_chunks(flux)
 
-    def cells(self) -> tuple[np.ndarray, np.ndarray]:
-        return self._from_chunks(self.rho), self._from_chunks(self.y)
+    def cells(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(rho, y, flux), each (2, n_cells, B): densities, y and each class's last outflow."""
+        return self._from_chunks(self.rho), self._from_chunks(self.y), self._from_chunks(self.flux)
 
     def queue(self) -> np.ndarray:
         return self._from_chunks(self.queue_)
@@ -436,9 +440,9 @@ class CpuEngine:
         st, cfg = self._st, self._cfg
         out = np.empty((self.n_chunks, len(app_cells), 3, self.W))
         self.launches.add("approach_kernel", self.n_chunks)
-        approach_kernel(self.rho, self.y, st["cell_rj"], st["kp"], st["cell_dx"], app_cells, float(cfg.alpha),
-                        (0,) * int(cfg.gamma), float(cfg.eps_density), float(cfg.queue_speed_mps),
-                        float(cfg.queue_min_density), out)
+        approach_kernel(self.rho, self.y, self.flux, st["cell_rj"], st["cell_vf"], st["cell_dx"], app_cells,
+                        float(cfg.alpha), float(cfg.moto_space_weight), float(cfg.wave_speed_mps),
+                        float(cfg.eps_density), float(cfg.queue_speed_mps), float(cfg.queue_min_density), out)
         return self._from_chunks(out).transpose(2, 0, 1)
 
     def advance(self, n_steps: int, dt: float, dt_last: float) -> None:
@@ -466,11 +470,12 @@ class CpuEngine:
             cells = (st["cell_rj"], st["cell_vf"], st["cell_dx"], st["cell_first"])
             cells += (st["cell_last"], st["cell_link"]) if cfg.order == 2 else (st["cell_link"],)
             self._args[thread] = (
-                self.rho, self.y, self.queue_, self.rate, self.sig_phase, self.sig_amber,
+                self.rho, self.y, self.flux, self.queue_, self.rate, self.sig_phase, self.sig_amber,
                 self.counters["entered"], self.counters["exited"], self.counters["delay"], self.link_out,
                 *cells, st["interior"], *(st[name] for name in physics.JUNCTION_ARRAYS),
-                st["entry_link"], st["exit_link"], st["exit_cap"], st["kp"], st["creep"], st["tau"],
-                *self.scratch[thread], float(cfg.alpha), (0,) * int(cfg.gamma), float(cfg.eps_density),
+                st["entry_link"], st["exit_link"], st["exit_cap"], st["tau"], *self.scratch[thread],
+                float(cfg.alpha), float(cfg.moto_space_weight), float(cfg.wave_speed_mps),
+                float(cfg.eps_density),
                 float(st["c_bound"]), float(cfg.left_gap_s), float(cfg.left_followup_s),
             )
         return self._args[thread]

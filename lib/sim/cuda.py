@@ -53,8 +53,6 @@ class Static(NamedTuple):
     cell_last: Any
     cell_link: Any
     interior: Any
-    kp: Any
-    creep: Any
     entry_link: Any
     exit_link: Any
     exit_cap: Any
@@ -80,6 +78,7 @@ class State(NamedTuple):
 
     rho: Any
     y: Any
+    flux: Any
     queue: Any
     rate: Any
     sig_phase: Any
@@ -149,10 +148,11 @@ class Stages(NamedTuple):
 
 
 class Params(NamedTuple):
-    """The scalars of SimConfig the kernels use (gamma an int: the powers stay multiplications)."""
+    """The scalars of SimConfig the kernels use."""
 
+    wave: float  # congested wave speed of the triangular diagram, m/s
     alpha: float
-    gamma: int
+    eps_m: float  # a motorcycle's share of a car's space
     eps: float
     c_bound: float
     t_gap: float
@@ -191,8 +191,8 @@ def _heun(g):
 @_DEVICE
 def _eval_cells(s, j, nj, rho, y, st, w, p):
     for i in range(j, rho.shape[1], nj):
-        eval_cell(i, s, rho, y, st.cell_rj, st.cell_vf, st.kp, st.creep, p.alpha, p.gamma, p.eps, w.dem, w.wv,
-                  w.vel, w.phi)
+        eval_cell(i, s, rho, y, st.cell_rj, st.cell_vf, p.wave, p.alpha, p.eps_m, p.eps, w.dem, w.wv, w.vel,
+                  w.phi)
 
 
 @_DEVICE
@@ -202,8 +202,8 @@ def _fluxes(s, j, nj, t_local, h, rho_recv, x, st, w, p):
     then entries, exits and link outflow tallied by one thread per scenario in the CPU's order."""
     if s >= 0:
         for q in range(j, st.interior.shape[0], nj):
-            interior_flux(st.interior[q], s, rho_recv, st.cell_rj, st.kp, p.gamma, p.c_bound, w.dem, w.wv,
-                          w.vel, w.phi, w.gout, w.gyout)
+            interior_flux(st.interior[q], s, rho_recv, st.cell_rj, st.cell_vf, p.wave, p.eps_m, p.c_bound,
+                          w.dem, w.wv, w.vel, w.phi, w.gout, w.gyout)
         for lk in range(j, w.lin.shape[1], nj):
             for k in range(2):
                 w.lin[k, lk, s] = 0.0
@@ -212,11 +212,12 @@ def _fluxes(s, j, nj, t_local, h, rho_recv, x, st, w, p):
     if s >= 0:
         for n in range(j, st.jn_mov_ptr.shape[0] - 1, nj):
             junction_flow(
-                n, s, t_local, x.rho, st.cell_rj, st.kp, p.gamma, p.c_bound, w.dem, w.wv, w.vel, w.phi,
-                w.gout, w.gyout, w.lin, w.lyin, st.jn_mov_ptr, st.jn_out_ptr, st.jn_st_ptr, st.jn_out_link,
-                st.mov_in, st.mov_out, st.mov_ratio, st.mov_signal, st.mov_phase, st.mov_stream, st.mov_yield,
-                st.mov_yield_share, st.st_link, st.st_cap, x.sig_phase, x.sig_amber, st.link_first, p.t_gap,
-                p.t_follow, w.sd, w.sdw, w.sdp, w.st_h, w.st_q, w.rsup, w.rres,
+                n, s, t_local, x.rho, st.cell_rj, st.cell_vf, p.wave, p.eps_m, p.c_bound, w.dem, w.wv, w.vel,
+                w.phi, w.gout, w.gyout, w.lin, w.lyin, st.jn_mov_ptr, st.jn_out_ptr, st.jn_st_ptr,
+                st.jn_out_link, st.mov_in, st.mov_out, st.mov_ratio, st.mov_signal, st.mov_phase,
+                st.mov_stream, st.mov_yield, st.mov_yield_share, st.st_link, st.st_cap, x.sig_phase,
+                x.sig_amber, st.link_first, p.t_gap, p.t_follow, w.sd, w.sdw, w.sdp, w.st_h, w.st_q, w.rsup,
+                w.rres,
             )
     cuda.syncthreads()
     if s >= 0 and j == 0:
@@ -227,12 +228,12 @@ def _fluxes(s, j, nj, t_local, h, rho_recv, x, st, w, p):
 @_DEVICE
 def _boundaries(s, h, x, st, w, p):
     for e in range(st.entry_link.shape[0]):
-        x.entered[s] += entry_flow(e, s, h, x.rho, st.cell_rj, st.cell_vf, st.kp, st.creep, p.alpha,
-                                   p.gamma, p.c_bound, w.vel, w.lin, w.lyin, st.entry_link, st.link_first,
+        x.entered[s] += entry_flow(e, s, h, x.rho, st.cell_rj, st.cell_vf, p.wave, p.alpha, p.eps_m,
+                                   p.c_bound, w.vel, w.lin, w.lyin, st.entry_link, st.link_first,
                                    x.queue, x.rate)
     for e in range(st.exit_link.shape[0]):
         x.exited[s] += exit_flow(e, s, h, w.dem, w.wv, w.gout, w.gyout, st.exit_link, st.exit_cap,
-                                 st.link_first)
+                                 st.link_first, p.eps_m)
     for lk in range(x.link_out.shape[0]):
         last = st.link_first[lk + 1] - 1
         x.link_out[lk, s] += h * (w.gout[0, last, s] + w.gout[1, last, s])
@@ -264,8 +265,9 @@ def k_advance(n_steps, dt, dt_last, st, x, work, p):
         if s >= 0:
             for i in range(j, x.rho.shape[1], nj):
                 w.cell_delay[i, s] = update_cell(
-                    i, s, h, x.rho, x.y, st.cell_rj, st.cell_vf, st.cell_dx, st.cell_first, st.cell_link,
-                    st.kp, st.creep, p.alpha, p.gamma, decay_m, decay_c, w.gout, w.gyout, w.lin, w.lyin,
+                    i, s, h, x.rho, x.y, x.flux, st.cell_rj, st.cell_vf, st.cell_dx, st.cell_first,
+                    st.cell_link, p.wave, p.alpha, p.eps_m, p.eps, decay_m, decay_c, w.gout, w.gyout, w.lin,
+                    w.lyin,
                 )
         cuda.syncthreads()
         if s >= 0 and j == 0:
@@ -306,24 +308,25 @@ def k_advance2(n_steps, dt, dt_last, st, x, work, stages, p):
         if s >= 0:
             _save_or_average(s, j, nj, x, u, False)
         cuda.syncthreads()
-        for _ in range(2):
+        for stage in range(2):
             if s >= 0:
                 for i in range(j, x.rho.shape[1], nj):
-                    reconstruct_cell(i, s, x.rho, x.y, st.cell_first, st.cell_last, p.eps, u.rho_l, u.y_l,
-                                     u.rho_r, u.y_r)
+                    reconstruct_cell(i, s, x.rho, x.y, st.cell_first, st.cell_last, p.eps_m, p.eps, u.rho_l,
+                                     u.y_l, u.rho_r, u.y_r)
             cuda.syncthreads()
             if s >= 0:
                 for i in range(j, x.rho.shape[1], nj):  # eval then face_speed: both write vel, in this order
-                    eval_cell(i, s, u.rho_r, u.y_r, st.cell_rj, st.cell_vf, st.kp, st.creep, p.alpha,
-                              p.gamma, p.eps, w.dem, w.wv, w.vel, w.phi)
-                    face_speed(i, s, u.rho_l, u.y_l, st.cell_rj, st.cell_vf, st.kp, st.creep, p.alpha,
-                               p.gamma, p.eps, w.vel)
+                    eval_cell(i, s, u.rho_r, u.y_r, st.cell_rj, st.cell_vf, p.wave, p.alpha, p.eps_m, p.eps,
+                              w.dem, w.wv, w.vel, w.phi)
+                    face_speed(i, s, u.rho_l, u.y_l, st.cell_rj, st.cell_vf, p.wave, p.alpha, p.eps_m, p.eps,
+                               w.vel)
             cuda.syncthreads()
             _fluxes(s, j, nj, step * dt, h, u.rho_l, x, st, w, p)
+            keep = 0.0 if stage == 0 else 1.0  # x.flux: the mean of the two stages' outflow
             if s >= 0:
                 for i in range(j, x.rho.shape[1], nj):
-                    transport_cell(i, s, h, x.rho, x.y, st.cell_dx, st.cell_first, st.cell_link, w.gout,
-                                   w.gyout, w.lin, w.lyin)
+                    transport_cell(i, s, h, x.rho, x.y, x.flux, keep, 0.5, st.cell_dx, st.cell_first,
+                                   st.cell_link, w.gout, w.gyout, w.lin, w.lyin)
             cuda.syncthreads()
         _relax(s, j, nj, h, x, w, u, st, p)
 
@@ -337,8 +340,8 @@ def _relax(s, j, nj, h, x, w, u, st, p):
     cuda.syncthreads()
     if s >= 0:
         for i in range(j, x.rho.shape[1], nj):
-            w.cell_delay[i, s] = relax_cell(i, s, h, x.rho, x.y, st.cell_rj, st.cell_vf, st.cell_dx, st.kp,
-                                            st.creep, p.alpha, p.gamma, decay_m, decay_c)
+            w.cell_delay[i, s] = relax_cell(i, s, h, x.rho, x.y, x.flux, st.cell_rj, st.cell_vf, st.cell_dx,
+                                            p.wave, p.alpha, p.eps_m, p.eps, decay_m, decay_c)
     cuda.syncthreads()
     if s >= 0 and j == 0:
         _tally_delay(s, h, x, w)
@@ -358,7 +361,7 @@ def k_vehicles(rho, queue, cell_dx, out):
 
 
 @source_keyed(cuda.jit(cache=True), __file__)
-def k_link_sums(rho, y, cell_rj, kp, cell_dx, link_first, alpha, gamma, eps, mass, flow):
+def k_link_sums(rho, y, flux, cell_rj, cell_vf, cell_dx, link_first, wave, alpha, eps_m, eps, mass, flow):
     """Read-out: per (link, scenario) the vehicles on the link and their sum of speeds (veh m/s)."""
     t = cuda.grid(1)
     n_scen = rho.shape[2]
@@ -370,13 +373,15 @@ def k_link_sums(rho, y, cell_rj, kp, cell_dx, link_first, alpha, gamma, eps, mas
         for i in range(link_first[lk], link_first[lk + 1]):
             for k in range(2):
                 m += rho[k, i, s] * cell_dx[i]
-                f += rho[k, i, s] * cell_speed(k, i, s, rho, y, cell_rj, kp, alpha, gamma, eps) * cell_dx[i]
+                v = cell_speed(k, i, s, rho, y, flux, cell_rj, cell_vf, wave, alpha, eps_m, eps)
+                f += rho[k, i, s] * v * cell_dx[i]
         mass[lk, s] = m
         flow[lk, s] = f
 
 
 @source_keyed(cuda.jit(cache=True), __file__)
-def k_approach_sums(rho, y, cell_rj, kp, cell_dx, app_cells, alpha, gamma, eps, queue_speed, queue_min, out):
+def k_approach_sums(rho, y, flux, cell_rj, cell_vf, cell_dx, app_cells, wave, alpha, eps_m, eps, queue_speed,
+                    queue_min, out):
     """Read-out: per (approach, scenario) the vehicles and their sum of speeds over the cells near
     the stop line, and the vehicles in standing cells (a class present above queue_min moving
     slower than queue_speed) on the whole link.
@@ -390,8 +395,8 @@ def k_approach_sums(rho, y, cell_rj, kp, cell_dx, app_cells, alpha, gamma, eps, 
         near_flow = 0.0
         queued = 0.0
         for i in range(app_cells[a, 0], app_cells[a, 2]):
-            v_m = cell_speed(0, i, s, rho, y, cell_rj, kp, alpha, gamma, eps)
-            v_c = cell_speed(1, i, s, rho, y, cell_rj, kp, alpha, gamma, eps)
+            v_m = cell_speed(0, i, s, rho, y, flux, cell_rj, cell_vf, wave, alpha, eps_m, eps)
+            v_c = cell_speed(1, i, s, rho, y, flux, cell_rj, cell_vf, wave, alpha, eps_m, eps)
             cell_mass = rho[0, i, s] + rho[1, i, s]
             cell_flow = rho[0, i, s] * v_m + rho[1, i, s] * v_c
             if i >= app_cells[a, 1]:
@@ -407,7 +412,7 @@ def k_approach_sums(rho, y, cell_rj, kp, cell_dx, app_cells, alpha, gamma, eps, 
 
 
 @source_keyed(cuda.jit(cache=True), __file__)
-def k_reset(rho, y, queue, rho0, y0, mask, entered, exited, delay, link_out):
+def k_reset(rho, y, flux, queue, rho0, y0, flux0, mask, entered, exited, delay, link_out):
     t = cuda.grid(1)
     n_scen = rho.shape[2]
     if t < rho.shape[1] * n_scen:
@@ -417,6 +422,7 @@ def k_reset(rho, y, queue, rho0, y0, mask, entered, exited, delay, link_out):
             for k in range(2):
                 rho[k, i, s] = rho0[k, i]
                 y[k, i, s] = y0[k, i]
+                flux[k, i, s] = flux0[k, i]
             if i == 0:
                 entered[s] = 0.0
                 exited[s] = 0.0
@@ -484,7 +490,8 @@ class CudaEngine:
         self.ns = len(sim.network.signals)  # signal arrays keep a row without signals (physics.movement_gate)
         rows = max(self.ns, 1)
         self.state = State(
-            rho=cells((2, nc, B)), y=cells((2, nc, B)), queue=cells((2, ne, B)), rate=cells((2, ne, B)),
+            rho=cells((2, nc, B)), y=cells((2, nc, B)), flux=cells((2, nc, B)), queue=cells((2, ne, B)),
+            rate=cells((2, ne, B)),
             sig_phase=zeros((rows, B), dtype=np.int64), sig_amber=zeros((rows, B)), entered=zeros(B),
             exited=zeros(B), delay=zeros(B), link_out=zeros((nl, B)),
         )
@@ -494,12 +501,13 @@ class CudaEngine:
         if cfg.order == 2:
             self.stages = Stages(cells((4, 2, nc, B)), cells((2, 2, nc, B)), cells((2, ne, B)), zeros((2, B)),
                                  zeros((nl, B)))
-        self.params = Params(float(cfg.alpha), int(cfg.gamma), float(cfg.eps_density), float(st["c_bound"]),
-                             float(cfg.left_gap_s), float(cfg.left_followup_s), float(cfg.tau_m),
-                             float(cfg.tau_c))
+        self.params = Params(float(cfg.wave_speed_mps), float(cfg.alpha), float(cfg.moto_space_weight),
+                             float(cfg.eps_density), float(st["c_bound"]), float(cfg.left_gap_s),
+                             float(cfg.left_followup_s), float(cfg.tau_m), float(cfg.tau_c))
         self._shape = advance_shape(B, max(nc, nl, n_jn, ne))
         self.rho0 = memory.copy(sim._rho0)
         self.y0 = memory.copy(sim._y0)
+        self.flux0 = memory.copy(sim._flux0)
         self._app_cells = memory.copy(sim._approach_cells)
 
     def _launch(self, kernel: Any, blocks: int, threads: Any, *args: Any) -> None:
@@ -512,8 +520,9 @@ class CudaEngine:
         arrays = [*self.state, *self.work, *self.d.values(), *(self.stages or ())]
         return int(sum(a.nbytes for a in arrays))
 
-    def reset(self, idx: np.ndarray, rho0: np.ndarray, y0: np.ndarray) -> None:
-        """Scenarios `idx` back to the initial state (rho0, y0: the Simulator's, uploaded at build)."""
+    def reset(self, idx: np.ndarray, rho0: np.ndarray, y0: np.ndarray, flux0: np.ndarray) -> None:
+        """Scenarios `idx` back to the initial state (rho0, y0, flux0: the Simulator's, uploaded at
+        build)."""
         mask = np.zeros(self.B, dtype=np.uint8)
         mask[idx] = 1
         self._launch(k_reset, _blocks(self.state.rho.shape[1] * self.B), THREADS,
@@ -521,7 +530,8 @@ class CudaEngine:
 
     def _reset_args(self, mask: Any) -> tuple:
         x = self.state
-        return x.rho, x.y, x.queue, self.rho0, self.y0, mask, x.entered, x.exited, x.delay, x.link_out
+        return (x.rho, x.y, x.flux, x.queue, self.rho0, self.y0, self.flux0, mask, x.entered, x.exited,
+                x.delay, x.link_out)
 
     def upload_signals(self, phase: np.ndarray, amber: np.ndarray) -> None:
         rows = self.state.sig_phase.shape[0]
@@ -535,12 +545,13 @@ class CudaEngine:
     def set_rate(self, rate: np.ndarray) -> None:
         self.state.rate.copy_to_device(np.ascontiguousarray(rate, dtype=self.state.rate.dtype))
 
-    def set_cells(self, rho: np.ndarray, y: np.ndarray) -> None:
-        self.state.rho.copy_to_device(np.ascontiguousarray(rho, dtype=self.state.rho.dtype))
-        self.state.y.copy_to_device(np.ascontiguousarray(y, dtype=self.state.y.dtype))
+    def set_cells(self, rho: np.ndarray, y: np.ndarray, flux: np.ndarray) -> None:
+        x = self.state
+        for now, new in ((x.rho, rho), (x.y, y), (x.flux, flux)):
+            now.copy_to_device(np.ascontiguousarray(new, dtype=now.dtype))
 
-    def cells(self) -> tuple[np.ndarray, np.ndarray]:
-        return self.state.rho.copy_to_host(), self.state.y.copy_to_host()
+    def cells(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        return self.state.rho.copy_to_host(), self.state.y.copy_to_host(), self.state.flux.copy_to_host()
 
     def queue(self) -> np.ndarray:
         return self.state.queue.copy_to_host()
@@ -565,8 +576,8 @@ class CudaEngine:
 
     def _link_sums_args(self, mass: Any, flow: Any) -> tuple:
         d, p, x = self.d, self.params, self.state
-        return (x.rho, x.y, d["cell_rj"], d["kp"], d["cell_dx"], d["link_first"], p.alpha, p.gamma, p.eps,
-                mass, flow)
+        return (x.rho, x.y, x.flux, d["cell_rj"], d["cell_vf"], d["cell_dx"], d["link_first"], p.wave,
+                p.alpha, p.eps_m, p.eps, mass, flow)
 
     def approach_sums(self, app_cells: np.ndarray) -> np.ndarray:
         """(B, n_approaches, 3): near-stop-line vehicles and speed sum, and queued vehicles (the
@@ -579,8 +590,8 @@ class CudaEngine:
 
     def _approach_args(self, out: Any) -> tuple:
         d, cfg, p, x = self.d, self._cfg, self.params, self.state
-        return (x.rho, x.y, d["cell_rj"], d["kp"], d["cell_dx"], self._app_cells, p.alpha, p.gamma, p.eps,
-                float(cfg.queue_speed_mps), float(cfg.queue_min_density), out)
+        return (x.rho, x.y, x.flux, d["cell_rj"], d["cell_vf"], d["cell_dx"], self._app_cells, p.wave,
+                p.alpha, p.eps_m, p.eps, float(cfg.queue_speed_mps), float(cfg.queue_min_density), out)
 
     def counter(self, name: str) -> np.ndarray:
         return getattr(self.state, name).copy_to_host()

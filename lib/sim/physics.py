@@ -7,10 +7,12 @@ function's calls to the others bound to the compiled versions. So the CPU and CU
 the very same arithmetic, and the tests of one hold for the other.
 
 Classes: k = 0 motorcycles (m), k = 1 cars (c). State per class and cell: density rho_k (veh/m)
-and y_k = rho_k * w_k with w_k = v_k + p_k (m/s). Each class sees an effective density
-r_m = rho_m + alpha * rho_c, r_c = rho_m + rho_c; p_k = K_k (r_k / rho_jam)^gamma, with K_k per
-cell (`kp[k, i]`, from the link's free speed) and rho_jam per cell (from its lanes).
-The equations, the flux and the junction rule are derived in docs/model.md.
+and y_k = rho_k * w_k with w_k = v_k + p_k (m/s). A motorcycle takes eps_m of a car's space:
+the space density sigma = eps_m rho_m + rho_c never exceeds the jam density k_j (per cell, from its
+lanes and the jam spacing). Each class sees an effective density r_m = eps_m rho_m + alpha rho_c
+(motorcycles filter past cars), r_c = sigma. Equilibrium: the triangular fundamental diagram of the
+link's free speed v_f, jam density k_j and congested wave speed W, V_e(r) = min(v_f, W (k_j / r - 1)),
+and the generalised ARZ pressure p(r) = v_f - V_e(r) (0 in free flow). Derived in docs/model.md.
 
 Stage functions (`eval_cell`, `interior_flux`, `junction_flow` and its passes, `entry_flow`,
 `exit_flow`, `update_cell`) do the work of one cell (or node, movement, entry, exit) for one
@@ -39,96 +41,74 @@ from typing import Any
 TINY = 1e-300  # a denominator floor: only ever used where the other branch is picked at 0
 
 
-def ipow(x: float, n: int) -> float:
-    """x**n for a small positive integer n by multiplication: no general pow in the hot loop.
-    (Not in-place, so it also works on NumPy arrays for the host-side read-outs.)"""
-    r = x
-    for _ in range(n - 1):
-        r = r * x
-    return r
-
-
-def iroot(z: float, n: int) -> float:
-    """z**(1/n) for z >= 0, with the common n = 1, 2 done without pow."""
-    if n == 1:
-        return z
-    if n == 2:
-        return math.sqrt(z)
-    return z ** (1.0 / n)
-
-
-def effective_density(rho_m: float, rho_c: float, k: int, alpha: float) -> float:
-    """The density class k reacts to: motorcycles weigh cars by alpha (they filter), cars see all."""
+def effective_density(rho_m: float, rho_c: float, k: int, alpha: float, eps_m: float) -> float:
+    """The density class k reacts to: motorcycles weigh cars by alpha (they filter), cars see the
+    space density (a motorcycle counts eps_m of a car)."""
     if k == 0:
-        return rho_m + alpha * rho_c
-    return rho_m + rho_c
+        return eps_m * rho_m + alpha * rho_c
+    return eps_m * rho_m + rho_c
 
 
-def pressure(r: float, rho_jam: float, k_press: float, gamma: int) -> float:
-    """p(r) = K (r / rho_jam)^gamma, m/s."""
-    return k_press * ipow(r / rho_jam, gamma)
+def pressure(r: float, rho_jam: float, v_free: float, wave: float) -> float:
+    """p(r) = v_f - V_e(r) = max(0, v_f + W - W k_j / r), m/s: 0 up to the critical density, with
+    V_e(r) = min(v_f, W (k_j / r - 1)) the triangular fundamental diagram's speed."""
+    return max(v_free + wave - wave * rho_jam / max(r, TINY), 0.0)
 
 
-def equilibrium_speed(r: float, rho_jam: float, v_free: float, v_creep: float, gamma: int) -> float:
-    """V_e(r) = v_creep + (v_free - v_creep)(1 - (r/rho_jam)^gamma), never below the creep speed."""
-    x = ipow(min(r / rho_jam, 1.0), gamma)
-    return v_creep + (v_free - v_creep) * (1.0 - x)
+def critical_density(rho_jam: float, v_free: float, wave: float) -> float:
+    """k_c = W k_j / (v_f + W): the argmax of every curve Q_w(r) = r (w - p(r)) with w < v_f + W."""
+    return wave * rho_jam / (v_free + wave)
 
 
-def critical_density(w: float, rho_jam: float, k_press: float, gamma: int) -> float:
-    """Argmax of Q_w(r) = r (w - p(r)) on [0, rho_jam]: w = (gamma + 1) p(r*)."""
-    x = iroot(w / ((gamma + 1) * k_press), gamma)
-    return rho_jam * min(x, 1.0)
-
-
-def curve_flow(r: float, w: float, rho_jam: float, k_press: float, gamma: int) -> float:
+def curve_flow(r: float, w: float, rho_jam: float, v_free: float, wave: float) -> float:
     """Q_w(r) = r * v on the curve of constant w, with v = w - p(r) floored at 0."""
-    return r * max(w - pressure(r, rho_jam, k_press, gamma), 0.0)
+    return r * max(w - pressure(r, rho_jam, v_free, wave), 0.0)
 
 
-def class_demand(rho_k: float, r: float, w: float, rho_jam: float, k_press: float, gamma: int) -> float:
+def class_demand(rho_k: float, r: float, w: float, rho_jam: float, v_free: float, wave: float) -> float:
     """Sending flow of class k (veh/s): its share rho_k/r of the demand D_w(r) of its curve.
 
-    D_w(r) = Q_w(r) below the critical density, Q_w(r*) above. Bounded by rho_k * w, which with
-    the CFL condition keeps densities non-negative.
+    D_w(r) = Q_w(r) = r w below the critical density k_c, Q_w(k_c) = k_c w above. Bounded by
+    rho_k * w, which with the CFL condition keeps densities non-negative.
     """
-    rc = critical_density(w, rho_jam, k_press, gamma)
-    free = rho_k * max(w - pressure(r, rho_jam, k_press, gamma), 0.0)
-    congested = rho_k / max(r, TINY) * curve_flow(rc, w, rho_jam, k_press, gamma)
+    rc = critical_density(rho_jam, v_free, wave)
+    free = rho_k * max(w - pressure(r, rho_jam, v_free, wave), 0.0)
+    congested = rho_k / max(r, TINY) * rc * w
     return free if r <= rc else congested
 
 
 def class_supply(
-    w_in: float, phi_in: float, v_down: float, rho_jam: float, k_press: float, gamma: int
+    w_in: float, phi_in: float, v_down: float, rho_jam: float, v_free: float, wave: float
 ) -> float:
     """Receiving flow for class k (veh/s) of a cell whose class-k speed is v_down.
 
     The Riemann intermediate state keeps the incoming w_in and the downstream speed:
-    p(r_M) = w_in - v_down (vacuum when negative). Supply = Q_w_in(max(r_M, r*)), times the
-    class share phi_in = rho_k / r_k of the incoming traffic. Single class, this is the exact
-    Godunov flux of ARZ: min(demand, supply) (Lebacque, Mammar, Haj-Salem 2007).
+    p(r_M) = w_in - v_down, r_M = W k_j / (v_f + W - (w_in - v_down)) (free flow, where p = 0,
+    when w_in <= v_down). Supply = Q_w_in(max(r_M, k_c)), times the class share phi_in = rho_k / r_k
+    of the incoming traffic. Single class, this is the exact Godunov flux of ARZ: min(demand,
+    supply) (Lebacque, Mammar, Haj-Salem 2007).
     """
     z = max(w_in - v_down, 0.0)
-    r_mid = rho_jam * iroot(z / k_press, gamma)
-    rc = critical_density(w_in, rho_jam, k_press, gamma)
-    return phi_in * curve_flow(max(r_mid, rc), w_in, rho_jam, k_press, gamma)
+    r_mid = wave * rho_jam / max(v_free + wave - z, TINY) if z > 0.0 else 0.0
+    rc = critical_density(rho_jam, v_free, wave)
+    return phi_in * curve_flow(max(r_mid, rc), w_in, rho_jam, v_free, wave)
 
 
-def space_supply(r_total: float, rho_jam: float, c_bound: float) -> float:
-    """Total inflow a cell can take (veh/s): c_bound (rho_jam - r). With c_bound dt/dx <= 1 the
-    total density cannot pass rho_jam, whatever the two classes do."""
-    return c_bound * max(rho_jam - r_total, 0.0)
+def space_supply(sigma: float, rho_jam: float, c_bound: float) -> float:
+    """Space inflow a cell can take (car equivalents/s): c_bound (k_j - sigma). With
+    c_bound dt/dx <= 1 the space density cannot pass k_j, whatever the two classes do."""
+    return c_bound * max(rho_jam - sigma, 0.0)
 
 
 def limit_factors(
-    d_m: float, d_c: float, s_m: float, s_c: float, cap: float
+    d_m: float, d_c: float, s_m: float, s_c: float, cap: float, eps_m: float
 ) -> tuple[float, float]:
     """Fractions of the class demands d_k that pass: min(1, s_k / d_k) per class, then both
-    scaled down together so the total fits the space supply `cap` (shares proportional to
-    demand). Every interface, junction, entry and exit goes through this one rule."""
+    scaled down together so the space they take (eps_m per motorcycle) fits `cap` (shares
+    proportional to demand). Every interface, entry and exit goes through this one rule."""
     f_m = 1.0 if d_m <= s_m else max(s_m, 0.0) / max(d_m, TINY)
     f_c = 1.0 if d_c <= s_c else max(s_c, 0.0) / max(d_c, TINY)
-    total = f_m * d_m + f_c * d_c
+    total = eps_m * f_m * d_m + f_c * d_c
     g = cap / max(total, TINY) if total > cap else 1.0
     return f_m * g, f_c * g
 
@@ -143,40 +123,40 @@ def relaxed_y(rho: float, y: float, p: float, v_eq: float, decay: float) -> floa
 # ----------------------------------------------------------------------------- stage functions
 
 
-def eval_cell(i, s, rho, y, cell_rj, cell_vf, kp, creep, alpha, gamma, eps, dem, wv, vel, phi):  # noqa: ANN001
+def eval_cell(i, s, rho, y, cell_rj, cell_vf, wave, alpha, eps_m, eps, dem, wv, vel, phi):  # noqa: ANN001
     """Per class: w, speed, demand and class share phi = rho_k / r_k of cell i, scenario s.
 
-    A class absent from the cell (rho_k <= eps) is given its equilibrium w, so that the supply
-    it offers follows the other class's density instead of an undefined y/rho.
+    A class absent from the cell (rho_k <= eps) is given its equilibrium w (= v_f), so that the
+    supply it offers follows the other class's density instead of an undefined y/rho.
     """
     for k in range(2):
         rk = rho[k, i, s]
-        w, p, r = class_w(k, i, s, rho, y, cell_rj, cell_vf, kp, creep, alpha, gamma, eps)
+        w, p, r = class_w(k, i, s, rho, y, cell_rj, cell_vf, wave, alpha, eps_m, eps)
         wv[k, i, s] = w
         vel[k, i, s] = max(w - p, 0.0)
-        dem[k, i, s] = class_demand(rk, r, w, cell_rj[i], kp[k, i], gamma)
+        dem[k, i, s] = class_demand(rk, r, w, cell_rj[i], cell_vf[i], wave)
         phi[k, i, s] = rk / max(r, TINY) if r > eps else 0.0
 
 
-def class_w(k, i, s, rho, y, cell_rj, cell_vf, kp, creep, alpha, gamma, eps):  # noqa: ANN001
+def class_w(k, i, s, rho, y, cell_rj, cell_vf, wave, alpha, eps_m, eps):  # noqa: ANN001
     """(w, p, perceived density) of class k in cell i, scenario s; an absent class (rho_k <= eps)
-    gets its equilibrium w (see `eval_cell`)."""
-    rj = cell_rj[i]
-    r = effective_density(rho[0, i, s], rho[1, i, s], k, alpha)
-    p = pressure(r, rj, kp[k, i], gamma)
+    gets its equilibrium w, v_f (V_e + p = v_f at every density)."""
+    r = effective_density(rho[0, i, s], rho[1, i, s], k, alpha, eps_m)
+    p = pressure(r, cell_rj[i], cell_vf[i], wave)
     w_own = y[k, i, s] / max(rho[k, i, s], TINY)
-    w_eq = equilibrium_speed(r, rj, cell_vf[i], creep[k], gamma) + p
-    return (w_own if rho[k, i, s] > eps else w_eq), p, r
+    return (w_own if rho[k, i, s] > eps else cell_vf[i]), p, r
 
 
-def interior_flux(i, s, rho, cell_rj, kp, gamma, c_bound, dem, wv, vel, phi, gout, gyout):  # noqa: ANN001
+def interior_flux(i, s, rho, cell_rj, cell_vf, wave, eps_m, c_bound, dem, wv, vel, phi, gout,
+                  gyout):  # noqa: ANN001
     """Flux from cell i to cell i + 1 of the same link: per-class demand against supply (docs/model.md)."""
     j = i + 1
     rj = cell_rj[j]
-    s_m = class_supply(wv[0, i, s], phi[0, i, s], vel[0, j, s], rj, kp[0, j], gamma)
-    s_c = class_supply(wv[1, i, s], phi[1, i, s], vel[1, j, s], rj, kp[1, j], gamma)
-    cap = space_supply(rho[0, j, s] + rho[1, j, s], rj, c_bound)
-    f_m, f_c = limit_factors(dem[0, i, s], dem[1, i, s], s_m, s_c, cap)
+    vf = cell_vf[j]
+    s_m = class_supply(wv[0, i, s], phi[0, i, s], vel[0, j, s], rj, vf, wave)
+    s_c = class_supply(wv[1, i, s], phi[1, i, s], vel[1, j, s], rj, vf, wave)
+    cap = space_supply(eps_m * rho[0, j, s] + rho[1, j, s], rj, c_bound)
+    f_m, f_c = limit_factors(dem[0, i, s], dem[1, i, s], s_m, s_c, cap, eps_m)
     gout[0, i, s] = dem[0, i, s] * f_m
     gout[1, i, s] = dem[1, i, s] * f_c
     gyout[0, i, s] = gout[0, i, s] * wv[0, i, s]
@@ -240,39 +220,50 @@ def movement_limit(
     st_h[u, s] = min(st_h[u, s], gate * gap)
 
 
-def movement_demand(m, s, dem, wv, phi, mov_in, mov_out, mov_ratio, mov_stream, link_first, st_h, sd, sdw,
-                    sdp):  # noqa: ANN001
+def movement_demand(m, s, dem, wv, phi, cell_vf, mov_in, mov_out, mov_ratio, mov_stream, link_first, st_h, sd,
+                    sdw, sdp):  # noqa: ANN001
     """Add movement m's demand (fraction x its stream's share x class demand of its incoming cell)
-    and its demand-weighted w and phi to the sums of its outgoing link."""
+    and its demand-weighted w (clamped to the outgoing link's v_f, `entering_w`) and phi to the
+    sums of its outgoing link."""
     share = mov_ratio[m] * st_h[mov_stream[m], s]
     last = link_first[mov_in[m] + 1] - 1
     lk = mov_out[m]
+    vf_out = cell_vf[link_first[lk]]
     for k in range(2):
         d = share * dem[k, last, s]
         sd[k, lk, s] += d
-        sdw[k, lk, s] += d * wv[k, last, s]
+        sdw[k, lk, s] += d * entering_w(wv[k, last, s], vf_out)
         sdp[k, lk, s] += d * phi[k, last, s]
 
 
-def outgoing_supply(q, s, rho, cell_rj, kp, gamma, c_bound, vel, jn_out_link, link_first, sd, sdw, sdp,
-                    rsup):  # noqa: ANN001
+def entering_w(w_in, vf_out):  # noqa: ANN001
+    """w of a vehicle entering a link: min(w_in, the link's v_f). The largest w on a link is its
+    v_f (the equilibrium w there, v = w - p <= w), so no vehicle exceeds the new link's free speed;
+    a lower w is kept, and so is ARZ's lag in reaching the new equilibrium (docs/model.md)."""
+    return min(w_in, vf_out)
+
+
+def outgoing_supply(q, s, rho, cell_rj, cell_vf, wave, eps_m, c_bound, vel, jn_out_link, link_first, sd, sdw,
+                    sdp, rsup):  # noqa: ANN001
     """Receiving flow (veh/s) of outgoing slot q for the node model: its first cell's class supplies
     for the flux-weighted incoming w and phi, at the class mix of the demand it is offered, and its
-    space supply: R = min(space, S_k x D / D_k over the classes offered)."""
+    space supply: R = min(space D / (eps_m D_m + D_c), S_k D / D_k over the classes offered)."""
     lk = jn_out_link[q]
     first = link_first[lk]
     rj = cell_rj[first]
+    vf = cell_vf[first]
     d_m = sd[0, lk, s]
     d_c = sd[1, lk, s]
     s_m = class_supply(sdw[0, lk, s] / max(d_m, TINY), sdp[0, lk, s] / max(d_m, TINY), vel[0, first, s], rj,
-                       kp[0, first], gamma)
+                       vf, wave)
     s_c = class_supply(sdw[1, lk, s] / max(d_c, TINY), sdp[1, lk, s] / max(d_c, TINY), vel[1, first, s], rj,
-                       kp[1, first], gamma)
-    cap = space_supply(rho[0, first, s] + rho[1, first, s], rj, c_bound)
+                       vf, wave)
     total = d_m + d_c
-    lim_m = s_m * (total / max(d_m, TINY)) if d_m > 0.0 else cap
-    lim_c = s_c * (total / max(d_c, TINY)) if d_c > 0.0 else cap
-    rsup[lk, s] = min(cap, min(lim_m, lim_c))
+    cap = space_supply(eps_m * rho[0, first, s] + rho[1, first, s], rj, c_bound)
+    cap_veh = cap * total / max(eps_m * d_m + d_c, TINY)
+    lim_m = s_m * (total / max(d_m, TINY)) if d_m > 0.0 else cap_veh
+    lim_c = s_c * (total / max(d_c, TINY)) if d_c > 0.0 else cap_veh
+    rsup[lk, s] = min(cap_veh, min(lim_m, lim_c))
 
 
 def stream_demand(u, s, dem, st_link, link_first, st_h):  # noqa: ANN001
@@ -343,21 +334,22 @@ def node_model(
         st_h[u, s] = max(st_q[u, s], 0.0) / total if total > 0.0 else 0.0
 
 
-def movement_flow(m, s, dem, wv, mov_in, mov_out, mov_ratio, mov_stream, link_first, st_h, gout, gyout, lin,
-                  lyin):  # noqa: ANN001
+def movement_flow(m, s, dem, wv, cell_vf, mov_in, mov_out, mov_ratio, mov_stream, link_first, st_h, gout,
+                  gyout,
+                  lin, lyin):  # noqa: ANN001
     """Movement m passes fraction x its stream's share x the class demands of its incoming cell:
-    the same flux leaves the incoming cell (gout) and enters the outgoing link (lin), each with
-    the incoming w. Both classes of a stream are held alike."""
+    the same flux leaves the incoming cell (gout, with its w) and enters the outgoing link (lin,
+    with `entering_w`). Both classes of a stream are held alike."""
     share = mov_ratio[m] * st_h[mov_stream[m], s]
     last = link_first[mov_in[m] + 1] - 1
     lk = mov_out[m]
+    vf_out = cell_vf[link_first[lk]]
     for k in range(2):
         f = share * dem[k, last, s]
-        fy = f * wv[k, last, s]
         gout[k, last, s] += f
-        gyout[k, last, s] += fy
+        gyout[k, last, s] += f * wv[k, last, s]
         lin[k, lk, s] += f
-        lyin[k, lk, s] += fy
+        lyin[k, lk, s] += f * entering_w(wv[k, last, s], vf_out)
 
 
 # The static arrays of the junctions (Simulator._static names), in the kernels' argument order.
@@ -368,7 +360,7 @@ JUNCTION_ARRAYS = (
 
 
 def junction_flow(
-    n, s, t_local, rho, cell_rj, kp, gamma, c_bound, dem, wv, vel, phi, gout, gyout, lin, lyin,
+    n, s, t_local, rho, cell_rj, cell_vf, wave, eps_m, c_bound, dem, wv, vel, phi, gout, gyout, lin, lyin,
     jn_mov_ptr, jn_out_ptr, jn_st_ptr, jn_out_link, mov_in, mov_out, mov_ratio, mov_signal, mov_phase,
     mov_stream, mov_yield, mov_yield_share, st_link, st_cap, sig_phase, sig_amber, link_first, t_gap,
     t_follow, sd, sdw, sdp, st_h, st_q, rsup, rres,
@@ -386,61 +378,59 @@ def junction_flow(
         movement_limit(m, s, t_local, dem, mov_in, mov_ratio, mov_signal, mov_phase, mov_stream, mov_yield,
                        mov_yield_share, sig_phase, sig_amber, link_first, t_gap, t_follow, gout, gyout, st_h)
     for m in range(jn_mov_ptr[n], jn_mov_ptr[n + 1]):
-        movement_demand(m, s, dem, wv, phi, mov_in, mov_out, mov_ratio, mov_stream, link_first, st_h, sd, sdw,
-                        sdp)
+        movement_demand(m, s, dem, wv, phi, cell_vf, mov_in, mov_out, mov_ratio, mov_stream, link_first,
+                        st_h, sd,
+                        sdw, sdp)
     for q in range(jn_out_ptr[n], jn_out_ptr[n + 1]):
-        outgoing_supply(q, s, rho, cell_rj, kp, gamma, c_bound, vel, jn_out_link, link_first, sd, sdw, sdp,
-                        rsup)
+        outgoing_supply(q, s, rho, cell_rj, cell_vf, wave, eps_m, c_bound, vel, jn_out_link, link_first,
+                        sd, sdw,
+                        sdp, rsup)
     node_model(n, s, dem, jn_mov_ptr, jn_out_ptr, jn_st_ptr, jn_out_link, mov_out, mov_ratio, mov_stream,
                st_link, st_cap, link_first, st_h, st_q, rsup, rres)
     for m in range(jn_mov_ptr[n], jn_mov_ptr[n + 1]):
-        movement_flow(m, s, dem, wv, mov_in, mov_out, mov_ratio, mov_stream, link_first, st_h, gout, gyout,
-                      lin, lyin)
+        movement_flow(m, s, dem, wv, cell_vf, mov_in, mov_out, mov_ratio, mov_stream, link_first, st_h, gout,
+                      gyout, lin, lyin)
 
 
 def entry_flow(
-    e, s, h, rho, cell_rj, cell_vf, kp, creep, alpha, gamma, c_bound, vel, lin, lyin,
-    entry_link, link_first, queue, rate,
+    e, s, h, rho, cell_rj, cell_vf, wave, alpha, eps_m, c_bound, vel, lin, lyin, entry_link, link_first,
+    queue,
+    rate,
 ):  # noqa: ANN001
     """Point queue of entry e: what waits plus what arrives this step, limited by the entry
-    cell's supply; vehicles join at the equilibrium w of that cell. Returns arrivals (veh)."""
+    cell's supply; vehicles join at the equilibrium w (v_f) of that cell. Returns arrivals (veh)."""
     lk = entry_link[e]
     first = link_first[lk]
     rj = cell_rj[first]
-    rm = rho[0, first, s]
-    rc = rho[1, first, s]
+    vf = cell_vf[first]
     a_m = queue[0, e, s] / h + rate[0, e, s]
     a_c = queue[1, e, s] / h + rate[1, e, s]
-    r_m = effective_density(rm, rc, 0, alpha)
-    r_c = effective_density(rm, rc, 1, alpha)
-    w_m = equilibrium_speed(r_m, rj, cell_vf[first], creep[0], gamma) + pressure(r_m, rj, kp[0, first], gamma)
-    w_c = equilibrium_speed(r_c, rj, cell_vf[first], creep[1], gamma) + pressure(r_c, rj, kp[1, first], gamma)
-    eff_m = a_m + alpha * a_c
-    eff_c = a_m + a_c
+    eff_m = effective_density(a_m, a_c, 0, alpha, eps_m)
+    eff_c = effective_density(a_m, a_c, 1, alpha, eps_m)
     phi_m = a_m / max(eff_m, TINY) if eff_m > 0.0 else 0.0
     phi_c = a_c / max(eff_c, TINY) if eff_c > 0.0 else 0.0
-    s_m = class_supply(w_m, phi_m, vel[0, first, s], rj, kp[0, first], gamma)
-    s_c = class_supply(w_c, phi_c, vel[1, first, s], rj, kp[1, first], gamma)
-    cap = space_supply(rm + rc, rj, c_bound)
-    f_m, f_c = limit_factors(a_m, a_c, s_m, s_c, cap)
+    s_m = class_supply(vf, phi_m, vel[0, first, s], rj, vf, wave)
+    s_c = class_supply(vf, phi_c, vel[1, first, s], rj, vf, wave)
+    cap = space_supply(eps_m * rho[0, first, s] + rho[1, first, s], rj, c_bound)
+    f_m, f_c = limit_factors(a_m, a_c, s_m, s_c, cap, eps_m)
     in_m = a_m * f_m
     in_c = a_c * f_c
     lin[0, lk, s] += in_m
     lin[1, lk, s] += in_c
-    lyin[0, lk, s] += in_m * w_m
-    lyin[1, lk, s] += in_c * w_c
+    lyin[0, lk, s] += in_m * vf
+    lyin[1, lk, s] += in_c * vf
     queue[0, e, s] += h * (rate[0, e, s] - in_m)
     queue[1, e, s] += h * (rate[1, e, s] - in_c)
     return h * (rate[0, e, s] + rate[1, e, s])
 
 
-def exit_flow(x, s, h, dem, wv, gout, gyout, exit_link, exit_cap, link_first):  # noqa: ANN001
-    """Exit x discharges the demand of its link's last cell up to the exit supply. Returns the
-    vehicles that left this step."""
+def exit_flow(x, s, h, dem, wv, gout, gyout, exit_link, exit_cap, link_first, eps_m):  # noqa: ANN001
+    """Exit x discharges the demand of its link's last cell up to the exit supply (car
+    equivalents/s). Returns the vehicles that left this step."""
     last = link_first[exit_link[x] + 1] - 1
     d_m = dem[0, last, s]
     d_c = dem[1, last, s]
-    f_m, f_c = limit_factors(d_m, d_c, d_m, d_c, exit_cap[x])
+    f_m, f_c = limit_factors(d_m, d_c, d_m, d_c, exit_cap[x], eps_m)
     out_m = d_m * f_m
     out_c = d_c * f_c
     gout[0, last, s] = out_m
@@ -451,10 +441,11 @@ def exit_flow(x, s, h, dem, wv, gout, gyout, exit_link, exit_cap, link_first):  
 
 
 def transport_cell(
-    i, s, h, rho, y, cell_dx, cell_first, cell_lnk, gout, gyout, lin, lyin,
+    i, s, h, rho, y, flux, keep, weight, cell_dx, cell_first, cell_lnk, gout, gyout, lin, lyin,
 ):  # noqa: ANN001
     """Conservative update of cell i: inflow from the cell before it, or from the link's junction
-    or entry when it is the first cell, minus its outflow."""
+    or entry when it is the first cell, minus its outflow; the outflow is also recorded,
+    flux <- keep flux + weight gout (order 1: 0, 1; Heun's two stages: 0, 1/2 then 1, 1/2)."""
     lam = h / cell_dx[i]
     first = cell_first[i]
     lk = cell_lnk[i]
@@ -468,11 +459,13 @@ def transport_cell(
         fyin = from_link_y if first else from_cell_y
         rho[k, i, s] += lam * (fin - gout[k, i, s])
         y[k, i, s] += lam * (fyin - gyout[k, i, s])
+        flux[k, i, s] = keep * flux[k, i, s] + weight * gout[k, i, s]
 
 
-def relax_cell(i, s, h, rho, y, cell_rj, cell_vf, cell_dx, kp, creep, alpha, gamma, decay_m, decay_c):  # noqa: ANN001
-    """Exact relaxation of cell i over a step of h; returns its delay this step (veh*s lost
-    against free flow)."""
+def relax_cell(i, s, h, rho, y, flux, cell_rj, cell_vf, cell_dx, wave, alpha, eps_m, eps, decay_m,
+               decay_c):  # noqa: ANN001
+    """Exact relaxation of cell i over a step of h; returns its delay this step: per class
+    rho_k dx (1 - u_k / v_f) h, u_k = `cell_speed`, the speed at which the class's mass moved."""
     rj = cell_rj[i]
     vf = cell_vf[i]
     rm = rho[0, i, s]
@@ -480,35 +473,38 @@ def relax_cell(i, s, h, rho, y, cell_rj, cell_vf, cell_dx, kp, creep, alpha, gam
     delay = 0.0
     for k in range(2):
         rk = rho[k, i, s]
-        r = effective_density(rm, rc, k, alpha)
-        p = pressure(r, rj, kp[k, i], gamma)
-        v_eq = equilibrium_speed(r, rj, vf, creep[k], gamma)
+        r = effective_density(rm, rc, k, alpha, eps_m)
+        p = pressure(r, rj, vf, wave)
         decay = decay_m if k == 0 else decay_c
-        yk = relaxed_y(rk, y[k, i, s], p, v_eq, decay)
+        yk = relaxed_y(rk, y[k, i, s], p, vf - p, decay)
         y[k, i, s] = yk
-        v = max(yk / max(rk, TINY) - p, 0.0)
-        lost = rk * max(1.0 - v / vf, 0.0)
-        delay += lost if rk > 0.0 else 0.0
+        # cell_speed of the relaxed state, written out so as not to recompute p
+        moved = min(max(yk / max(rk, TINY) - p, 0.0), flux[k, i, s] / max(rk, TINY))
+        u = moved if rk > eps else 0.0
+        delay += rk * max(1.0 - u / vf, 0.0)
     return delay * cell_dx[i] * h
 
 
 def update_cell(
-    i, s, h, rho, y, cell_rj, cell_vf, cell_dx, cell_first, cell_lnk, kp, creep, alpha, gamma,
-    decay_m, decay_c, gout, gyout, lin, lyin,
+    i, s, h, rho, y, flux, cell_rj, cell_vf, cell_dx, cell_first, cell_lnk, wave, alpha, eps_m, eps, decay_m,
+    decay_c, gout, gyout, lin, lyin,
 ):  # noqa: ANN001
     """First-order step of cell i: conservative update, then exact relaxation. Returns its delay."""
-    transport_cell(i, s, h, rho, y, cell_dx, cell_first, cell_lnk, gout, gyout, lin, lyin)
-    return relax_cell(i, s, h, rho, y, cell_rj, cell_vf, cell_dx, kp, creep, alpha, gamma, decay_m, decay_c)
+    transport_cell(i, s, h, rho, y, flux, 0.0, 1.0, cell_dx, cell_first, cell_lnk, gout, gyout, lin, lyin)
+    return relax_cell(i, s, h, rho, y, flux, cell_rj, cell_vf, cell_dx, wave, alpha, eps_m, eps, decay_m,
+                      decay_c)
 
 
-def cell_speed(k, i, s, rho, y, cell_rj, kp, alpha, gamma, eps):  # noqa: ANN001
-    """Class-k speed of cell i for the read-outs: max(w - p, 0), and 0 where the class is absent
-    (as Simulator._speeds computes it on the host)."""
+def cell_speed(k, i, s, rho, y, flux, cell_rj, cell_vf, wave, alpha, eps_m, eps):  # noqa: ANN001
+    """The one speed of class k in cell i: the speed at which its mass moved in the last step,
+    min(v, F_k / rho_k) with v = max(w - p, 0) the ARZ speed and F_k the class's outflow; 0 where
+    the class is absent. A class that cannot leave (a jam, a red light) has speed 0 whatever its
+    v: this is what the read-outs report and what the delay integrates."""
     rk = rho[k, i, s]
-    r = effective_density(rho[0, i, s], rho[1, i, s], k, alpha)
-    p = pressure(r, cell_rj[i], kp[k, i], gamma)
-    v = max(y[k, i, s] / max(rk, TINY) - p, 0.0)
-    return v if rk > eps else 0.0
+    r = effective_density(rho[0, i, s], rho[1, i, s], k, alpha, eps_m)
+    v = max(y[k, i, s] / max(rk, TINY) - pressure(r, cell_rj[i], cell_vf[i], wave), 0.0)
+    moved = min(v, flux[k, i, s] / max(rk, TINY))
+    return moved if rk > eps else 0.0
 
 
 # ----------------------------------------------------------------------------- second order (MUSCL)
@@ -545,34 +541,38 @@ def weighted_faces(
     return q - sigma * m_right / max(m2, TINY), q + sigma * m_left / max(m2, TINY)
 
 
-def reconstruct_cell(i, s, rho, y, cell_first, cell_last, eps, rho_l, y_l, rho_r, y_r):  # noqa: ANN001
+def reconstruct_cell(i, s, rho, y, cell_first, cell_last, eps_m, eps, rho_l, y_l, rho_r, y_r):  # noqa: ANN001
     """MUSCL face states of cell i (left face rho_l, y_l; right face rho_r, y_r), per class.
 
-    Reconstructed variables: total density R (linear, MC slope), the motorcycle share R_m / R
-    weighted by R, and each class's w weighted by its density (`weighted_faces`). So every face
-    state has rho_k >= 0, R <= rho_jam and each w between its neighbours' values, and the two faces
-    average to the cell's rho_k and y_k exactly. The first and last cells of a link keep a flat
-    profile (first order at junction and boundary interfaces)."""
+    Reconstructed variables: the space density sigma = eps_m rho_m + rho_c (linear, MC slope), the
+    motorcycles' share of it eps_m rho_m / sigma weighted by sigma, and each class's w weighted by
+    its density (`weighted_faces`). So every face state has rho_k >= 0, sigma <= k_j and each w
+    between its neighbours' values, and the two faces average to the cell's rho_k and y_k exactly.
+    The first and last cells of a link keep a flat profile (first order at junction and boundary
+    interfaces)."""
     b = max(i - 1, 0)
     a = min(i + 1, rho.shape[1] - 1)
     inner = not (cell_first[i] | cell_last[i])
-    tb = rho[0, b, s] + rho[1, b, s]
-    t = rho[0, i, s] + rho[1, i, s]
-    ta = rho[0, a, s] + rho[1, a, s]
+    tb = eps_m * rho[0, b, s] + rho[1, b, s]
+    t = eps_m * rho[0, i, s] + rho[1, i, s]
+    ta = eps_m * rho[0, a, s] + rho[1, a, s]
     half = 0.5 * mc_slope(tb, t, ta) if inner else 0.0
     t_left = t - half
     t_right = t + half
-    share_b = rho[0, b, s] / max(tb, TINY)
-    share = rho[0, i, s] / max(t, TINY)  # exact even for a nearly empty cell: faces carry both classes
-    share_a = rho[0, a, s] / max(ta, TINY)
+    share_b = eps_m * rho[0, b, s] / max(tb, TINY)
+    share = eps_m * rho[0, i, s] / max(t,
+                                       TINY)  # exact even for a nearly empty cell: faces carry both classes
+    share_a = eps_m * rho[0, a, s] / max(ta, TINY)
     share_left, share_right = weighted_faces(share_b, share, share_a, t if inner else 0.0, t_left, t_right,
                                              eps)
     # rounding can put a share an ulp outside [0, 1]: clamped, as a negative density would
     # make a negative demand and supply
-    rho_l[0, i, s] = min(max(share_left, 0.0), 1.0) * t_left
-    rho_r[0, i, s] = min(max(share_right, 0.0), 1.0) * t_right
-    rho_l[1, i, s] = max(t_left - rho_l[0, i, s], 0.0)
-    rho_r[1, i, s] = max(t_right - rho_r[0, i, s], 0.0)
+    space_m_left = min(max(share_left, 0.0), 1.0) * t_left
+    space_m_right = min(max(share_right, 0.0), 1.0) * t_right
+    rho_l[0, i, s] = space_m_left / eps_m
+    rho_r[0, i, s] = space_m_right / eps_m
+    rho_l[1, i, s] = max(t_left - space_m_left, 0.0)
+    rho_r[1, i, s] = max(t_right - space_m_right, 0.0)
     class_w_faces(0, i, b, a, s, rho, y, inner, eps, rho_l, y_l, rho_r, y_r)
     class_w_faces(1, i, b, a, s, rho, y, inner, eps, rho_l, y_l, rho_r, y_r)
 
@@ -592,21 +592,21 @@ def class_w_faces(k, i, b, a, s, rho, y, inner, eps, rho_l, y_l, rho_r, y_r):  #
     y_r[k, i, s] = rho_r[k, i, s] * w_right
 
 
-def face_speed(i, s, rho_f, y_f, cell_rj, cell_vf, kp, creep, alpha, gamma, eps, vel):  # noqa: ANN001
+def face_speed(i, s, rho_f, y_f, cell_rj, cell_vf, wave, alpha, eps_m, eps, vel):  # noqa: ANN001
     """Per class speed of a face state of cell i (as `eval_cell` computes it for a cell)."""
     for k in range(2):
-        w, p, _ = class_w(k, i, s, rho_f, y_f, cell_rj, cell_vf, kp, creep, alpha, gamma, eps)
+        w, p, _ = class_w(k, i, s, rho_f, y_f, cell_rj, cell_vf, wave, alpha, eps_m, eps)
         vel[k, i, s] = max(w - p, 0.0)
 
 
 # ----------------------------------------------------------------------------- compilation
 
 FUNCTIONS = (
-    "ipow", "iroot", "effective_density", "pressure", "equilibrium_speed", "critical_density",
+    "effective_density", "pressure", "critical_density",
     "curve_flow", "class_demand", "class_supply", "space_supply", "limit_factors", "relaxed_y",
     "class_w", "eval_cell", "interior_flux", "movement_gate", "permitted_capacity", "junction_open",
-    "stream_open", "movement_limit", "movement_demand", "outgoing_supply", "stream_demand", "node_model",
-    "movement_flow", "junction_flow", "entry_flow", "exit_flow", "transport_cell",
+    "stream_open", "movement_limit", "movement_demand", "entering_w", "outgoing_supply", "stream_demand",
+    "node_model", "movement_flow", "junction_flow", "entry_flow", "exit_flow", "transport_cell",
     "relax_cell", "update_cell", "mc_slope", "weighted_faces", "class_w_faces", "reconstruct_cell",
     "face_speed", "cell_speed",
 )

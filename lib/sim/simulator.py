@@ -23,26 +23,28 @@ from lib.config import ConfigError, strict_config
 from lib.sim import launches, memory, physics
 from lib.sim.network import Network, build_network
 
+# Motorcycles' share of the demand: an assumption, docs/calibration.md (Lagos State restricted
+# commercial motorcycles in Eti-Osa, which includes Victoria Island, from 1 June 2022).
+DEFAULT_MOTO_SHARE = 0.15
+
 
 @strict_config
 class SimConfig:
     """Model parameters (SI units) and numerics options; defaults are justified in docs/model.md."""
 
-    rho_jam_per_lane: float = 0.15  # veh/m per lane, both classes together
-    pressure_scale_m: float = 1.0  # K_m = scale * (v_free - creep) of the link, m/s
-    pressure_scale_c: float = 1.0  # K_c = scale * v_free of the link, m/s
-    gamma: int = 1  # pressure exponent (1..4), integer so the hot loop avoids pow
-    alpha: float = 0.5  # weight of a car in the density motorcycles perceive
+    jam_spacing_m: float = 7.0  # m of lane per car at a standstill: k_j = lanes / jam_spacing_m
+    wave_speed_mps: float = 5.0  # congested (backward) wave speed W of the triangular diagram
+    moto_space_weight: float = 0.4  # a motorcycle's share of a car's space (docs/calibration.md)
+    alpha: float = 0.5  # weight of a car in the density motorcycles perceive (they filter)
     tau_m: float = 5.0  # relaxation time of motorcycles, s
     tau_c: float = 10.0  # relaxation time of cars, s
-    creep_speed_mps: float = 1.5  # motorcycles' equilibrium speed at jam density
     cfl: float = 0.9  # dt = cfl * min(dx) / c_bound (order 2: half that, see docs/model.md)
     order: int = 1  # 1: first-order Godunov; 2: MUSCL (MC limiter) inside links + SSP-RK2
     amber_s: float = 3.0
     min_green_s: float = 10.0
     exit_capacity_factor: float = 1.0  # exit supply as a multiple of the exit link's capacity
     initial_load: float = 0.0  # initial density as a fraction of rho_jam, at equilibrium
-    initial_moto_share: float = 0.35
+    initial_moto_share: float = DEFAULT_MOTO_SHARE
     observe_length_m: float = 100.0  # approach_state looks at this many metres before the stop line
     queue_speed_mps: float = 2.0  # a cell where a class present moves slower than this is queued
     queue_min_density: float = 1e-6  # veh/m: a class this sparse is a numerical trace, not a queue
@@ -55,16 +57,21 @@ class SimConfig:
     left_gap_s: float = 4.5  # critical gap of a permitted left turn, s (HCM 2000; docs/model.md)
     left_followup_s: float = 2.5  # its follow-up headway, s (HCM 2000)
 
+    @property
+    def rho_jam_per_lane(self) -> float:
+        """Jam density per lane, veh/m (cars; a motorcycle takes moto_space_weight of a car)."""
+        return 1.0 / self.jam_spacing_m
+
     def validate(self) -> None:
         positive = (
-            "rho_jam_per_lane", "pressure_scale_m", "pressure_scale_c", "tau_m", "tau_c", "observe_length_m",
+            "jam_spacing_m", "wave_speed_mps", "moto_space_weight", "tau_m", "tau_c", "observe_length_m",
             "eps_density", "exit_capacity_factor", "queue_min_density", "left_gap_s", "left_followup_s",
         )
         for name in positive:
             if not getattr(self, name) > 0:
                 raise ConfigError(f"SimConfig.{name} must be > 0, got {getattr(self, name)!r}.")
-        if not 1 <= self.gamma <= 4:
-            raise ConfigError(f"SimConfig.gamma must be an integer in 1..4, got {self.gamma!r}.")
+        if self.moto_space_weight > 1.0:  # a motorcycle takes at most a car's space
+            raise ConfigError(f"SimConfig.moto_space_weight must be <= 1, got {self.moto_space_weight!r}.")
         if self.order not in (1, 2):
             raise ConfigError(f"SimConfig.order must be 1 or 2, got {self.order!r}.")
         if not 0.0 < self.cfl <= 1.0:
@@ -72,7 +79,7 @@ class SimConfig:
         for name in ("alpha", "initial_load", "initial_moto_share"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ConfigError(f"SimConfig.{name} must be in [0, 1], got {getattr(self, name)!r}.")
-        for name in ("creep_speed_mps", "amber_s", "min_green_s", "queue_speed_mps"):
+        for name in ("amber_s", "min_green_s", "queue_speed_mps"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"SimConfig.{name} must be >= 0, got {getattr(self, name)!r}.")
         if self.cpu_chunk < 1:
@@ -149,7 +156,7 @@ def pick_backend(backend: str) -> str:
 def compile_kernels(backend: str, config: SimConfig | None = None) -> tuple[float, bool]:
     """Compile the kernels of `backend` once per process, by running a one-road network for a
     second: (seconds, whether numba's on-disk cache served the kernels). The kernels compiled are
-    the ones `config` uses (its order and gamma; default SimConfig())."""
+    the ones `config` uses (its order; default SimConfig())."""
     chosen = pick_backend(backend)
     start = time.perf_counter()
     sim = Simulator(_tiny_network(), backend=chosen, config=config)
@@ -210,14 +217,13 @@ class Simulator:
     def _init_state(self) -> None:
         net, cfg, B = self.network, self.config, self.n_scenarios
         st = self._static
-        rj = st["cell_rj"]
-        r = cfg.initial_load * rj
-        rho0 = np.stack([cfg.initial_moto_share * r, (1.0 - cfg.initial_moto_share) * r])
-        equilibrium = np.vectorize(physics.equilibrium_speed)
-        eff = np.stack([physics.effective_density(rho0[0], rho0[1], k, cfg.alpha) for k in range(2)])
-        ve = np.stack([equilibrium(eff[k], rj, st["cell_vf"], st["creep"][k], cfg.gamma) for k in range(2)])
-        y0 = rho0 * (ve + self._pressures(rho0[..., None])[..., 0])
-        self._rho0, self._y0 = rho0, y0
+        share, eps_m = cfg.initial_moto_share, cfg.moto_space_weight
+        vehicles = cfg.initial_load * st["cell_rj"] / (eps_m * share + 1.0 - share)  # space: load x k_j
+        rho0 = np.stack([share * vehicles, (1.0 - share) * vehicles])
+        p0 = self._pressures(rho0[..., None])[..., 0]
+        self._rho0 = rho0
+        self._y0 = rho0 * st["cell_vf"]  # at equilibrium w = V_e + p = v_f
+        self._flux0 = rho0 * (st["cell_vf"] - p0)  # moving at V_e
         self.time = np.zeros(B)
         self._sig_phase = np.zeros((net.n_signals, B), dtype=np.int64)
         self._sig_amber = np.zeros((net.n_signals, B))
@@ -233,7 +239,7 @@ class Simulator:
         The initial state is deterministic (SimConfig.initial_load at equilibrium); `seed` is
         accepted for the Gymnasium-style call and does not change it."""
         idx = self._scenario_index(scenarios)
-        self._engine.reset(idx, self._rho0, self._y0)
+        self._engine.reset(idx, self._rho0, self._y0, self._flux0)
         self.time[idx] = 0.0
         for a in (self._sig_phase, self._sig_amber, self._amber_len, self._tip):
             a[:, idx] = 0
@@ -251,7 +257,7 @@ class Simulator:
 
     # ------------------------------------------------------------------ inputs
 
-    def set_demand(self, veh_per_hour: Any, moto_share: Any = 0.35) -> None:
+    def set_demand(self, veh_per_hour: Any, moto_share: Any = DEFAULT_MOTO_SHARE) -> None:
         """Arrival rate per entry (veh/h, both classes), (n_entries,) or (B, n_entries)."""
         B, ne = self.n_scenarios, self.network.n_entries
         q = np.asarray(veh_per_hour, dtype=np.float64)
@@ -310,7 +316,7 @@ class Simulator:
     def vehicles(self) -> np.ndarray:
         if self.backend == "cuda":
             return self._engine.vehicles()
-        rho, _ = self._engine.cells()
+        rho = self._engine.cells()[0]
         queue = self._engine.queue()
         return np.einsum("kis,i->s", rho, self._static["cell_dx"]) + queue.sum(axis=(0, 1))
 
@@ -331,22 +337,33 @@ class Simulator:
         return self._engine.queue().sum(axis=0).T.copy()
 
     def cell_state(self) -> tuple[np.ndarray, np.ndarray]:
-        """Per class density (veh/m) and speed (m/s), each (B, 2, n_cells); for tests and plots."""
-        rho, y = self._engine.cells()
-        return rho.transpose(2, 0, 1).copy(), self._speeds(rho, y).transpose(2, 0, 1).copy()
+        """Per class density (veh/m) and speed (m/s), each (B, 2, n_cells); for tests and plots.
+        The speed is the one the model reports everywhere: the speed at which the class's mass
+        moved in the last step (physics.cell_speed)."""
+        rho, y, flux = self._engine.cells()
+        return rho.transpose(2, 0, 1).copy(), self._speeds(rho, y, flux).transpose(2, 0, 1).copy()
 
     def set_state(self, rho: Any, v: Any) -> None:
         """Set every scenario's cells: per class density and speed, shape (2, n_cells) or (B, 2, n_cells).
 
-        Speeds are stored through w = v + p; meant for tests and custom initial conditions."""
+        Speeds are stored through w = v + p (and as the last outflow rho v); meant for tests and
+        custom initial conditions. Every w must keep the waves within the CFL bound c_bound."""
         B, nc = self.n_scenarios, self.network.n_cells
         rho = np.broadcast_to(np.asarray(rho, dtype=np.float64), (B, 2, nc)).transpose(1, 2, 0)
         v = np.broadcast_to(np.asarray(v, dtype=np.float64), (B, 2, nc)).transpose(1, 2, 0)
-        rj = self._static["cell_rj"][None, :, None]
-        if np.any(rho < 0) or np.any(rho.sum(axis=0) > rj[0] * (1 + 1e-12)) or np.any(v < 0):
-            raise ValueError("set_state needs 0 <= rho, total density <= rho_jam and v >= 0")
-        y = rho * (v + self._pressures(rho))
-        self._engine.set_cells(np.ascontiguousarray(rho), np.ascontiguousarray(y))
+        st, eps_m = self._static, self.config.moto_space_weight
+        rj = st["cell_rj"][None, :, None]
+        if np.any(rho < 0) or np.any(eps_m * rho[0] + rho[1] > rj[0] * (1 + 1e-12)) or np.any(v < 0):
+            raise ValueError("set_state needs 0 <= rho, space density eps_m rho_m + rho_c <= k_j and v >= 0")
+        p = self._pressures(rho)
+        w = v + p
+        c, vf = st["c_bound"] * (1 + 1e-12), st["cell_vf"][None, :, None]
+        congested = p > 0.0  # there the 1-waves run at w - v_f - W
+        if np.any((rho > 0) & ((w > c) | (congested & (vf + self.config.wave_speed_mps - w > c)))):
+            raise ValueError(f"set_state: w = v + p gives a wave faster than the CFL bound {c:.3f} m/s "
+                             "(keep w <= max v_f and, congested, w >= v_f + W - c_bound)")
+        self._engine.set_cells(np.ascontiguousarray(rho), np.ascontiguousarray(rho * w),
+                               np.ascontiguousarray(rho * v))
 
     def link_density(self) -> np.ndarray:
         mass, _ = self._link_sums()
@@ -362,10 +379,10 @@ class Simulator:
         there, so only these numbers cross to the host."""
         if self.backend == "cuda":
             return self._engine.link_sums()
-        rho, y = self._engine.cells()
+        rho, y, flux = self._engine.cells()
         dx = self._static["cell_dx"][:, None]
         mass = self._link_sum(rho.sum(axis=0) * dx)
-        flow = self._link_sum((rho * self._speeds(rho, y)).sum(axis=0) * dx)
+        flow = self._link_sum((rho * self._speeds(rho, y, flux)).sum(axis=0) * dx)
         return mass, flow
 
     def current_phase(self) -> np.ndarray:
@@ -409,16 +426,19 @@ class Simulator:
     # ------------------------------------------------------------------ helpers
 
     def _pressures(self, rho: np.ndarray) -> np.ndarray:
-        """p_k per class, cell and scenario of a (2, n_cells, B) density array."""
+        """p_k per class, cell and scenario of a (2, n_cells, B) density array (physics.pressure)."""
         cfg, st = self.config, self._static
-        rj = st["cell_rj"][:, None]
-        eff = [physics.effective_density(rho[0], rho[1], k, cfg.alpha) for k in range(2)]
-        return np.stack([physics.pressure(eff[k], rj, st["kp"][k][:, None], cfg.gamma) for k in range(2)])
+        rj, vf, wave = st["cell_rj"][:, None], st["cell_vf"][:, None], cfg.wave_speed_mps
+        eff = [physics.effective_density(rho[0], rho[1], k, cfg.alpha,
+                                         cfg.moto_space_weight) for k in range(2)]
+        return np.stack([np.maximum(vf + wave - wave * rj / np.maximum(r, 1e-300), 0.0) for r in eff])
 
-    def _speeds(self, rho: np.ndarray, y: np.ndarray) -> np.ndarray:
+    def _speeds(self, rho: np.ndarray, y: np.ndarray, flux: np.ndarray) -> np.ndarray:
+        """Per class speeds as physics.cell_speed computes them: min(v, F / rho), 0 if absent."""
         present = rho > self.config.eps_density
-        w = np.where(present, y / np.where(present, rho, 1.0), 0.0)
-        return np.where(present, np.maximum(w - self._pressures(rho), 0.0), 0.0)
+        safe = np.where(present, rho, 1.0)
+        v = np.maximum(y / safe - self._pressures(rho), 0.0)
+        return np.where(present, np.minimum(v, flux / safe), 0.0)
 
     def _link_sum(self, per_cell: np.ndarray) -> np.ndarray:
         """(n_cells, B) -> (B, n_links) sums over each link's cells."""
@@ -471,24 +491,18 @@ def _static_arrays(network: Network, cfg: SimConfig) -> dict[str, Any]:
     jn_out_ptr[1:] = np.cumsum([len(o) for o in outs])
     jn_out_link = np.array([lk for o in outs for lk in o], dtype=np.int64)
 
-    creep = np.array([cfg.creep_speed_mps, 0.0])
-    if np.any(a["link_free_speed"] <= cfg.creep_speed_mps):
-        raise ConfigError(
-            f"SimConfig.creep_speed_mps={cfg.creep_speed_mps} must be below every link's free speed "
-            f"(slowest {a['link_free_speed'].min():.2f} m/s)"
-        )
-    scale = np.array([cfg.pressure_scale_m, cfg.pressure_scale_c])
-    kp = np.ascontiguousarray(scale[:, None] * (cell_vf[None, :] - creep[:, None]))
-    # largest w anywhere: the equilibrium w_e = V_e + p peaks at r = 0 or at r = rho_jam
-    w_max = float(np.max(np.maximum(cell_vf[None, :], creep[:, None] + kp)))
-    c_bound = max(w_max, cfg.gamma * float(kp.max()))
+    # Wave speeds (docs/model.md): lambda_2 = v <= w and, congested, lambda_1 = w - v_f - W. Every
+    # w lies in [min v_f, max v_f] (vehicles enter at w = v_f, relax toward it, and take
+    # min(w, v_f) onto a new link), so |lambda| <= max(max v_f, max(v_f + W) - min v_f).
+    w_max, w_min = float(cell_vf.max()), float(cell_vf.min())
+    c_bound = max(w_max, float((cell_vf + cfg.wave_speed_mps).max()) - w_min)
     exit_links = np.array(network.exit_links, dtype=np.int64)
     ends = link_first[exit_links + 1] - 1
     factor = cfg.exit_capacity_factor
-    exit_cap = np.array([factor * _capacity(cell_rj[i], w_max, kp[1, i], cfg) for i in ends])
+    capacity = capacity_veh_s(cell_vf, cell_rj, cfg)  # per cell, all lanes
+    exit_cap = factor * capacity[ends]
     # node-model priorities: the capacity of each stream's approach (its last cell)
-    st_last = link_first[a["stream_link"] + 1] - 1
-    st_cap = np.array([_capacity(cell_rj[i], w_max, kp[1, i], cfg) for i in st_last], dtype=np.float64)
+    st_cap = np.array(capacity[link_first[a["stream_link"] + 1] - 1], dtype=np.float64)
     return {
         "cell_rj": cell_rj, "cell_vf": cell_vf, "cell_dx": cell_dx, "cell_first": cell_first,
         "cell_last": last, "cell_link": cell_link, "interior": interior, "link_first": link_first,
@@ -499,16 +513,17 @@ def _static_arrays(network: Network, cfg: SimConfig) -> dict[str, Any]:
             "mov_yield_share")},
         "st_link": np.array(a["stream_link"]), "st_cap": st_cap,
         "entry_link": np.array(network.entry_links, dtype=np.int64), "exit_link": exit_links,
-        "exit_cap": exit_cap, "kp": kp, "creep": creep,
+        "exit_cap": exit_cap,
         "tau": np.array([cfg.tau_m, cfg.tau_c]), "c_bound": float(c_bound), "w_max": w_max,
         "link_vf": np.array(a["link_free_speed"], dtype=np.float64),
     }
 
 
-def _capacity(rho_jam: float, w: float, k_press: float, cfg: SimConfig) -> float:
-    """Largest flow (veh/s) a cell sends on the car curve of the largest w: no demand exceeds it."""
-    rc = physics.critical_density(w, rho_jam, k_press, cfg.gamma)
-    return physics.curve_flow(rc, w, rho_jam, k_press, cfg.gamma)
+def capacity_veh_s(free_speed_mps: Any, rho_jam: Any, config: SimConfig) -> Any:
+    """Capacity (veh/s) of the triangular diagram, v_f W k_j / (v_f + W), for jam density rho_jam
+    (veh/m, all lanes): the most cars a link discharges, the saturation flow of its approach."""
+    wave = config.wave_speed_mps
+    return free_speed_mps * wave * rho_jam / (free_speed_mps + wave)
 
 
 def _make_engine(backend: str, sim: Simulator) -> Any:
