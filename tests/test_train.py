@@ -20,6 +20,7 @@ from lib.rl.train import RunConfig, RunFailed, run
 from lib.rl.vecenv import TrafficVecEnv
 from lib.runlog.analysis import analyse_path
 from lib.runlog.reader import find_log
+from lib.runlog.report import render_text
 from lib.sim.simulator import Simulator
 
 SMALL = {
@@ -41,6 +42,14 @@ def test_run_start_says_which_backend_auto_chose(tmp_path, pool_events):
     assert start["params"]["env"]["backend"] == "auto"
     assert start["backend"] == build["backend"] and start["backend"] in ("cpu", "cuda")
     assert (start["device"] == "cpu") == (start["backend"] == "cpu")
+    (said,) = pool_events("backend")  # and why: the device, or why CUDA is not used
+    assert said["requested"] == "auto" and said["backend"] == start["backend"]
+    assert said["device"] == start["device"] and (said["reason"] == "") == (said["backend"] == "cuda")
+    end = records[-1]  # the run's kernel launches, per decision step, and their grid sizes
+    assert end["decisions"] > 0 and end["launches"] >= end["decisions"] and end["grid_sizes"]
+    assert end["launches_per_decision"] == round(end["launches"] / end["decisions"], 2)
+    summary = render_text(analyse_path(find_log(tmp_path))).split("== ")[1]
+    assert f"kernel launches: {end['launches']} over {end['decisions']} decision steps" in summary
 
 
 def test_a_300_step_dqn_run_learns_builds_once_and_writes_everything(tmp_path, pool_events):

@@ -123,6 +123,9 @@ def lease_for(config: EnvConfig, n_slots: int) -> pool.Lease:
     )
 
 
+DECISION_STEPS = [0]  # SignalBatch.step calls in this process: a run's launches per decision divide by it
+
+
 class SignalBatch:
     """The control loop for the B scenarios of one simulator (B = 1 for the single env)."""
 
@@ -230,6 +233,7 @@ class SignalBatch:
         factor = np.where(self.peak, peak, 1.0)
         sim.set_demand(self.demand * factor[:, None], self.config.moto_share)
         sim.advance(self.interval)
+        DECISION_STEPS[0] += 1
         self.steps += 1
         obs = self.observe()
         r = self.reads

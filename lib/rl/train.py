@@ -48,7 +48,7 @@ from lib.obs.warn import capture_warnings
 from lib.rl import plots, pool, protocol, tensorboard, tuning
 from lib.rl.callbacks import BestModelCallback, CheckpointCallback, ProgressCallback
 from lib.rl.checkpoints import Checkpoints
-from lib.rl.env import TrafficSignalEnv
+from lib.rl.env import DECISION_STEPS, TrafficSignalEnv
 from lib.rl.evaluate import (
     Evaluation,
     evaluate,
@@ -61,7 +61,8 @@ from lib.rl.evaluate import (
 from lib.rl.run_config import DEFAULT_LEARNING_STARTS, SANITY_SEED_OFFSET, RunConfig
 from lib.rl.sanity import run_checks
 from lib.rl.vecenv import TrafficVecEnv
-from lib.sim.simulator import cuda_available, pick_backend
+from lib.sim import launches
+from lib.sim.simulator import BackendChoice, choose_backend, cuda_available
 
 REFERENCES = tuning.BASELINES
 EVENTS_LOG = "events.log"  # the run's events, beside its results (plain text, one event a line)
@@ -120,17 +121,20 @@ def _run(config: RunConfig) -> RunResult:
     run_id = config.run_id
     config = config.replace(commit=config.commit or git_commit())
     result = RunResult(status="ok", output_dir=Path(config.output_dir), run_id=run_id)
+    choice = choose_backend(config.env.backend)
     emit(
         "run_start",
         run_id=run_id,
         commit=config.commit,
         params=config.to_dict(),
-        backend=pick_backend(config.env.backend),  # what "auto" chose; params keeps the request
-        device=device_name(config.env.backend),
+        backend=choice.backend,  # what "auto" chose; params keeps the request
+        device=choice.device,
         versions=versions(),
         lib_hash=lib_hash(),
     )
+    report_backend(choice)
     threads = torch.get_num_threads()
+    counted = launches.TOTAL.snapshot(), DECISION_STEPS[0]
     try:
         torch.set_num_threads(config.torch_threads)
         with capture_warnings(), sigterm_interrupts(), owned(Path(config.output_dir)):
@@ -145,7 +149,8 @@ def _run(config: RunConfig) -> RunResult:
         result.seconds = time.monotonic() - started
         ending = {"error": result.error} if result.error and result.status == "error" else {}
         emit(
-            "run_end", status=result.status, seconds=round(result.seconds, 3), builds=result.builds, **ending
+            "run_end", status=result.status, seconds=round(result.seconds, 3), builds=result.builds, **ending,
+            **launch_report(*counted),
         )
     if result.status == "error":
         raise RunFailed(f"run {run_id} failed: {result.error}", result)
@@ -439,14 +444,25 @@ def sigterm_interrupts() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
-def device_name(backend: str) -> str:
-    """The GPU's name when the simulator will run on CUDA, else "cpu"."""
-    if pick_backend(backend) != "cuda":
-        return "cpu"
-    from numba import cuda
+def launch_report(before: dict[str, Any], decisions_before: int) -> dict[str, Any]:
+    """The run's kernel launches (every simulator of the process), per decision step (one
+    SignalBatch.step: set_phase, advance and read-outs of a whole batch), and how many launches
+    had each grid size (blocks): where a GPU's time goes when it sits idle."""
+    counted = launches.since(before)
+    decisions = DECISION_STEPS[0] - decisions_before
+    per = round(counted["launches"] / decisions, 2) if decisions else None
+    return {"launches": counted["launches"], "decisions": decisions, "launches_per_decision": per,
+            "grid_sizes": {str(g): n for g, n in sorted(counted["grids"].items())}}
 
-    name = cuda.get_current_device().name
-    return name.decode() if isinstance(name, bytes) else str(name)
+
+def report_backend(choice: BackendChoice) -> None:
+    """The `backend` event (what was asked, what runs, on which device, why not CUDA), and a
+    `warning` when a Kaggle GPU session runs on the CPU: that session's GPU time is being spent idle."""
+    emit("backend", requested=choice.requested, backend=choice.backend, device=choice.device,
+         reason=choice.reason)
+    if choice.gpu_unused:
+        emit("warning", category="gpu_unused", count=1,
+             message=f"a GPU accelerator is attached but the simulator runs on the CPU: {choice.reason}")
 
 
 def versions() -> dict[str, str | None]:

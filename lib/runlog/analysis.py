@@ -62,6 +62,8 @@ class Analysis:
         self.run: dict[str, Any] = {}
         self.run_starts = 0
         self.run_end: dict[str, Any] | None = None
+        self.backend: dict[str, Any] = {}
+        self.launches: dict[str, Any] = {}
         self.timeline = Timeline()
         self.builds = Bounded()
         self.compile = {"count": 0, "seconds": 0.0, "cached": 0}
@@ -124,6 +126,9 @@ class Analysis:
             self.run = {k: record[k] for k in keys if k in record}
             self.run["started_at"] = at
 
+    def _on_backend(self, record: dict[str, Any], at: float) -> None:
+        self.backend = {k: record[k] for k in ("requested", "backend", "device", "reason") if k in record}
+
     def _on_phase_start(self, record: dict[str, Any], at: float) -> None:
         self.timeline.start(str(record.get("phase", "?")), at)
 
@@ -169,12 +174,22 @@ class Analysis:
                         "builds": record.get("builds")}
         if record.get("error") is not None:
             self.run_end["error"] = record.get("error")
+        if record.get("launches") is not None:
+            grids = record.get("grid_sizes")
+            grids = grids if isinstance(grids, dict) else {}
+            self.launches = {
+                "launches": record.get("launches"), "decisions": record.get("decisions"),
+                "per_decision": record.get("launches_per_decision"),
+                "grid_sizes": {str(k): v for k, v in grids.items() if number(v) is not None},
+            }
 
     def result(self) -> dict[str, Any]:
         """The analysis as a dict of plain values (NaN possible: lib.report.to_json writes strict JSON).
 
         Keys: kind ("events", "legacy" or "plain"), notes, lines, events, malformed_events,
-        unknown_events, run (from run_start), builds (count, expected, redundant, seconds, lost_s,
+        unknown_events, run (from run_start), backend (from the backend event: requested, backend,
+        device, reason), launches (from run_end: launches, decisions, per_decision, grid_sizes),
+        builds (count, expected, redundant, seconds, lost_s,
         items with phase and preceding lines), timeline (total_s, inferred, phases with start,
         seconds, share, count, open, plus "start-up" and "between phases"; intervals; useful_s
         (train, eval and baselines), useful_share,
@@ -195,6 +210,8 @@ class Analysis:
             "malformed_events": self.bad_events,
             "unknown_events": dict(self.unknown),
             "run": self.run,
+            "backend": self.backend,
+            "launches": self.launches,
             "builds": self._builds(),
             "timeline": timeline(intervals, end, inferred),
             "compile": self.compile,
@@ -288,7 +305,7 @@ class Analysis:
 
 
 _HANDLED = {
-    "run_start", "phase_start", "phase_end", "network_build", "kernel_compile", "sanity",
+    "run_start", "backend", "phase_start", "phase_end", "network_build", "kernel_compile", "sanity",
     "train_progress", "eval_progress", "eval_result", "checkpoint", "warning", "run_end",
 }
 

@@ -206,6 +206,7 @@ def _summary(analysis: dict[str, Any]) -> Section:
     if run:
         lines.append(f"run {run.get('run_id')} commit {run.get('commit')} backend {run.get('backend')} "
                      f"device {run.get('device')}")
+    lines += _backend_lines(analysis)
     if analysis.get("kernel"):
         kernel = analysis["kernel"]
         lines.append(f"Kaggle kernel {kernel['ref']}: {kernel['status']}"
@@ -213,6 +214,27 @@ def _summary(analysis: dict[str, Any]) -> Section:
     lines.append("ending: " + _ending(ending, analysis["timeline"].get("total_s")))
     lines += [f"note: {note}" for note in analysis["notes"]]
     return Section("Summary", lines)
+
+
+def _backend_lines(analysis: dict[str, Any]) -> list[str]:
+    """Why the run is on its backend, its kernel launches, and a Kaggle GPU left idle, said where
+    nobody misses them."""
+    chosen = analysis.get("backend") or {}
+    lines = []
+    if chosen:
+        why = f": {chosen['reason']}" if chosen.get("reason") else ""
+        lines.append(f"backend {chosen.get('backend')} on {chosen.get('device')} "
+                     f"(asked {chosen.get('requested')}){why}")
+    counted = analysis.get("launches") or {}
+    if counted:
+        grids = ", ".join(f"{g} x{n}" for g, n in counted["grid_sizes"].items())
+        lines.append(f"kernel launches: {_fmt(counted['launches'])} over {_fmt(counted['decisions'])} "
+                     f"decision steps ({_fmt(counted['per_decision'])} per decision); "
+                     f"grid sizes (blocks x launches): {grids or '-'}")
+    for w in analysis["warnings"]:
+        if w["category"] == "gpu_unused":
+            lines.append(f"WARNING: the GPU sat idle: {w.get('message')}")
+    return lines
 
 
 def _ending(ending: dict[str, Any], total: float | None = None) -> str:

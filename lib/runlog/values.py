@@ -63,9 +63,10 @@ def rounded(value: float | None) -> float | None:
 # must read such a log with a note, never a traceback.
 TEXT_FIELDS = frozenset({"event", "phase", "status", "error", "controller", "path", "category", "message",
                          "run_id", "commit", "backend", "device", "key", "check", "detail", "source",
-                         "lib_hash", "name"})
+                         "lib_hash", "name", "requested", "reason"})
 NUMERIC_FIELDS = frozenset({"t", "seconds", "bytes", "cells", "links", "nodes", "scenarios", "n", "steps",
-                            "total", "steps_per_s", "builds", "count", "episodes", "updates"})
+                            "total", "steps_per_s", "builds", "count", "episodes", "updates", "launches",
+                            "decisions", "launches_per_decision"})
 MAX_DEPTH = 6
 MAX_TEXT = 2000
 

@@ -336,6 +336,7 @@ class CpuEngine:
         self._cfg = sim.config
         self._st = st
         self.B = B
+        self.launches = sim.launches
         threads = sim.config.cpu_threads or cpu_threads()
         # lanes per chunk: up to cpu_chunk, but narrow enough that every thread gets a chunk
         self.W = max(1, min(sim.config.cpu_chunk, -(-B // threads)))
@@ -438,12 +439,15 @@ class CpuEngine:
         """(B, n_approaches, 3): near-stop-line vehicles and speed sum, and queued vehicles."""
         st, cfg = self._st, self._cfg
         out = np.empty((self.n_chunks, len(app_cells), 3, self.W))
+        self.launches.add("approach_kernel", self.n_chunks)
         approach_kernel(self.rho, self.y, self.flux, st["cell_rj"], st["cell_vf"], st["cell_dx"], app_cells,
                         float(cfg.alpha), float(cfg.moto_space_weight), float(cfg.wave_speed_mps),
                         float(cfg.eps_density), float(cfg.queue_speed_mps), float(cfg.queue_min_density), out)
         return self._from_chunks(out).transpose(2, 0, 1)
 
     def advance(self, n_steps: int, dt: float, dt_last: float) -> None:
+        """One launch (counted once, its grid the chunks) split into one range of chunks per thread."""
+        self.launches.add("advance_kernel2" if self._cfg.order == 2 else "advance_kernel", self.n_chunks)
         if self._jobs is None:
             bounds = np.linspace(0, self.n_chunks, self.n_threads + 1).round().astype(int)
             pairs = zip(bounds[:-1], bounds[1:], strict=True)

@@ -1,18 +1,25 @@
 """CUDA backend: numba.cuda kernels running the per-cell physics of lib/sim/physics.py.
 
-One launch per stage per substep over all (cell, scenario) pairs, thread index with the scenario
-fastest so neighbouring threads touch neighbouring addresses ([class][cell][scenario] layout).
-Per-scenario tallies (entries, exits, link outflow, delay) run one thread per scenario looping in
-the same order as the CPU kernel, so both backends add the same numbers in the same order. The
-state stays on the device; read-outs are reduced on the device and copy back only their result.
-The kernels are cached on disk in a folder keyed by the hash of lib/sim/physics.py and this file
-(`kernel_cache.source_keyed`).
+One launch per `advance`, whatever its length: `k_advance` (first order) or `k_advance2`
+(SimConfig.order = 2) runs every substep for all scenarios. A block holds up to 32 consecutive
+scenarios (threadIdx.x: neighbouring threads touch neighbouring addresses in the
+[class][cell][scenario] layout) times a few threads per scenario (threadIdx.y) that share out the
+cells, links and junctions of each stage; `cuda.syncthreads()` separates the stages of a substep,
+which is enough because a scenario never reads another scenario's data. Amber is timed inside the
+kernel (physics.movement_gate compares the amber left with the substep's time); minimum green
+only matters when `set_phase` is called, on the host. Per-scenario tallies (entries, exits, link
+outflow, delay) run on one thread per scenario looping in the CPU kernel's order, so both backends
+add the same numbers in the same order. Arguments travel as named tuples of arrays (Static,
+State, Work, Stages, Params; the kernels unpack Work and Stages into the views Scratch and Heun).
+The state stays on the device; read-outs are reduced there and copy back only their result.
+Kernels are cached on disk in a folder keyed by the hash of lib/sim/physics.py
+and this file (`kernel_cache.source_keyed`).
 """
 
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 from numba import cuda
@@ -36,162 +43,308 @@ cell_speed = _P.cell_speed
 THREADS = 128
 
 
-@source_keyed(cuda.jit(cache=True), __file__)
-def k_eval(rho, y, cell_rj, cell_vf, wave, alpha, eps_m, eps, dem, wv, vel, phi):
-    t = cuda.grid(1)
-    n_scen = rho.shape[2]
-    if t < rho.shape[1] * n_scen:
-        i = t // n_scen
-        eval_cell(i, t % n_scen, rho, y, cell_rj, cell_vf, wave, alpha, eps_m, eps, dem, wv, vel, phi)
+class Static(NamedTuple):
+    """The network's arrays, fixed per Simulator (Simulator._static names)."""
+
+    cell_rj: Any
+    cell_vf: Any
+    cell_dx: Any
+    cell_first: Any
+    cell_last: Any
+    cell_link: Any
+    interior: Any
+    entry_link: Any
+    exit_link: Any
+    exit_cap: Any
+    link_first: Any
+    jn_mov_ptr: Any
+    jn_out_ptr: Any
+    jn_st_ptr: Any
+    jn_out_link: Any
+    mov_in: Any
+    mov_out: Any
+    mov_ratio: Any
+    mov_signal: Any
+    mov_phase: Any
+    mov_stream: Any
+    mov_yield: Any
+    mov_yield_share: Any
+    st_link: Any
+    st_cap: Any
 
 
-@source_keyed(cuda.jit(cache=True), __file__)
-def k_interior(interior, rho, cell_rj, cell_vf, wave, eps_m, c_bound, dem, wv, vel, phi, gout, gyout):
-    t = cuda.grid(1)
-    n_scen = rho.shape[2]
-    if t < interior.shape[0] * n_scen:
-        i = interior[t // n_scen]
-        interior_flux(i, t % n_scen, rho, cell_rj, cell_vf, wave, eps_m, c_bound, dem, wv, vel, phi, gout,
-                      gyout)
+class State(NamedTuple):
+    """What evolves and what the host sets: cells, entry queues and rates, signals, counters."""
+
+    rho: Any
+    y: Any
+    flux: Any
+    queue: Any
+    rate: Any
+    sig_phase: Any
+    sig_amber: Any
+    entered: Any
+    exited: Any
+    delay: Any
+    link_out: Any
 
 
-@source_keyed(cuda.jit(cache=True), __file__)
-def k_zero_links(lin, lyin):
-    t = cuda.grid(1)
-    n_scen = lin.shape[2]
-    if t < lin.shape[1] * n_scen:
-        lk = t // n_scen
-        s = t % n_scen
-        for k in range(2):
-            lin[k, lk, s] = 0.0
-            lyin[k, lk, s] = 0.0
+class Scratch(NamedTuple):
+    """One substep's intermediates, as the kernel sees them: views into Work's arrays."""
+
+    dem: Any
+    wv: Any
+    vel: Any
+    phi: Any
+    gout: Any
+    gyout: Any
+    lin: Any
+    lyin: Any
+    sd: Any
+    sdw: Any
+    sdp: Any
+    st_h: Any
+    st_q: Any
+    rsup: Any
+    rres: Any
+    cell_delay: Any
 
 
-@source_keyed(cuda.jit(cache=True), __file__)
-def k_junctions(
-    t_local, rho, cell_rj, cell_vf, wave, eps_m, c_bound, dem, wv, vel, phi, gout, gyout, lin, lyin,
-    link_first, jn_mov_ptr, jn_out_ptr, jn_st_ptr, jn_out_link, mov_in, mov_out, mov_ratio, mov_signal,
-    mov_phase, mov_stream, mov_yield, mov_yield_share, st_link, st_cap, sig_phase, sig_amber, t_gap, t_follow,
-    sd, sdw, sdp, st_h, st_q, rsup, rres,
-):
-    """One thread per (junction, scenario): physics.junction_flow, all its passes."""
-    t = cuda.grid(1)
-    n_scen = rho.shape[2]
-    if t < (jn_mov_ptr.shape[0] - 1) * n_scen:
-        n = t // n_scen
-        junction_flow(
-            n, t % n_scen, t_local, rho, cell_rj, cell_vf, wave, eps_m, c_bound, dem, wv, vel, phi, gout,
-            gyout,
-            lin, lyin, jn_mov_ptr, jn_out_ptr, jn_st_ptr, jn_out_link, mov_in, mov_out, mov_ratio, mov_signal,
-            mov_phase, mov_stream, mov_yield, mov_yield_share, st_link, st_cap, sig_phase, sig_amber,
-            link_first, t_gap, t_follow, sd, sdw, sdp, st_h, st_q, rsup, rres,
-        )
+class Work(NamedTuple):
+    """Scratch as the kernel receives it, packed into five arrays: kernel parameters are limited
+    to 4 KB on sm_60 (a P100), and each array costs 56 to 88 bytes of them."""
+
+    cells: Any  # (6, 2, n_cells, B): dem, wv, vel, phi, gout, gyout
+    links: Any  # (5, 2, n_links, B): lin, lyin, sd, sdw, sdp
+    streams: Any  # (2, n_streams, B): st_h, st_q
+    supply: Any  # (2, n_links, B): rsup, rres
+    cell_delay: Any  # (n_cells, B)
 
 
-@source_keyed(cuda.jit(cache=True), __file__)
-def k_boundaries(
-    h, rho, cell_rj, cell_vf, wave, alpha, eps_m, c_bound, dem, wv, vel, gout, gyout, lin, lyin,
-    entry_link, exit_link, exit_cap, link_first, queue, rate, entered, exited, link_out,
-):
-    """One thread per scenario: entries, exits and link outflow tallies, in the CPU's order."""
-    s = cuda.grid(1)
-    if s < rho.shape[2]:
-        for e in range(entry_link.shape[0]):
-            entered[s] += entry_flow(
-                e, s, h, rho, cell_rj, cell_vf, wave, alpha, eps_m, c_bound, vel, lin, lyin, entry_link,
-                link_first, queue, rate,
+class Heun(NamedTuple):
+    """Order 2 only, as the kernel sees it: MUSCL face states and the state saved at the start of
+    the step (SSP-RK2); views into Stages' arrays."""
+
+    rho_l: Any
+    y_l: Any
+    rho_r: Any
+    y_r: Any
+    rho0: Any
+    y0: Any
+    queue0: Any
+    entered0: Any
+    exited0: Any
+    out0: Any
+
+
+class Stages(NamedTuple):
+    """Heun as the kernel receives it, packed like Work."""
+
+    faces: Any  # (4, 2, n_cells, B): rho_l, y_l, rho_r, y_r
+    cells0: Any  # (2, 2, n_cells, B): rho0, y0
+    queue0: Any  # (2, n_entries, B)
+    counters0: Any  # (2, B): entered0, exited0
+    out0: Any  # (n_links, B)
+
+
+class Params(NamedTuple):
+    """The scalars of SimConfig the kernels use."""
+
+    wave: float  # congested wave speed of the triangular diagram, m/s
+    alpha: float
+    eps_m: float  # a motorcycle's share of a car's space
+    eps: float
+    c_bound: float
+    t_gap: float
+    t_follow: float
+    tau_m: float
+    tau_c: float
+
+
+_DEVICE = cuda.jit(device=True)
+
+
+@_DEVICE
+def _slot(n_scen):
+    """(scenario of this thread, or -1 past the last; first item; item stride): a block holds
+    blockDim.x consecutive scenarios (coalesced in the scenario-fastest layout) times blockDim.y
+    threads sharing out the cells, links or junctions of each stage. Threads past the last
+    scenario still reach every barrier."""
+    s = cuda.blockIdx.x * cuda.blockDim.x + cuda.threadIdx.x
+    return (s if s < n_scen else -1), cuda.threadIdx.y, cuda.blockDim.y
+
+
+@_DEVICE
+def _scratch(k):
+    c, lk = k.cells, k.links
+    return Scratch(c[0], c[1], c[2], c[3], c[4], c[5], lk[0], lk[1], lk[2], lk[3], lk[4], k.streams[0],
+                   k.streams[1], k.supply[0], k.supply[1], k.cell_delay)
+
+
+@_DEVICE
+def _heun(g):
+    f = g.faces
+    return Heun(f[0], f[1], f[2], f[3], g.cells0[0], g.cells0[1], g.queue0, g.counters0[0], g.counters0[1],
+                g.out0)
+
+
+@_DEVICE
+def _eval_cells(s, j, nj, rho, y, st, w, p):
+    for i in range(j, rho.shape[1], nj):
+        eval_cell(i, s, rho, y, st.cell_rj, st.cell_vf, p.wave, p.alpha, p.eps_m, p.eps, w.dem, w.wv, w.vel,
+                  w.phi)
+
+
+@_DEVICE
+def _fluxes(s, j, nj, t_local, h, rho_recv, x, st, w, p):
+    """Every flux of one substep (as cpu.fluxes), the stages separated by block barriers: cell
+    interfaces and cleared link inflows, junctions (physics.junction_flow, one thread each),
+    then entries, exits and link outflow tallied by one thread per scenario in the CPU's order."""
+    if s >= 0:
+        for q in range(j, st.interior.shape[0], nj):
+            interior_flux(st.interior[q], s, rho_recv, st.cell_rj, st.cell_vf, p.wave, p.eps_m, p.c_bound,
+                          w.dem, w.wv, w.vel, w.phi, w.gout, w.gyout)
+        for lk in range(j, w.lin.shape[1], nj):
+            for k in range(2):
+                w.lin[k, lk, s] = 0.0
+                w.lyin[k, lk, s] = 0.0
+    cuda.syncthreads()
+    if s >= 0:
+        for n in range(j, st.jn_mov_ptr.shape[0] - 1, nj):
+            junction_flow(
+                n, s, t_local, x.rho, st.cell_rj, st.cell_vf, p.wave, p.eps_m, p.c_bound, w.dem, w.wv, w.vel,
+                w.phi, w.gout, w.gyout, w.lin, w.lyin, st.jn_mov_ptr, st.jn_out_ptr, st.jn_st_ptr,
+                st.jn_out_link, st.mov_in, st.mov_out, st.mov_ratio, st.mov_signal, st.mov_phase,
+                st.mov_stream, st.mov_yield, st.mov_yield_share, st.st_link, st.st_cap, x.sig_phase,
+                x.sig_amber, st.link_first, p.t_gap, p.t_follow, w.sd, w.sdw, w.sdp, w.st_h, w.st_q, w.rsup,
+                w.rres,
             )
-        for x in range(exit_link.shape[0]):
-            exited[s] += exit_flow(x, s, h, dem, wv, gout, gyout, exit_link, exit_cap, link_first, eps_m)
-        for lk in range(link_out.shape[0]):
-            last = link_first[lk + 1] - 1
-            link_out[lk, s] += h * (gout[0, last, s] + gout[1, last, s])
+    cuda.syncthreads()
+    if s >= 0 and j == 0:
+        _boundaries(s, h, x, st, w, p)
+    cuda.syncthreads()
+
+
+@_DEVICE
+def _boundaries(s, h, x, st, w, p):
+    for e in range(st.entry_link.shape[0]):
+        x.entered[s] += entry_flow(e, s, h, x.rho, st.cell_rj, st.cell_vf, p.wave, p.alpha, p.eps_m,
+                                   p.c_bound, w.vel, w.lin, w.lyin, st.entry_link, st.link_first,
+                                   x.queue, x.rate)
+    for e in range(st.exit_link.shape[0]):
+        x.exited[s] += exit_flow(e, s, h, w.dem, w.wv, w.gout, w.gyout, st.exit_link, st.exit_cap,
+                                 st.link_first, p.eps_m)
+    for lk in range(x.link_out.shape[0]):
+        last = st.link_first[lk + 1] - 1
+        x.link_out[lk, s] += h * (w.gout[0, last, s] + w.gout[1, last, s])
+
+
+@_DEVICE
+def _tally_delay(s, h, x, w):
+    """Cells' delay in cell order, then the entry queues (as on the CPU)."""
+    acc = x.delay[s]
+    for i in range(w.cell_delay.shape[0]):
+        acc += w.cell_delay[i, s]
+    for e in range(x.queue.shape[1]):
+        acc += h * (x.queue[0, e, s] + x.queue[1, e, s])
+    x.delay[s] = acc
 
 
 @source_keyed(cuda.jit(cache=True), __file__)
-def k_update(
-    h, rho, y, flux, cell_rj, cell_vf, cell_dx, cell_first, cell_link, wave, alpha, eps_m, eps,
-    decay_m, decay_c, gout, gyout, lin, lyin, cell_delay,
-):
-    t = cuda.grid(1)
-    n_scen = rho.shape[2]
-    if t < rho.shape[1] * n_scen:
-        i = t // n_scen
-        s = t % n_scen
-        cell_delay[i, s] = update_cell(
-            i, s, h, rho, y, flux, cell_rj, cell_vf, cell_dx, cell_first, cell_link, wave, alpha, eps_m, eps,
-            decay_m, decay_c, gout, gyout, lin, lyin,
-        )
+def k_advance(n_steps, dt, dt_last, st, x, work, p):
+    """First order: every substep of one `advance` for the block's scenarios, in one launch."""
+    s, j, nj = _slot(x.rho.shape[2])
+    w = _scratch(work)
+    for step in range(n_steps):
+        h = dt if step < n_steps - 1 else dt_last
+        decay_m, decay_c = math.exp(-h / p.tau_m), math.exp(-h / p.tau_c)
+        if s >= 0:
+            _eval_cells(s, j, nj, x.rho, x.y, st, w, p)
+        cuda.syncthreads()
+        _fluxes(s, j, nj, step * dt, h, x.rho, x, st, w, p)
+        if s >= 0:
+            for i in range(j, x.rho.shape[1], nj):
+                w.cell_delay[i, s] = update_cell(
+                    i, s, h, x.rho, x.y, x.flux, st.cell_rj, st.cell_vf, st.cell_dx, st.cell_first,
+                    st.cell_link, p.wave, p.alpha, p.eps_m, p.eps, decay_m, decay_c, w.gout, w.gyout, w.lin,
+                    w.lyin,
+                )
+        cuda.syncthreads()
+        if s >= 0 and j == 0:
+            _tally_delay(s, h, x, w)
+
+
+@_DEVICE
+def _save_or_average(s, j, nj, x, u, average):
+    """SSP-RK2's bookkeeping over everything an Euler stage changes (cells, queues, counters):
+    save the state (average False) or average it with the saved one (True), as cpu.average_into."""
+    for i in range(j, x.rho.shape[1], nj):
+        for k in range(2):
+            x.rho[k, i, s], u.rho0[k, i, s] = _mix(x.rho[k, i, s], u.rho0[k, i, s], average)
+            x.y[k, i, s], u.y0[k, i, s] = _mix(x.y[k, i, s], u.y0[k, i, s], average)
+    for e in range(j, x.queue.shape[1], nj):
+        for k in range(2):
+            x.queue[k, e, s], u.queue0[k, e, s] = _mix(x.queue[k, e, s], u.queue0[k, e, s], average)
+    for lk in range(j, x.link_out.shape[0], nj):
+        x.link_out[lk, s], u.out0[lk, s] = _mix(x.link_out[lk, s], u.out0[lk, s], average)
+    if j == 0:
+        x.entered[s], u.entered0[s] = _mix(x.entered[s], u.entered0[s], average)
+        x.exited[s], u.exited0[s] = _mix(x.exited[s], u.exited0[s], average)
+
+
+@_DEVICE
+def _mix(now, saved, average):
+    """(new value, new save) of one element: saved (average False) or averaged with its save."""
+    return (0.5 * (now + saved), saved) if average else (now, now)
 
 
 @source_keyed(cuda.jit(cache=True), __file__)
-def k_reconstruct(rho, y, cell_first, cell_last, eps_m, eps, rho_l, y_l, rho_r, y_r):
-    """Order 2: MUSCL face states of every (cell, scenario)."""
-    t = cuda.grid(1)
-    n_scen = rho.shape[2]
-    if t < rho.shape[1] * n_scen:
-        reconstruct_cell(t // n_scen, t % n_scen, rho, y, cell_first, cell_last, eps_m, eps, rho_l, y_l,
-                         rho_r,
-                         y_r)
+def k_advance2(n_steps, dt, dt_last, st, x, work, stages, p):
+    """Order 2 (MUSCL + SSP-RK2, as cpu.advance_kernel2): every substep of one `advance`, one launch."""
+    s, j, nj = _slot(x.rho.shape[2])
+    w, u = _scratch(work), _heun(stages)
+    for step in range(n_steps):
+        h = dt if step < n_steps - 1 else dt_last
+        if s >= 0:
+            _save_or_average(s, j, nj, x, u, False)
+        cuda.syncthreads()
+        for stage in range(2):
+            if s >= 0:
+                for i in range(j, x.rho.shape[1], nj):
+                    reconstruct_cell(i, s, x.rho, x.y, st.cell_first, st.cell_last, p.eps_m, p.eps, u.rho_l,
+                                     u.y_l, u.rho_r, u.y_r)
+            cuda.syncthreads()
+            if s >= 0:
+                for i in range(j, x.rho.shape[1], nj):  # eval then face_speed: both write vel, in this order
+                    eval_cell(i, s, u.rho_r, u.y_r, st.cell_rj, st.cell_vf, p.wave, p.alpha, p.eps_m, p.eps,
+                              w.dem, w.wv, w.vel, w.phi)
+                    face_speed(i, s, u.rho_l, u.y_l, st.cell_rj, st.cell_vf, p.wave, p.alpha, p.eps_m, p.eps,
+                               w.vel)
+            cuda.syncthreads()
+            _fluxes(s, j, nj, step * dt, h, u.rho_l, x, st, w, p)
+            keep = 0.0 if stage == 0 else 1.0  # x.flux: the mean of the two stages' outflow
+            if s >= 0:
+                for i in range(j, x.rho.shape[1], nj):
+                    transport_cell(i, s, h, x.rho, x.y, x.flux, keep, 0.5, st.cell_dx, st.cell_first,
+                                   st.cell_link, w.gout, w.gyout, w.lin, w.lyin)
+            cuda.syncthreads()
+        _relax(s, j, nj, h, x, w, u, st, p)
 
 
-@source_keyed(cuda.jit(cache=True), __file__)
-def k_face_speed(rho_f, y_f, cell_rj, cell_vf, wave, alpha, eps_m, eps, vel):
-    t = cuda.grid(1)
-    n_scen = rho_f.shape[2]
-    if t < rho_f.shape[1] * n_scen:
-        face_speed(t // n_scen, t % n_scen, rho_f, y_f, cell_rj, cell_vf, wave, alpha, eps_m, eps, vel)
-
-
-@source_keyed(cuda.jit(cache=True), __file__)
-def k_transport(h, rho, y, flux, keep, weight, cell_dx, cell_first, cell_link, gout, gyout, lin, lyin):
-    t = cuda.grid(1)
-    n_scen = rho.shape[2]
-    if t < rho.shape[1] * n_scen:
-        transport_cell(t // n_scen, t % n_scen, h, rho, y, flux, keep, weight, cell_dx, cell_first, cell_link,
-                       gout, gyout, lin, lyin)
-
-
-@source_keyed(cuda.jit(cache=True), __file__)
-def k_relax(h, rho, y, flux, cell_rj, cell_vf, cell_dx, wave, alpha, eps_m, eps, decay_m, decay_c,
-            cell_delay):
-    t = cuda.grid(1)
-    n_scen = rho.shape[2]
-    if t < rho.shape[1] * n_scen:
-        i = t // n_scen
-        s = t % n_scen
-        cell_delay[i, s] = relax_cell(i, s, h, rho, y, flux, cell_rj, cell_vf, cell_dx, wave, alpha, eps_m,
-                                      eps,
-                                      decay_m, decay_c)
-
-
-@source_keyed(cuda.jit(cache=True), __file__)
-def k_copy(src, dst):
-    """dst <- src over flat (1-D views of contiguous) arrays."""
-    t = cuda.grid(1)
-    if t < src.shape[0]:
-        dst[t] = src[t]
-
-
-@source_keyed(cuda.jit(cache=True), __file__)
-def k_average(a, b):
-    """a <- (a + b) / 2 over flat arrays: the last stage of SSP-RK2 (Heun), as on the CPU."""
-    t = cuda.grid(1)
-    if t < a.shape[0]:
-        a[t] = 0.5 * (a[t] + b[t])
-
-
-@source_keyed(cuda.jit(cache=True), __file__)
-def k_tally_delay(h, cell_delay, queue, delay):
-    """One thread per scenario: cells' delay in cell order, then the entry queues (as on the CPU)."""
-    s = cuda.grid(1)
-    if s < delay.shape[0]:
-        acc = delay[s]
-        for i in range(cell_delay.shape[0]):
-            acc += cell_delay[i, s]
-        for e in range(queue.shape[1]):
-            acc += h * (queue[0, e, s] + queue[1, e, s])
-        delay[s] = acc
+@_DEVICE
+def _relax(s, j, nj, h, x, w, u, st, p):
+    """Order 2's step end: SSP-RK2's average, exact relaxation, the delay tally."""
+    decay_m, decay_c = math.exp(-h / p.tau_m), math.exp(-h / p.tau_c)
+    if s >= 0:
+        _save_or_average(s, j, nj, x, u, True)
+    cuda.syncthreads()
+    if s >= 0:
+        for i in range(j, x.rho.shape[1], nj):
+            w.cell_delay[i, s] = relax_cell(i, s, h, x.rho, x.y, x.flux, st.cell_rj, st.cell_vf, st.cell_dx,
+                                            p.wave, p.alpha, p.eps_m, p.eps, decay_m, decay_c)
+    cuda.syncthreads()
+    if s >= 0 and j == 0:
+        _tally_delay(s, h, x, w)
 
 
 @source_keyed(cuda.jit(cache=True), __file__)
@@ -285,236 +438,194 @@ def _blocks(n: int) -> int:
     return max(1, (n + THREADS - 1) // THREADS)
 
 
-class CudaEngine:
-    """State, scratch and static arrays of a Simulator on the GPU."""
+def advance_shape(n_scen: int, n_items: int) -> tuple[int, tuple[int, int]]:
+    """(blocks, (scenarios per block, threads per scenario)) of the fused kernel: up to 32
+    consecutive scenarios per block (one warp's width along the scenario-fastest layout), and as
+    many threads per scenario as fill THREADS, but no more than the widest stage has items."""
+    tile = min(32, n_scen)
+    lanes = max(1, min(THREADS // tile, n_items))
+    return (n_scen + tile - 1) // tile, (tile, lanes)
 
-    def __init__(self, sim: Any) -> None:
-        st, B = sim._static, sim.n_scenarios
+
+class DeviceMemory:
+    """Where CudaEngine puts its arrays: the GPU."""
+
+    @staticmethod
+    def zeros(shape: Any, dtype: Any = np.float64) -> Any:
+        return cuda.to_device(np.zeros(shape, dtype=dtype))
+
+    @staticmethod
+    def copy(array: np.ndarray) -> Any:
+        return cuda.to_device(np.ascontiguousarray(array))
+
+
+class HostMemory:
+    """numpy arrays of the same dtypes and layouts as DeviceMemory's: an engine built on them
+    gives every kernel's real argument types (`launch_arguments`) without a GPU, for compiling
+    to PTX (tests/test_ptx.py)."""
+
+    zeros = staticmethod(np.zeros)
+    copy = staticmethod(np.ascontiguousarray)
+
+
+class CudaEngine:
+    """State, scratch and static arrays of a Simulator on the GPU; `launches` counts its kernels."""
+
+    def __init__(self, sim: Any, memory: Any = DeviceMemory) -> None:
+        st, B, cfg = sim._static, sim.n_scenarios, sim.config
         nc, nl = len(st["cell_rj"]), len(st["link_first"]) - 1
-        ne = len(st["entry_link"])
-        ns = len(sim.network.signals)
-        self._cfg = sim.config
-        self._st = st
+        ne, n_st, n_jn = len(st["entry_link"]), len(st["st_link"]), len(st["jn_mov_ptr"]) - 1
+        self._cfg = cfg
         self.B = B
-        arrays = {name: v for name, v in st.items() if isinstance(v, np.ndarray)}
-        self.d = {name: cuda.to_device(np.ascontiguousarray(v)) for name, v in arrays.items()}
-        zeros = cuda.device_array
-        self.rho = cuda.to_device(np.zeros((2, nc, B)))
-        self.y = cuda.to_device(np.zeros((2, nc, B)))
-        self.flux = cuda.to_device(np.zeros((2, nc, B)))
-        self.queue_ = cuda.to_device(np.zeros((2, ne, B)))
-        self.rate = cuda.to_device(np.zeros((2, ne, B)))
-        self.counters = {name: cuda.to_device(np.zeros(B)) for name in ("entered", "exited", "delay")}
-        self.link_out = cuda.to_device(np.zeros((nl, B)))
-        self.ns = ns  # the signal arrays keep one row even without signals (physics.movement_gate)
-        self.sig_phase = cuda.to_device(np.zeros((max(ns, 1), B), dtype=np.int64))
-        self.sig_amber = cuda.to_device(np.zeros((max(ns, 1), B)))
-        self.cell_scr = [zeros((2, nc, B)) for _ in range(6)]
-        self.link_scr = [zeros((2, nl, B)) for _ in range(5)]
-        n_st = len(st["st_link"])
-        self.node_scr = [zeros((n_st, B)) for _ in range(2)] + [zeros((nl, B)) for _ in range(2)]
-        self.cell_delay = zeros((nc, B))
-        self.face_scr: list[Any] = []
-        self.saved: list[Any] = []
-        if sim.config.order == 2:
-            self.face_scr = [zeros((2, nc, B)) for _ in range(4)]
-            self.saved = [zeros(a.size) for a in self._evolving()]
-        self.rho0 = None
-        self.y0 = None
-        self.flux0 = None
-        self._app_cells = None
+        self.launches = sim.launches
+        self.memory = memory
+        self.d = {name: memory.copy(v) for name, v in st.items() if isinstance(v, np.ndarray)}
+        self.static = Static(*(self.d[name] for name in Static._fields))
+        zeros = memory.zeros
+        real = np.float32 if cfg.precision == "float32" else np.float64  # cells, queues, scratch
+
+        def cells(shape: tuple) -> Any:
+            return zeros(shape, dtype=real)
+
+        self.ns = len(sim.network.signals)  # signal arrays keep a row without signals (physics.movement_gate)
+        rows = max(self.ns, 1)
+        self.state = State(
+            rho=cells((2, nc, B)), y=cells((2, nc, B)), flux=cells((2, nc, B)), queue=cells((2, ne, B)),
+            rate=cells((2, ne, B)),
+            sig_phase=zeros((rows, B), dtype=np.int64), sig_amber=zeros((rows, B)), entered=zeros(B),
+            exited=zeros(B), delay=zeros(B), link_out=zeros((nl, B)),
+        )
+        self.work = Work(cells((6, 2, nc, B)), cells((5, 2, nl, B)), cells((2, n_st, B)), cells((2, nl, B)),
+                         cells((nc, B)))
+        self.stages = None
+        if cfg.order == 2:
+            self.stages = Stages(cells((4, 2, nc, B)), cells((2, 2, nc, B)), cells((2, ne, B)), zeros((2, B)),
+                                 zeros((nl, B)))
+        self.params = Params(float(cfg.wave_speed_mps), float(cfg.alpha), float(cfg.moto_space_weight),
+                             float(cfg.eps_density), float(st["c_bound"]), float(cfg.left_gap_s),
+                             float(cfg.left_followup_s), float(cfg.tau_m), float(cfg.tau_c))
+        self._shape = advance_shape(B, max(nc, nl, n_jn, ne))
+        self.rho0 = memory.copy(sim._rho0)
+        self.y0 = memory.copy(sim._y0)
+        self.flux0 = memory.copy(sim._flux0)
+        self._app_cells = memory.copy(sim._approach_cells)
+
+    def _launch(self, kernel: Any, blocks: int, threads: Any, *args: Any) -> None:
+        """Launch `kernel` and count it, with its grid size."""
+        self.launches.add(kernel.__name__, blocks)
+        kernel[blocks, threads](*args)
 
     @property
     def nbytes(self) -> int:
-        arrays = [self.rho, self.y, self.flux, self.queue_, self.rate, self.link_out, self.sig_phase,
-                  self.sig_amber,
-                  self.cell_delay, *self.cell_scr, *self.link_scr, *self.node_scr, *self.counters.values(),
-                  *self.d.values(),
-                  *self.face_scr, *self.saved]
+        arrays = [*self.state, *self.work, *self.d.values(), *(self.stages or ())]
         return int(sum(a.nbytes for a in arrays))
 
     def reset(self, idx: np.ndarray, rho0: np.ndarray, y0: np.ndarray, flux0: np.ndarray) -> None:
-        if self.rho0 is None:
-            self.rho0 = cuda.to_device(np.ascontiguousarray(rho0))
-            self.y0 = cuda.to_device(np.ascontiguousarray(y0))
-            self.flux0 = cuda.to_device(np.ascontiguousarray(flux0))
+        """Scenarios `idx` back to the initial state (rho0, y0, flux0: the Simulator's, uploaded at
+        build)."""
         mask = np.zeros(self.B, dtype=np.uint8)
         mask[idx] = 1
-        n = self.rho.shape[1] * self.B
-        k_reset[_blocks(n), THREADS](
-            self.rho, self.y, self.flux, self.queue_, self.rho0, self.y0, self.flux0, cuda.to_device(mask),
-            self.counters["entered"], self.counters["exited"], self.counters["delay"], self.link_out,
-        )
+        self._launch(k_reset, _blocks(self.state.rho.shape[1] * self.B), THREADS,
+                     *self._reset_args(self.memory.copy(mask)))
+
+    def _reset_args(self, mask: Any) -> tuple:
+        x = self.state
+        return (x.rho, x.y, x.flux, x.queue, self.rho0, self.y0, self.flux0, mask, x.entered, x.exited,
+                x.delay, x.link_out)
 
     def upload_signals(self, phase: np.ndarray, amber: np.ndarray) -> None:
-        rows = self.sig_phase.shape[0]
+        rows = self.state.sig_phase.shape[0]
         padded_phase = np.zeros((rows, self.B), dtype=np.int64)
         padded_amber = np.zeros((rows, self.B))
         padded_phase[: self.ns] = phase
         padded_amber[: self.ns] = amber
-        self.sig_phase.copy_to_device(padded_phase)
-        self.sig_amber.copy_to_device(padded_amber)
+        self.state.sig_phase.copy_to_device(padded_phase)
+        self.state.sig_amber.copy_to_device(padded_amber)
 
     def set_rate(self, rate: np.ndarray) -> None:
-        self.rate.copy_to_device(np.ascontiguousarray(rate))
+        self.state.rate.copy_to_device(np.ascontiguousarray(rate, dtype=self.state.rate.dtype))
 
     def set_cells(self, rho: np.ndarray, y: np.ndarray, flux: np.ndarray) -> None:
-        self.rho.copy_to_device(np.ascontiguousarray(rho))
-        self.y.copy_to_device(np.ascontiguousarray(y))
-        self.flux.copy_to_device(np.ascontiguousarray(flux))
+        x = self.state
+        for now, new in ((x.rho, rho), (x.y, y), (x.flux, flux)):
+            now.copy_to_device(np.ascontiguousarray(new, dtype=now.dtype))
 
     def cells(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        return self.rho.copy_to_host(), self.y.copy_to_host(), self.flux.copy_to_host()
+        return self.state.rho.copy_to_host(), self.state.y.copy_to_host(), self.state.flux.copy_to_host()
 
     def queue(self) -> np.ndarray:
-        return self.queue_.copy_to_host()
+        return self.state.queue.copy_to_host()
 
     # Read-outs reduced on the device: each copies back only the (B,), (B, n_links) or
     # (B, n_approaches, 3) numbers it returns, never the cell state.
 
     def vehicles(self) -> np.ndarray:
         out = cuda.device_array(self.B)
-        k_vehicles[_blocks(self.B), THREADS](self.rho, self.queue_, self.d["cell_dx"], out)
+        self._launch(k_vehicles, _blocks(self.B), THREADS, *self._vehicles_args(out))
         return out.copy_to_host()
+
+    def _vehicles_args(self, out: Any) -> tuple:
+        return self.state.rho, self.state.queue, self.d["cell_dx"], out
 
     def link_sums(self) -> tuple[np.ndarray, np.ndarray]:
         """(B, n_links) vehicles and sum of speeds (veh m/s) per link."""
-        d = self.d
-        nl = d["link_first"].shape[0] - 1
+        nl = self.state.link_out.shape[0]
         mass, flow = cuda.device_array((nl, self.B)), cuda.device_array((nl, self.B))
-        k_link_sums[_blocks(nl * self.B), THREADS](
-            self.rho, self.y, self.flux, d["cell_rj"], d["cell_vf"], d["cell_dx"], d["link_first"],
-            *self._scalars(),
-            mass, flow,
-        )
+        self._launch(k_link_sums, _blocks(nl * self.B), THREADS, *self._link_sums_args(mass, flow))
         return mass.copy_to_host().T, flow.copy_to_host().T
 
-    def _device_copy(self, app_cells: np.ndarray) -> Any:
-        """The approach cell table on the device, uploaded once (it is fixed per Simulator)."""
-        if self._app_cells is None:
-            self._app_cells = cuda.to_device(np.ascontiguousarray(app_cells))
-        return self._app_cells
+    def _link_sums_args(self, mass: Any, flow: Any) -> tuple:
+        d, p, x = self.d, self.params, self.state
+        return (x.rho, x.y, x.flux, d["cell_rj"], d["cell_vf"], d["cell_dx"], d["link_first"], p.wave,
+                p.alpha, p.eps_m, p.eps, mass, flow)
 
     def approach_sums(self, app_cells: np.ndarray) -> np.ndarray:
-        """(B, n_approaches, 3): near-stop-line vehicles and speed sum, and queued vehicles."""
-        d, cfg = self.d, self._cfg
+        """(B, n_approaches, 3): near-stop-line vehicles and speed sum, and queued vehicles (the
+        approach table `app_cells` is the Simulator's, uploaded at build)."""
         n_app = app_cells.shape[0]
         out = cuda.device_array((n_app, self.B, 3))
         if n_app:
-            k_approach_sums[_blocks(n_app * self.B), THREADS](
-                self.rho, self.y, self.flux, d["cell_rj"], d["cell_vf"], d["cell_dx"],
-                self._device_copy(app_cells),
-                *self._scalars(), float(cfg.queue_speed_mps),
-                float(cfg.queue_min_density), out,
-            )
+            self._launch(k_approach_sums, _blocks(n_app * self.B), THREADS, *self._approach_args(out))
         return out.copy_to_host().transpose(1, 0, 2)
 
+    def _approach_args(self, out: Any) -> tuple:
+        d, cfg, p, x = self.d, self._cfg, self.params, self.state
+        return (x.rho, x.y, x.flux, d["cell_rj"], d["cell_vf"], d["cell_dx"], self._app_cells, p.wave,
+                p.alpha, p.eps_m, p.eps, float(cfg.queue_speed_mps), float(cfg.queue_min_density), out)
+
     def counter(self, name: str) -> np.ndarray:
-        return self.counters[name].copy_to_host()
+        return getattr(self.state, name).copy_to_host()
 
     def link_outflow(self) -> np.ndarray:
-        return self.link_out.copy_to_host().T.copy()
+        return self.state.link_out.copy_to_host().T.copy()
 
     def advance(self, n_steps: int, dt: float, dt_last: float) -> None:
-        d, cfg, B = self.d, self._cfg, self.B
-        dem, wv, vel, phi, gout, gyout = self.cell_scr
-        lin, lyin = self.link_scr[:2]
-        nc = self.rho.shape[1]
-        tau = self._st["tau"]
-        wave, alpha, eps_m, eps = self._scalars()
-        cell_args = (d["cell_rj"], d["cell_vf"], wave, alpha, eps_m, eps)
-        for step in range(n_steps):
-            h = dt if step < n_steps - 1 else dt_last
-            decay_m, decay_c = math.exp(-h / tau[0]), math.exp(-h / tau[1])
-            if cfg.order == 1:
-                k_eval[_blocks(nc * B), THREADS](self.rho, self.y, *cell_args, dem, wv, vel, phi)
-                self._fluxes(step * dt, h, self.rho)
-                k_update[_blocks(nc * B), THREADS](
-                    h, self.rho, self.y, self.flux, d["cell_rj"], d["cell_vf"], d["cell_dx"], d["cell_first"],
-                    d["cell_link"], wave, alpha, eps_m, eps, decay_m, decay_c, gout, gyout, lin, lyin,
-                    self.cell_delay,
-                )
-            else:
-                self._heun_step(step * dt, h, cell_args)
-                k_relax[_blocks(nc * B), THREADS](
-                    h, self.rho, self.y, self.flux, d["cell_rj"], d["cell_vf"], d["cell_dx"], wave, alpha,
-                    eps_m,
-                    eps, decay_m, decay_c, self.cell_delay,
-                )
-            k_tally_delay[_blocks(B), THREADS](h, self.cell_delay, self.queue_, self.counters["delay"])
+        """All n_steps substeps for all scenarios in one launch (k_advance or k_advance2)."""
+        blocks, threads = self._shape
+        kernel = k_advance if self.stages is None else k_advance2
+        self._launch(kernel, blocks, threads, *self._advance_args(n_steps, dt, dt_last))
 
-    def _scalars(self) -> tuple[float, float, float, float]:
-        """(wave speed, alpha, motorcycle space weight, eps_density): the kernels' model scalars."""
-        cfg = self._cfg
-        return (float(cfg.wave_speed_mps), float(cfg.alpha), float(cfg.moto_space_weight),
-                float(cfg.eps_density))
+    def _advance_args(self, n_steps: int, dt: float, dt_last: float) -> tuple:
+        stages = () if self.stages is None else (self.stages,)
+        return (int(n_steps), float(dt), float(dt_last), self.static, self.state, self.work, *stages,
+                self.params)
 
-    def _evolving(self) -> list[Any]:
-        """Flat views of everything one Euler stage changes: cells, queues, counters."""
-        counters = [self.counters["entered"], self.counters["exited"], self.link_out]
-        arrays = [self.rho, self.y, self.queue_, *counters]
-        return [a.reshape(a.size) for a in arrays]
-
-    def _heun_step(self, t_local: float, h: float, cell_args: tuple) -> None:
-        """Order 2 transport, as the CPU kernel does it: save, two Euler stages on MUSCL faces,
-        average with the saved state (SSP-RK2)."""
-        d, B = self.d, self.B
-        dem, wv, vel, phi, gout, gyout = self.cell_scr
-        lin, lyin = self.link_scr[:2]
-        rho_l, y_l, rho_r, y_r = self.face_scr
-        nc = self.rho.shape[1]
-        for now, saved in zip(self._evolving(), self.saved, strict=True):
-            k_copy[_blocks(now.size), THREADS](now, saved)
-        for stage in range(2):
-            k_reconstruct[_blocks(nc * B), THREADS](
-                self.rho, self.y, d["cell_first"], d["cell_last"], cell_args[-2], cell_args[-1], rho_l, y_l,
-                rho_r, y_r,
-            )
-            k_eval[_blocks(nc * B), THREADS](rho_r, y_r, *cell_args, dem, wv, vel, phi)
-            k_face_speed[_blocks(nc * B), THREADS](rho_l, y_l, *cell_args, vel)
-            self._fluxes(t_local, h, rho_l)
-            k_transport[_blocks(nc * B), THREADS](
-                h, self.rho, self.y, self.flux, 0.0 if stage == 0 else 1.0, 0.5, d["cell_dx"],
-                d["cell_first"],
-                d["cell_link"], gout, gyout, lin, lyin,
-            )
-        for now, saved in zip(self._evolving(), self.saved, strict=True):
-            k_average[_blocks(now.size), THREADS](now, saved)
-
-    def _fluxes(self, t_local: float, h: float, rho_recv: Any) -> None:
-        """Every flux of one substep from the sending states (dem, wv, phi) and the receiving ones
-        (rho_recv at interior interfaces, vel): interfaces, junctions, entries, exits, counters."""
-        d, cfg, B = self.d, self._cfg, self.B
-        wave, alpha, eps_m, _ = self._scalars()
-        c_bound = float(self._st["c_bound"])
-        dem, wv, vel, phi, gout, gyout = self.cell_scr
-        lin, lyin, sd, sdw, sdp = self.link_scr
-        nl = lin.shape[1]
-        n_int, n_jn = d["interior"].shape[0], d["jn_mov_ptr"].shape[0] - 1
-        if n_int:
-            k_interior[_blocks(n_int * B), THREADS](
-                d["interior"], rho_recv, d["cell_rj"], d["cell_vf"], wave, eps_m, c_bound, dem, wv, vel, phi,
-                gout, gyout,
-            )
-        k_zero_links[_blocks(nl * B), THREADS](lin, lyin)
-        if n_jn:
-            k_junctions[_blocks(n_jn * B), THREADS](
-                t_local, self.rho, d["cell_rj"], d["cell_vf"], wave, eps_m, c_bound, dem, wv, vel, phi, gout,
-                gyout, lin, lyin, *(d[name] for name in physics.JUNCTION_ARRAYS), self.sig_phase,
-                self.sig_amber,
-                float(cfg.left_gap_s), float(cfg.left_followup_s), sd, sdw, sdp, *self.node_scr,
-            )
-        k_boundaries[_blocks(B), THREADS](
-            h, self.rho, d["cell_rj"], d["cell_vf"], wave, alpha, eps_m, c_bound, dem, wv, vel, gout,
-            gyout, lin, lyin, d["entry_link"], d["exit_link"], d["exit_cap"],
-            d["link_first"], self.queue_, self.rate, self.counters["entered"], self.counters["exited"],
-            self.link_out,
-        )
+    def launch_arguments(self) -> dict[str, tuple[Any, tuple]]:
+        """Every kernel this engine launches, with arguments of the types it launches them with
+        (on a HostMemory engine: numpy stand-ins), so each compiles to PTX without a GPU."""
+        zeros, B = self.memory.zeros, self.B
+        nl, n_app = self.state.link_out.shape[0], self._app_cells.shape[0]
+        advance = k_advance if self.stages is None else k_advance2
+        return {
+            advance.__name__: (advance, self._advance_args(3, 1.0, 0.5)),
+            "k_reset": (k_reset, self._reset_args(zeros(B, dtype=np.uint8))),
+            "k_vehicles": (k_vehicles, self._vehicles_args(zeros(B))),
+            "k_link_sums": (k_link_sums, self._link_sums_args(zeros((nl, B)), zeros((nl, B)))),
+            "k_approach_sums": (k_approach_sums, self._approach_args(zeros((n_app, B, 3)))),
+        }
 
 
-KERNELS = (k_eval, k_interior, k_zero_links, k_junctions, k_boundaries, k_update, k_tally_delay, k_reset,
-           k_reconstruct, k_face_speed, k_transport, k_relax, k_copy, k_average, k_vehicles, k_link_sums,
-           k_approach_sums)
+KERNELS = (k_advance, k_advance2, k_reset, k_vehicles, k_link_sums, k_approach_sums)
 
 
 def cache_hits() -> int:

@@ -9,14 +9,18 @@ the amber left to gate movements per substep.
 
 from __future__ import annotations
 
+import dataclasses
 import math
+import os
 import time
+from collections.abc import Mapping
+from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 
 from lib.config import ConfigError, strict_config
-from lib.sim import memory, physics
+from lib.sim import launches, memory, physics
 from lib.sim.network import Network, build_network
 
 # Motorcycles' share of the demand: an assumption, docs/calibration.md (Lagos State restricted
@@ -47,6 +51,9 @@ class SimConfig:
     eps_density: float = 1e-12  # veh/m below which a class is treated as absent from a cell
     cpu_chunk: int = 16  # most scenarios per CPU chunk (SIMD lanes advanced together, docs/PERFORMANCE.md)
     cpu_threads: int = 0  # CPU threads for one Simulator; 0 = every core this process may use
+    # "float32": the CUDA backend keeps cells, queues and scratch in float32 (half the memory
+    # traffic); counters and balances stay float64. Mass error measured in docs/PERFORMANCE.md.
+    precision: str = "float64"
     left_gap_s: float = 4.5  # critical gap of a permitted left turn, s (HCM 2000; docs/model.md)
     left_followup_s: float = 2.5  # its follow-up headway, s (HCM 2000)
 
@@ -77,28 +84,73 @@ class SimConfig:
                 raise ConfigError(f"SimConfig.{name} must be >= 0, got {getattr(self, name)!r}.")
         if self.cpu_chunk < 1:
             raise ConfigError(f"SimConfig.cpu_chunk must be >= 1, got {self.cpu_chunk!r}.")
+        if self.precision not in ("float64", "float32"):
+            raise ConfigError(f"SimConfig.precision must be 'float64' or 'float32', got {self.precision!r}.")
         if self.cpu_threads < 0:
             raise ConfigError(f"SimConfig.cpu_threads must be >= 0 (0: all cores), got {self.cpu_threads!r}")
 
 
+@dataclasses.dataclass(frozen=True)
+class BackendChoice:
+    """What a backend request resolved to and why: the content of the run's `backend` event, so
+    that a run on the CPU says whether it asked for it or CUDA failed (and with what error)."""
+
+    requested: str  # "auto", "cpu" or "cuda"
+    backend: str  # "cpu" or "cuda"
+    device: str  # the GPU's name, or "cpu"
+    reason: str  # why CUDA is not used: numba's exception text, or "asked for the CPU"; "" on CUDA
+    gpu_unused: bool  # a Kaggle GPU accelerator is attached and the run is on the CPU all the same
+
+
+def cuda_status() -> tuple[str | None, str]:
+    """(GPU name, "") when numba can run CUDA kernels (or its CUDA simulator), else (None, why not).
+
+    numba's own `cuda.is_available()` swallows the driver's error; asking for the device keeps it,
+    so a broken CUDA set-up is reported with its text instead of silently running on the CPU."""
+    try:
+        from numba import config, cuda
+
+        if config.ENABLE_CUDASIM:  # its fake device has no name
+            return "numba CUDA simulator", ""
+        name = cuda.current_context().device.name
+    except Exception as exc:  # noqa: BLE001 - every failure is an answer, reported with its text
+        return None, " ".join(f"{type(exc).__name__}: {exc}".split())
+    return (name.decode() if isinstance(name, bytes) else str(name)), ""
+
+
 def cuda_available() -> bool:
     """Whether numba sees a usable CUDA GPU (or the CUDA simulator)."""
-    try:
-        from numba import cuda
+    return cuda_status()[0] is not None
 
-        return bool(cuda.is_available())
-    except Exception:  # noqa: BLE001 - any driver problem means "no GPU"
+
+def kaggle_gpu_attached(environ: Mapping[str, str] | None = None, root: Path = Path("/")) -> bool:
+    """Whether this is a Kaggle session with a GPU accelerator (docs/architecture.md, "Backends").
+
+    The rule: Kaggle sets KAGGLE_KERNEL_RUN_TYPE in every session (interactive or batch), and a GPU
+    session has the NVIDIA driver's device node /dev/nvidia0 or an entry in /proc/driver/nvidia/gpus,
+    which a CPU session lacks; both are visible even when numba cannot load CUDA."""
+    environ = os.environ if environ is None else environ
+    if not environ.get("KAGGLE_KERNEL_RUN_TYPE"):
         return False
+    gpus = root / "proc/driver/nvidia/gpus"
+    return (root / "dev/nvidia0").exists() or (gpus.is_dir() and any(gpus.iterdir()))
+
+
+def choose_backend(backend: str) -> BackendChoice:
+    """Resolve `backend` ("auto" takes CUDA when numba can use it) and say why; "cuda" without a
+    usable GPU is an error that carries numba's reason."""
+    if backend not in ("auto", "cpu", "cuda"):
+        raise ValueError(f"backend must be 'auto', 'cpu' or 'cuda', got {backend!r}")
+    device, reason = cuda_status() if backend != "cpu" else (None, "asked for the CPU")
+    if device is not None:
+        return BackendChoice(backend, "cuda", device, "", gpu_unused=False)
+    if backend == "cuda":
+        raise ValueError(f"backend='cuda' but numba finds no CUDA GPU ({reason}); use 'cpu' or 'auto'")
+    return BackendChoice(backend, "cpu", "cpu", reason, gpu_unused=kaggle_gpu_attached())
 
 
 def pick_backend(backend: str) -> str:
-    if backend not in ("auto", "cpu", "cuda"):
-        raise ValueError(f"backend must be 'auto', 'cpu' or 'cuda', got {backend!r}")
-    if backend == "auto":
-        return "cuda" if cuda_available() else "cpu"
-    if backend == "cuda" and not cuda_available():
-        raise ValueError("backend='cuda' but numba finds no CUDA GPU; use backend='cpu' or 'auto'")
-    return backend
+    return choose_backend(backend).backend
 
 
 def compile_kernels(backend: str, config: SimConfig | None = None) -> tuple[float, bool]:
@@ -145,6 +197,9 @@ class Simulator:
         self.n_scenarios = int(n_scenarios)
         self.config = config or SimConfig()
         self.backend = pick_backend(backend)
+        if self.config.precision == "float32" and self.backend != "cuda":
+            raise ConfigError("SimConfig.precision='float32' is implemented on the CUDA backend only "
+                              f"(this Simulator runs on {self.backend}); use precision='float64'.")
         memory.check_fits(network, self.n_scenarios, self.backend)
         self._static = _static_arrays(network, self.config)
         # Order 2 halves the step: each Euler stage then keeps every bound (docs/model.md).
@@ -153,6 +208,7 @@ class Simulator:
         self._approach_cells = self._approach_table()
         self._approach_gather = self._approach_weights()
         self._init_state()
+        self.launches = launches.LaunchCounter(parent=launches.TOTAL)  # kernel launches and their grids
         self._engine = _make_engine(self.backend, self)
         self.reset()
 
