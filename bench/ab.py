@@ -7,7 +7,10 @@ alternate). Each run is a fresh process on one checkout that times, after warm-u
 - `sim B=1`, `sim B=64`: scenario-seconds simulated per wall second (one hour, 800 veh/h per
   entry, phases flipping every 30 s; bench/sim.py's workload);
 - `env`, `vecenv 64`: environment steps per second with random actions and 15 s decisions
-  (bench/env.py's workload).
+  (bench/env.py's workload);
+- `peer hour`, `peer decisions`: the same two on the UXsim peer's demand and 90 s cycle
+  (bench/peer.py: 1,000 veh/h on each entry but the map-boundary one, phases flipping every 45 s;
+  decisions with the demand held fixed).
 
     python bench/ab.py --base HEAD~1            # this checkout against a commit (a temporary worktree)
     python bench/ab.py --base ../other-checkout --runs 7
@@ -96,14 +99,49 @@ def vec_rate(n):
     env.close()
     return rate
 
+def peer_demand(net):
+    return np.array([0.0 if net.nodes[e].osm_id == 36240960 else 1000.0 for e in net.entries])
+
+def peer_hour():
+    net = load_network()
+    sim = Simulator(net, backend="cpu")
+    demand = peer_demand(net)
+    def hour():
+        sim.reset()
+        sim.set_demand(demand)
+        phases = np.zeros(net.n_signals, dtype=np.int64)
+        start = time.perf_counter()
+        for k in range(80):
+            phases[:] = k % 2
+            sim.set_phase(phases)
+            sim.advance(45.0)
+        return time.perf_counter() - start
+    hour()
+    return 3600.0 / min(hour() for _ in range(3))
+
+def peer_decisions():
+    demand = tuple(peer_demand(load_network()))
+    env = TrafficSignalEnv(backend="cpu", demand_veh_h=demand, randomize_demand=False)
+    rng = np.random.default_rng(0)
+    env.reset(seed=0)
+    def step():
+        if env.step(int(rng.integers(0, env.action_space.n)))[3]:
+            env.reset(seed=0)
+    rate = timed(step)
+    env.close()
+    return rate
+
 print(json.dumps({{
     "sim B=1": sim_rate(1),
     "sim B=64": sim_rate(64),
     "env": single_rate(),
     "vecenv 64": vec_rate(64),
+    "peer hour": peer_hour(),
+    "peer decisions": peer_decisions(),
 }}))
 """
-UNITS = {"sim B=1": "scenario-s/s", "sim B=64": "scenario-s/s", "env": "steps/s", "vecenv 64": "steps/s"}
+UNITS = {"sim B=1": "scenario-s/s", "sim B=64": "scenario-s/s", "env": "steps/s", "vecenv 64": "steps/s",
+         "peer hour": "scenario-s/s", "peer decisions": "decisions/s"}
 
 
 def measure(checkout: Path, seconds: float) -> dict[str, float]:
@@ -146,13 +184,13 @@ def main() -> None:
             print(f"run {run + 1}/{args.runs} done", file=sys.stderr, flush=True)
     print(f"medians of {args.runs} interleaved runs per checkout (this: {args.this}, base: {args.base}); "
           f"load average at the end {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores")
-    print(f"{'figure':<11} {'unit':<13} {'this':>10} {'base':>10} {'this/base':>10} {'spread this':>12} "
+    print(f"{'figure':<14} {'unit':<13} {'this':>10} {'base':>10} {'this/base':>10} {'spread this':>12} "
           f"{'spread base':>12}")
     for figure, unit in UNITS.items():
         this = [r[figure] for r in results["this"]]
         base_values = [r[figure] for r in results["base"]]
         a, b = statistics.median(this), statistics.median(base_values)
-        print(f"{figure:<11} {unit:<13} {a:>10,.0f} {b:>10,.0f} {a / b:>9.3f}x "
+        print(f"{figure:<14} {unit:<13} {a:>10,.0f} {b:>10,.0f} {a / b:>9.3f}x "
               f"{(max(this) - min(this)) / a:>11.0%} {(max(base_values) - min(base_values)) / b:>11.0%}")
 
 
