@@ -32,7 +32,7 @@ import difflib
 import math
 import types
 import typing
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any, Literal, TypeVar, Union, get_args, get_origin, get_type_hints
 
 T = TypeVar("T")
@@ -43,12 +43,18 @@ class ConfigError(ValueError):
     """A configuration key or value is invalid; the message says which and how to fix it."""
 
 
+def did_you_mean(name: str, valid: Iterable[str]) -> str:
+    """" Did you mean 'x'?" naming the closest valid name, or "" when none is close: every
+    misspelled-name error of the project says it the same way."""
+    close = difflib.get_close_matches(name, list(valid), n=1, cutoff=0.5)
+    return f" Did you mean '{close[0]}'?" if close else ""
+
+
 class UnknownKey(ConfigError):
     """A key that names no field; `key` and `valid` are dotted from the outermost config."""
 
     def __init__(self, key: str, valid: list[str], owner: str) -> None:
-        close = difflib.get_close_matches(key, valid, n=1, cutoff=0.5)
-        hint = f" Did you mean '{close[0]}'?" if close else ""
+        hint = did_you_mean(key, valid)
         super().__init__(f"unknown key '{key}' for {owner}.{hint} Valid keys: {', '.join(valid)}.")
         self.key, self.valid = key, valid
 

@@ -45,7 +45,7 @@ def test_grid_values_are_typed_like_options_and_bad_ones_named() -> None:
                                  "env.demand_level_range=[0.9,1.1],[1,1]"])
     assert grid == {"seed": [0, 1, 2], "env.demand_scale": [0.6, 1.4], "env.reward": ["delay", "queue"],
                     "env.demand_level_range": [(0.9, 1.1), (1, 1)]}
-    with pytest.raises(SweepError, match="did you mean 'env.sim.order'"):
+    with pytest.raises(SweepError, match="Did you mean 'env.sim.order'"):
         sweep_mod.parse_grid(["env.sim.ordr=1,2"])
     with pytest.raises(SweepError, match="NAME=V1,V2"):
         sweep_mod.parse_grid(["seed"])

@@ -19,7 +19,6 @@ from __future__ import annotations
 import ast
 import base64
 import contextlib
-import difflib
 import hashlib
 import io
 import json
@@ -37,6 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
+from lib.config import did_you_mean
 from lib.obs.provenance import git_commit
 from lib.remote.kaggle_api import credential_values
 
@@ -113,9 +113,7 @@ def resolve_parameters(overrides: dict[str, Any], notebook: Path = NOTEBOOK) -> 
     defaults = notebook_parameters(notebook)
     for name in overrides:
         if name not in defaults:
-            close = difflib.get_close_matches(name, list(defaults), n=1, cutoff=0.5)
-            hint = f" Did you mean '{close[0]}'?" if close else ""
-            raise BundleError(f"unknown notebook parameter '{name}'.{hint} "
+            raise BundleError(f"unknown notebook parameter '{name}'.{did_you_mean(name, defaults)} "
                               f"Parameters of {notebook.name}: {', '.join(defaults)}.", exit_code=2)
     return {**defaults, **overrides}
 

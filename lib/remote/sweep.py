@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from lib.config import did_you_mean
 from lib.remote.settings import run_options, setting_name, typed
 
 MANIFEST = "manifest.json"
@@ -113,7 +114,7 @@ def parse_grid(items: Sequence[str]) -> dict[str, list[Any]]:
         if not sep or not values.strip():
             raise SweepError(f"--sweep {item!r}: write NAME=V1,V2,... (e.g. --sweep seed=0,1,2)")
         if name not in known:
-            raise SweepError(f"--sweep {item!r}: unknown setting '{name}'{_closest(name, known)}")
+            raise SweepError(f"--sweep {item!r}: unknown setting '{name}'.{did_you_mean(name, known)}")
         if name in grid:
             raise SweepError(f"--sweep names '{name}' twice: give all its values in one --sweep")
         grid[name] = [typed(v.strip(), known[name]) for v in _split_values(values)]
@@ -134,13 +135,6 @@ def _split_values(text: str) -> list[str]:
         else:
             current += char
     return [p for p in [*parts, current] if p.strip()]
-
-
-def _closest(name: str, known: Mapping[str, Any]) -> str:
-    import difflib
-
-    close = difflib.get_close_matches(name, list(known), n=1, cutoff=0.5)
-    return f"; did you mean '{close[0]}'?" if close else ""
 
 
 def default_name(grid: Mapping[str, list[Any]], base: Mapping[str, Any]) -> str:
