@@ -71,6 +71,8 @@ class Static(NamedTuple):
     mov_yield_share: Any
     st_link: Any
     st_cap: Any
+    st_main: Any
+    st_pocket: Any
 
 
 class State(NamedTuple):
@@ -212,12 +214,12 @@ def _fluxes(s, j, nj, t_local, h, rho_recv, x, st, w, p):
     if s >= 0:
         for n in range(j, st.jn_mov_ptr.shape[0] - 1, nj):
             junction_flow(
-                n, s, t_local, x.rho, st.cell_rj, st.cell_vf, p.wave, p.eps_m, p.c_bound, w.dem, w.wv, w.vel,
-                w.phi, w.gout, w.gyout, w.lin, w.lyin, st.jn_mov_ptr, st.jn_out_ptr, st.jn_st_ptr,
-                st.jn_out_link, st.mov_in, st.mov_out, st.mov_ratio, st.mov_signal, st.mov_phase,
-                st.mov_stream, st.mov_yield, st.mov_yield_share, st.st_link, st.st_cap, x.sig_phase,
-                x.sig_amber, st.link_first, p.t_gap, p.t_follow, w.sd, w.sdw, w.sdp, w.st_h, w.st_q, w.rsup,
-                w.rres,
+                n, s, t_local, x.rho, st.cell_rj, st.cell_vf, st.cell_dx, p.wave, p.eps_m, p.c_bound, w.dem,
+                w.wv, w.vel, w.phi, w.gout, w.gyout, w.lin, w.lyin, st.jn_mov_ptr, st.jn_out_ptr,
+                st.jn_st_ptr, st.jn_out_link, st.mov_in, st.mov_out, st.mov_ratio, st.mov_signal,
+                st.mov_phase, st.mov_stream, st.mov_yield, st.mov_yield_share, st.st_link, st.st_cap,
+                st.st_main, st.st_pocket, x.sig_phase, x.sig_amber, st.link_first, p.t_gap, p.t_follow,
+                w.sd, w.sdw, w.sdp, w.st_h, w.st_q, w.rsup, w.rres,
             )
     cuda.syncthreads()
     if s >= 0 and j == 0:

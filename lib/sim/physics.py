@@ -334,6 +334,44 @@ def node_model(
         st_h[u, s] = max(st_q[u, s], 0.0) / total if total > 0.0 else 0.0
 
 
+def jammed_length(lk, s, rho, cell_rj, cell_vf, cell_dx, wave, eps_m, link_first):  # noqa: ANN001
+    """Length (m) of link lk's standing queue at its stop line, all lanes at jam: from the last
+    cell back while cells are congested, each counting its jammed share
+    z = (sigma - k_c) / (k_j - k_c) of its length (a cell at k_c discharges, one at k_j stands)."""
+    length = 0.0
+    alive = 1.0
+    for back in range(link_first[lk + 1] - link_first[lk]):
+        i = link_first[lk + 1] - 1 - back
+        rj = cell_rj[i]
+        rc = critical_density(rj, cell_vf[i], wave)
+        z = min(max(eps_m * rho[0, i, s] + rho[1, i, s] - rc, 0.0) / (rj - rc), 1.0)
+        length += alive * z * cell_dx[i]
+        alive = alive if z > 0.0 else 0.0
+    return length
+
+
+def pocket_coupling(
+    u, s, rho, cell_rj, cell_vf, cell_dx, wave, eps_m, link_first, st_link, st_main, st_pocket, st_h,
+):  # noqa: ANN001
+    """Pocket stream u and its approach's shared stream, after the node model: of the queue that
+    holds the less restricted of the two, the share within the pocket's reach, keep = min(1, L_p / x),
+    keeps its partial-FIFO flow; the rest stands in arrival order and passes only at the more
+    restricted stream's rate (strict FIFO): h <- h_lo + keep (h - h_lo). x is the queue that
+    decides: the pocketed movement's own, f lanes L_q in its one lane, when it is the held one
+    (it overflows into the shared lanes), else the shared movements', (1 - f) L_q (it blocks the
+    pocket's entrance); L_q is `jammed_length`. Only lowers flows the node model allowed, so every
+    supply still holds and the same flux leaves and enters: mass stays exact (docs/model.md)."""
+    main = st_main[u]
+    h_p = st_h[u, s]
+    h_m = st_h[main, s]
+    low = min(h_p, h_m)
+    queue = jammed_length(st_link[u], s, rho, cell_rj, cell_vf, cell_dx, wave, eps_m, link_first)
+    x = (st_pocket[u, 1] if h_p < h_m else st_pocket[u, 2]) * queue
+    keep = min(1.0, st_pocket[u, 0] / max(x, TINY))
+    st_h[u, s] = low + keep * (h_p - low)
+    st_h[main, s] = low + keep * (h_m - low)
+
+
 def movement_flow(m, s, dem, wv, cell_vf, mov_in, mov_out, mov_ratio, mov_stream, link_first, st_h, gout,
                   gyout,
                   lin, lyin):  # noqa: ANN001
@@ -355,20 +393,22 @@ def movement_flow(m, s, dem, wv, cell_vf, mov_in, mov_out, mov_ratio, mov_stream
 # The static arrays of the junctions (Simulator._static names), in the kernels' argument order.
 JUNCTION_ARRAYS = (
     "link_first", "jn_mov_ptr", "jn_out_ptr", "jn_st_ptr", "jn_out_link", "mov_in", "mov_out", "mov_ratio",
-    "mov_signal", "mov_phase", "mov_stream", "mov_yield", "mov_yield_share", "st_link", "st_cap",
+    "mov_signal", "mov_phase", "mov_stream", "mov_yield", "mov_yield_share", "st_link", "st_cap", "st_main",
+    "st_pocket",
 )
 
 
 def junction_flow(
-    n, s, t_local, rho, cell_rj, cell_vf, wave, eps_m, c_bound, dem, wv, vel, phi, gout, gyout, lin, lyin,
-    jn_mov_ptr, jn_out_ptr, jn_st_ptr, jn_out_link, mov_in, mov_out, mov_ratio, mov_signal, mov_phase,
-    mov_stream, mov_yield, mov_yield_share, st_link, st_cap, sig_phase, sig_amber, link_first, t_gap,
-    t_follow, sd, sdw, sdp, st_h, st_q, rsup, rres,
+    n, s, t_local, rho, cell_rj, cell_vf, cell_dx, wave, eps_m, c_bound, dem, wv, vel, phi, gout, gyout, lin,
+    lyin, jn_mov_ptr, jn_out_ptr, jn_st_ptr, jn_out_link, mov_in, mov_out, mov_ratio, mov_signal, mov_phase,
+    mov_stream, mov_yield, mov_yield_share, st_link, st_cap, st_main, st_pocket, sig_phase, sig_amber,
+    link_first, t_gap, t_follow, sd, sdw, sdp, st_h, st_q, rsup, rres,
 ):  # noqa: ANN001
     """Junction n for scenario s, all passes (the CUDA kernel's thread; the CPU kernel runs each
     pass over all junctions with the scenarios innermost): signal gates and permitted-left gap
     capacities restrict each stream, exits sum the demand they are offered and give their
-    supply, the node model fixes each stream's flow, and the movements pass it. The same flux
+    supply, the node model fixes each stream's flow, a turn pocket whose queue outgrows it couples
+    with its approach's shared stream, and the movements pass it. The same flux
     leaves one cell and enters the other: mass is exact."""
     for q in range(jn_out_ptr[n], jn_out_ptr[n + 1]):
         junction_open(q, s, jn_out_link, sd, sdw, sdp)
@@ -387,6 +427,10 @@ def junction_flow(
                         sdp, rsup)
     node_model(n, s, dem, jn_mov_ptr, jn_out_ptr, jn_st_ptr, jn_out_link, mov_out, mov_ratio, mov_stream,
                st_link, st_cap, link_first, st_h, st_q, rsup, rres)
+    for u in range(jn_st_ptr[n], jn_st_ptr[n + 1]):
+        if st_main[u] >= 0:
+            pocket_coupling(u, s, rho, cell_rj, cell_vf, cell_dx, wave, eps_m, link_first, st_link, st_main,
+                            st_pocket, st_h)
     for m in range(jn_mov_ptr[n], jn_mov_ptr[n + 1]):
         movement_flow(m, s, dem, wv, cell_vf, mov_in, mov_out, mov_ratio, mov_stream, link_first, st_h, gout,
                       gyout, lin, lyin)
@@ -606,7 +650,8 @@ FUNCTIONS = (
     "curve_flow", "class_demand", "class_supply", "space_supply", "limit_factors", "relaxed_y",
     "class_w", "eval_cell", "interior_flux", "movement_gate", "permitted_capacity", "junction_open",
     "stream_open", "movement_limit", "movement_demand", "entering_w", "outgoing_supply", "stream_demand",
-    "node_model", "movement_flow", "junction_flow", "entry_flow", "exit_flow", "transport_cell",
+    "node_model", "jammed_length", "pocket_coupling", "movement_flow", "junction_flow", "entry_flow",
+    "exit_flow", "transport_cell",
     "relax_cell", "update_cell", "mc_slope", "weighted_faces", "class_w_faces", "reconstruct_cell",
     "face_speed", "cell_speed",
 )
