@@ -59,9 +59,13 @@ def test_storage_zero_is_no_pocket() -> None:
     declares no pocket, couples no stream."""
     plain = junction_net.network(fractions=FRACTIONS)
     zero = junction_net.network(fractions=FRACTIONS, pocket="C", storage_m=0.0)
+    a = link(zero, "A")
+    assert len({int(zero.arrays["mov_stream"][m.index]) for m in zero.movements if m.in_link == a}) == 1
     assert np.array_equal(plain.arrays["mov_stream"], zero.arrays["mov_stream"])
     (sim_plain, minutes_plain), (sim_zero, minutes_zero) = held_red(plain, 5), held_red(zero, 5)
     assert np.array_equal(sim_plain.cell_state()[0], sim_zero.cell_state()[0])
     assert np.array_equal(np.array(minutes_plain), np.array(minutes_zero))
-    corridor = Simulator(load_network(), backend="cpu")
-    assert (corridor._static["st_main"] < 0).all()
+    network = load_network()
+    approaches = {(m.node, m.in_link) for m in network.movements}
+    assert len(network.arrays["stream_link"]) == len(approaches), "the corridor has one stream per approach"
+    assert (Simulator(network, backend="cpu")._static["st_main"] < 0).all()
