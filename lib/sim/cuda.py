@@ -24,6 +24,7 @@ from typing import Any, NamedTuple
 import numpy as np
 from numba import cuda
 
+from lib.obs.events import emit
 from lib.sim import physics
 from lib.sim.kernel_cache import source_keyed
 
@@ -41,6 +42,9 @@ face_speed = _P.face_speed
 cell_speed = _P.cell_speed
 
 THREADS = 128
+# numba-cuda's rule (dispatcher.py, _LaunchConfiguration): it warns of low occupancy below 128
+# blocks, "ideally 2 times the number of SMs"; the device's own figure is used when it is known
+NUMBA_MIN_GRID = 128
 
 
 class Static(NamedTuple):
@@ -436,6 +440,15 @@ def k_reset(rho, y, flux, queue, rho0, y0, flux0, mask, entered, exited, delay, 
                     link_out[lk, s] = 0.0
 
 
+def min_grid() -> tuple[int, str]:
+    """(blocks below which a grid leaves the device underused, the rule that gave it): 2 x the
+    device's SMs when it reports them, else numba's fixed NUMBA_MIN_GRID (the CUDA simulator)."""
+    sms = getattr(cuda.current_context().device, "MULTIPROCESSOR_COUNT", None)
+    if isinstance(sms, int) and sms > 0:
+        return 2 * sms, f"2 x the device's {sms} SMs"
+    return NUMBA_MIN_GRID, "numba's 128 blocks; the device's SM count is unknown"
+
+
 def _blocks(n: int) -> int:
     return max(1, (n + THREADS - 1) // THREADS)
 
@@ -480,6 +493,7 @@ class CudaEngine:
         self._cfg = cfg
         self.B = B
         self.launches = sim.launches
+        self._warned_occupancy = False  # low occupancy is reported once per engine (`_check_occupancy`)
         self.memory = memory
         self.d = {name: memory.copy(v) for name, v in st.items() if isinstance(v, np.ndarray)}
         self.static = Static(*(self.d[name] for name in Static._fields))
@@ -515,7 +529,23 @@ class CudaEngine:
     def _launch(self, kernel: Any, blocks: int, threads: Any, *args: Any) -> None:
         """Launch `kernel` and count it, with its grid size."""
         self.launches.add(kernel.__name__, blocks)
+        if not self._warned_occupancy:
+            self._check_occupancy(kernel.__name__, blocks, threads)
         kernel[blocks, threads](*args)
+
+    def _check_occupancy(self, name: str, blocks: int, threads: Any) -> None:
+        """One `warning` event (category low_occupancy) the first time a grid is too small to fill
+        the device. Why: numba's own warning repeats on every launch without the cause, and a run
+        that leaves the GPU mostly idle should say so once, with the fix."""
+        minimum, rule = min_grid()
+        if blocks >= minimum:
+            return
+        self._warned_occupancy = True
+        emit("warning", category="low_occupancy", count=1, kernel=name, scenarios=self.B, blocks=int(blocks),
+             threads=str(threads), threshold=minimum,
+             message=f"{name} launched {blocks} block(s) of {threads} threads for B = {self.B} scenarios, "
+                     f"below {minimum} blocks ({rule}): the GPU is mostly idle. Run more scenarios at "
+                     f"once (n_envs, eval_episodes; the fused kernel puts 32 per block) to fill it.")
 
     @property
     def nbytes(self) -> int:
