@@ -27,10 +27,12 @@ def edges(length_m: float) -> list[dict]:
              "osm_lanes": 1, "geometry_wkt": ""} for name, (u, v) in LINKS.items()]
 
 
-def movement_rows(fractions: dict[str, float] | None = None, pocket: str = "") -> list[dict]:
+def movement_rows(
+    fractions: dict[str, float] | None = None, pocket: str = "", storage_m: float = 50.0
+) -> list[dict]:
     """movements.csv rows: Z -> A / E at U, A -> B / C at J (fractions by the name of the outgoing
     link, default 0.5 each), B -> D (phase 0) and F -> D (phase 1) at K; `pocket` names an
-    outgoing link whose movement gets a 50 m turn pocket."""
+    outgoing link whose movement gets a turn pocket of storage_m metres."""
     f = {"A": 0.5, "E": 0.5, "B": 0.5, "C": 0.5, **(fractions or {})}
     rows = []
     for node, a, b, turn, phase in (
@@ -39,7 +41,7 @@ def movement_rows(fractions: dict[str, float] | None = None, pocket: str = "") -
     ):
         rows.append({"intersection": node, "from_u": LINKS[a][0], "from_v": LINKS[a][1], "to_u": LINKS[b][0],
                      "to_v": LINKS[b][1], "turn": turn, "fraction": f.get(b, 1.0), "phase": phase,
-                     "storage_m": 50 if b == pocket else 0})
+                     "storage_m": storage_m if b == pocket else 0})
     return rows
 
 

@@ -175,3 +175,37 @@ def test_scenarios_spread_over_several_blocks_match_the_cpu() -> None:
     result = run_simulated(BLOCKS)
     assert result["blocks"] == 2 and result["entry_queue"] > 1, result
     assert result["cells"] <= 1e-10, result
+
+
+OCCUPANCY = r"""
+import io
+import json
+import numpy as np
+from lib.obs import events
+from lib.sim.simulator import Simulator
+from tests import junction_net
+
+# 3 scenarios: one block, far below numba's 128; two advances and a read-out, three launches
+stream = io.StringIO()
+events.set_stream(stream)
+sim = Simulator(junction_net.network(length_m=100.0, cell_length_m=50.0), n_scenarios=3, backend="cuda")
+sim.set_demand(np.full(sim.network.n_entries, 900.0))
+sim.advance(5.0)
+sim.advance(5.0)
+sim.vehicles()
+events.set_stream(None)
+records = [events.parse_line(line) for line in stream.getvalue().splitlines()]
+warnings = [r for r in records if r and r["event"] == "warning" and r["category"] == "low_occupancy"]
+print("RESULT " + json.dumps({"warnings": warnings, "launches": sim.launches.count}))
+"""
+
+
+def test_a_low_occupancy_grid_is_reported_once_with_its_cause() -> None:
+    """A grid below the device's occupancy threshold emits one `warning` event (category
+    low_occupancy) naming B, the grid, the block, the threshold and the fix; not one per launch."""
+    result = run_simulated(OCCUPANCY)
+    assert result["launches"] >= 3
+    (warning,) = result["warnings"]
+    assert warning["scenarios"] == 3 and warning["blocks"] == 1 and warning["threshold"] == 128, warning
+    for part in ("B = 3", "1 block(s)", "128 blocks", "n_envs"):
+        assert part in warning["message"], warning["message"]

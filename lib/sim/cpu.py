@@ -41,6 +41,7 @@ movement_limit = _P.movement_limit
 movement_demand = _P.movement_demand
 outgoing_supply = _P.outgoing_supply
 node_model = _P.node_model
+pocket_coupling = _P.pocket_coupling
 movement_flow = _P.movement_flow
 entry_flow = _P.entry_flow
 exit_flow = _P.exit_flow
@@ -76,9 +77,10 @@ _INLINE_LOOPS = njit(forceinline=True, fastmath=True, error_model="numpy", cache
 @_INLINE_LOOPS
 def fluxes(  # noqa: PLR0913
     t_local, h, rho, rho_recv, vel, queue, rate, sig_phase, sig_amber, entered, exited, link_out,
-    cell_rj, cell_vf, interior, link_first, jn_mov_ptr, jn_out_ptr, jn_st_ptr, jn_out_link, mov_in, mov_out,
-    mov_ratio, mov_signal, mov_phase, mov_stream, mov_yield, mov_yield_share, st_link, st_cap,
-    entry_link, exit_link, exit_cap, dem, wv, phi, gout, gyout, lin, lyin, sd, sdw, sdp,
+    cell_rj, cell_vf, cell_dx, interior, link_first, jn_mov_ptr, jn_out_ptr, jn_st_ptr, jn_out_link, mov_in,
+    mov_out,
+    mov_ratio, mov_signal, mov_phase, mov_stream, mov_yield, mov_yield_share, st_link, st_cap, st_main,
+    st_pocket, entry_link, exit_link, exit_cap, dem, wv, phi, gout, gyout, lin, lyin, sd, sdw, sdp,
     st_h, st_q, rsup, rres, alpha, eps_m, wave, c_bound, t_gap, t_follow,
 ):
     """Every flux of one substep of one chunk, from the sending states (dem, wv, phi) and the
@@ -120,6 +122,11 @@ def fluxes(  # noqa: PLR0913
         for s in range(n_lanes):
             node_model(n, s, dem, jn_mov_ptr, jn_out_ptr, jn_st_ptr, jn_out_link, mov_out, mov_ratio,
                        mov_stream, st_link, st_cap, link_first, st_h, st_q, rsup, rres)
+    for u in range(st_link.shape[0]):
+        if st_main[u] >= 0:
+            for s in range(n_lanes):
+                pocket_coupling(u, s, rho, cell_rj, cell_vf, cell_dx, wave, eps_m, link_first, st_link,
+                                st_main, st_pocket, st_h)
     for m in range(mov_in.shape[0]):
         for s in range(n_lanes):
             movement_flow(m, s, dem, wv, cell_vf, mov_in, mov_out, mov_ratio, mov_stream, link_first, st_h,
@@ -143,7 +150,7 @@ def advance_kernel(  # noqa: PLR0913
     rho_all, y_all, flux_all, queue_all, rate_all, phase_all, amber_all, entered_all, exited_all, delay_all,
     out_all, cell_rj, cell_vf, cell_dx, cell_first, cell_link, interior,
     link_first, jn_mov_ptr, jn_out_ptr, jn_st_ptr, jn_out_link, mov_in, mov_out, mov_ratio, mov_signal,
-    mov_phase, mov_stream, mov_yield, mov_yield_share, st_link, st_cap,
+    mov_phase, mov_stream, mov_yield, mov_yield_share, st_link, st_cap, st_main, st_pocket,
     entry_link, exit_link, exit_cap, tau,
     dem, wv, vel, phi, gout, gyout, lin, lyin, sd, sdw, sdp, st_h, st_q, rsup, rres,
     alpha, eps_m, wave, eps, c_bound, t_gap, t_follow,
@@ -161,9 +168,10 @@ def advance_kernel(  # noqa: PLR0913
                 for s in range(n_lanes):
                     eval_cell(i, s, rho, y, cell_rj, cell_vf, wave, alpha, eps_m, eps, dem, wv, vel, phi)
             fluxes(step * dt, h, rho, rho, vel, queue, rate_all[c], phase_all[c], amber_all[c],
-                   entered_all[c], exited_all[c], out_all[c], cell_rj, cell_vf, interior, link_first,
+                   entered_all[c], exited_all[c], out_all[c], cell_rj, cell_vf, cell_dx, interior, link_first,
                    jn_mov_ptr, jn_out_ptr, jn_st_ptr, jn_out_link, mov_in, mov_out, mov_ratio, mov_signal,
-                   mov_phase, mov_stream, mov_yield, mov_yield_share, st_link, st_cap, entry_link, exit_link,
+                   mov_phase, mov_stream, mov_yield, mov_yield_share, st_link, st_cap, st_main, st_pocket,
+                   entry_link, exit_link,
                    exit_cap, dem, wv, phi, gout, gyout, lin, lyin, sd, sdw, sdp, st_h, st_q, rsup, rres,
                    alpha,
                    eps_m, wave, c_bound, t_gap, t_follow)
@@ -193,7 +201,7 @@ def advance_kernel2(  # noqa: PLR0913
     rho_all, y_all, flux_all, queue_all, rate_all, phase_all, amber_all, entered_all, exited_all, delay_all,
     out_all, cell_rj, cell_vf, cell_dx, cell_first, cell_last, cell_link, interior,
     link_first, jn_mov_ptr, jn_out_ptr, jn_st_ptr, jn_out_link, mov_in, mov_out, mov_ratio, mov_signal,
-    mov_phase, mov_stream, mov_yield, mov_yield_share, st_link, st_cap,
+    mov_phase, mov_stream, mov_yield, mov_yield_share, st_link, st_cap, st_main, st_pocket,
     entry_link, exit_link, exit_cap, tau,
     dem, wv, vel, phi, gout, gyout, lin, lyin, sd, sdw, sdp, st_h, st_q, rsup, rres,
     rho_l, y_l, rho_r, y_r, rho0, y0, queue0, entered0, exited0, out0,
@@ -229,9 +237,10 @@ def advance_kernel2(  # noqa: PLR0913
                     for s in range(n_lanes):
                         face_speed(i, s, rho_l, y_l, cell_rj, cell_vf, wave, alpha, eps_m, eps, vel)
                 fluxes(step * dt, h, rho, rho_l, vel, queue, rate_all[c], phase_all[c], amber_all[c],
-                       entered, exited, link_out, cell_rj, cell_vf, interior, link_first, jn_mov_ptr,
+                       entered, exited, link_out, cell_rj, cell_vf, cell_dx, interior, link_first, jn_mov_ptr,
                        jn_out_ptr, jn_st_ptr, jn_out_link, mov_in, mov_out, mov_ratio, mov_signal, mov_phase,
-                       mov_stream, mov_yield, mov_yield_share, st_link, st_cap, entry_link, exit_link,
+                       mov_stream, mov_yield, mov_yield_share, st_link, st_cap, st_main, st_pocket,
+                       entry_link, exit_link,
                        exit_cap, dem, wv, phi, gout, gyout, lin, lyin, sd, sdw, sdp, st_h, st_q, rsup, rres,
                        alpha, eps_m, wave, c_bound, t_gap, t_follow)
                 keep = 0.0 if stage == 0 else 1.0

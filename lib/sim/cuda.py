@@ -19,15 +19,21 @@ and this file (`kernel_cache.source_keyed`).
 from __future__ import annotations
 
 import math
+import types
 from typing import Any, NamedTuple
 
 import numpy as np
 from numba import cuda
 
+from lib.obs.events import emit
 from lib.sim import physics
 from lib.sim.kernel_cache import source_keyed
+from lib.sim.physics import HALF, ONE, ZERO
 
-_P = physics.compile_for(cuda.jit(device=True))
+_DEVICE = cuda.jit(device=True)
+# float64 physics: the read-out kernels' `cell_speed`, and the names the fused kernels' source
+# calls (`_family` rebinds them per precision)
+_P = physics.compile_for(_DEVICE)
 eval_cell = _P.eval_cell
 interior_flux = _P.interior_flux
 junction_flow = _P.junction_flow
@@ -41,6 +47,9 @@ face_speed = _P.face_speed
 cell_speed = _P.cell_speed
 
 THREADS = 128
+# numba-cuda's rule (dispatcher.py, _LaunchConfiguration): it warns of low occupancy below 128
+# blocks, "ideally 2 times the number of SMs"; the device's own figure is used when it is known
+NUMBA_MIN_GRID = 128
 
 
 class Static(NamedTuple):
@@ -71,6 +80,8 @@ class Static(NamedTuple):
     mov_yield_share: Any
     st_link: Any
     st_cap: Any
+    st_main: Any
+    st_pocket: Any
 
 
 class State(NamedTuple):
@@ -161,10 +172,6 @@ class Params(NamedTuple):
     tau_c: float
 
 
-_DEVICE = cuda.jit(device=True)
-
-
-@_DEVICE
 def _slot(n_scen):
     """(scenario of this thread, or -1 past the last; first item; item stride): a block holds
     blockDim.x consecutive scenarios (coalesced in the scenario-fastest layout) times blockDim.y
@@ -174,28 +181,24 @@ def _slot(n_scen):
     return (s if s < n_scen else -1), cuda.threadIdx.y, cuda.blockDim.y
 
 
-@_DEVICE
 def _scratch(k):
     c, lk = k.cells, k.links
     return Scratch(c[0], c[1], c[2], c[3], c[4], c[5], lk[0], lk[1], lk[2], lk[3], lk[4], k.streams[0],
                    k.streams[1], k.supply[0], k.supply[1], k.cell_delay)
 
 
-@_DEVICE
 def _heun(g):
     f = g.faces
     return Heun(f[0], f[1], f[2], f[3], g.cells0[0], g.cells0[1], g.queue0, g.counters0[0], g.counters0[1],
                 g.out0)
 
 
-@_DEVICE
 def _eval_cells(s, j, nj, rho, y, st, w, p):
     for i in range(j, rho.shape[1], nj):
         eval_cell(i, s, rho, y, st.cell_rj, st.cell_vf, p.wave, p.alpha, p.eps_m, p.eps, w.dem, w.wv, w.vel,
                   w.phi)
 
 
-@_DEVICE
 def _fluxes(s, j, nj, t_local, h, rho_recv, x, st, w, p):
     """Every flux of one substep (as cpu.fluxes), the stages separated by block barriers: cell
     interfaces and cleared link inflows, junctions (physics.junction_flow, one thread each),
@@ -206,18 +209,18 @@ def _fluxes(s, j, nj, t_local, h, rho_recv, x, st, w, p):
                           w.dem, w.wv, w.vel, w.phi, w.gout, w.gyout)
         for lk in range(j, w.lin.shape[1], nj):
             for k in range(2):
-                w.lin[k, lk, s] = 0.0
-                w.lyin[k, lk, s] = 0.0
+                w.lin[k, lk, s] = ZERO
+                w.lyin[k, lk, s] = ZERO
     cuda.syncthreads()
     if s >= 0:
         for n in range(j, st.jn_mov_ptr.shape[0] - 1, nj):
             junction_flow(
-                n, s, t_local, x.rho, st.cell_rj, st.cell_vf, p.wave, p.eps_m, p.c_bound, w.dem, w.wv, w.vel,
-                w.phi, w.gout, w.gyout, w.lin, w.lyin, st.jn_mov_ptr, st.jn_out_ptr, st.jn_st_ptr,
-                st.jn_out_link, st.mov_in, st.mov_out, st.mov_ratio, st.mov_signal, st.mov_phase,
-                st.mov_stream, st.mov_yield, st.mov_yield_share, st.st_link, st.st_cap, x.sig_phase,
-                x.sig_amber, st.link_first, p.t_gap, p.t_follow, w.sd, w.sdw, w.sdp, w.st_h, w.st_q, w.rsup,
-                w.rres,
+                n, s, t_local, x.rho, st.cell_rj, st.cell_vf, st.cell_dx, p.wave, p.eps_m, p.c_bound, w.dem,
+                w.wv, w.vel, w.phi, w.gout, w.gyout, w.lin, w.lyin, st.jn_mov_ptr, st.jn_out_ptr,
+                st.jn_st_ptr, st.jn_out_link, st.mov_in, st.mov_out, st.mov_ratio, st.mov_signal,
+                st.mov_phase, st.mov_stream, st.mov_yield, st.mov_yield_share, st.st_link, st.st_cap,
+                st.st_main, st.st_pocket, x.sig_phase, x.sig_amber, st.link_first, p.t_gap, p.t_follow,
+                w.sd, w.sdw, w.sdp, w.st_h, w.st_q, w.rsup, w.rres,
             )
     cuda.syncthreads()
     if s >= 0 and j == 0:
@@ -225,7 +228,6 @@ def _fluxes(s, j, nj, t_local, h, rho_recv, x, st, w, p):
     cuda.syncthreads()
 
 
-@_DEVICE
 def _boundaries(s, h, x, st, w, p):
     for e in range(st.entry_link.shape[0]):
         x.entered[s] += entry_flow(e, s, h, x.rho, st.cell_rj, st.cell_vf, p.wave, p.alpha, p.eps_m,
@@ -239,7 +241,6 @@ def _boundaries(s, h, x, st, w, p):
         x.link_out[lk, s] += h * (w.gout[0, last, s] + w.gout[1, last, s])
 
 
-@_DEVICE
 def _tally_delay(s, h, x, w):
     """Cells' delay in cell order, then the entry queues (as on the CPU)."""
     acc = x.delay[s]
@@ -250,7 +251,6 @@ def _tally_delay(s, h, x, w):
     x.delay[s] = acc
 
 
-@source_keyed(cuda.jit(cache=True), __file__)
 def k_advance(n_steps, dt, dt_last, st, x, work, p):
     """First order: every substep of one `advance` for the block's scenarios, in one launch."""
     s, j, nj = _slot(x.rho.shape[2])
@@ -274,7 +274,6 @@ def k_advance(n_steps, dt, dt_last, st, x, work, p):
             _tally_delay(s, h, x, w)
 
 
-@_DEVICE
 def _save_or_average(s, j, nj, x, u, average):
     """SSP-RK2's bookkeeping over everything an Euler stage changes (cells, queues, counters):
     save the state (average False) or average it with the saved one (True), as cpu.average_into."""
@@ -292,13 +291,11 @@ def _save_or_average(s, j, nj, x, u, average):
         x.exited[s], u.exited0[s] = _mix(x.exited[s], u.exited0[s], average)
 
 
-@_DEVICE
 def _mix(now, saved, average):
     """(new value, new save) of one element: saved (average False) or averaged with its save."""
-    return (0.5 * (now + saved), saved) if average else (now, now)
+    return (HALF * (now + saved), saved) if average else (now, now)
 
 
-@source_keyed(cuda.jit(cache=True), __file__)
 def k_advance2(n_steps, dt, dt_last, st, x, work, stages, p):
     """Order 2 (MUSCL + SSP-RK2, as cpu.advance_kernel2): every substep of one `advance`, one launch."""
     s, j, nj = _slot(x.rho.shape[2])
@@ -322,16 +319,15 @@ def k_advance2(n_steps, dt, dt_last, st, x, work, stages, p):
                                w.vel)
             cuda.syncthreads()
             _fluxes(s, j, nj, step * dt, h, u.rho_l, x, st, w, p)
-            keep = 0.0 if stage == 0 else 1.0  # x.flux: the mean of the two stages' outflow
+            keep = ZERO if stage == 0 else ONE  # x.flux: the mean of the two stages' outflow
             if s >= 0:
                 for i in range(j, x.rho.shape[1], nj):
-                    transport_cell(i, s, h, x.rho, x.y, x.flux, keep, 0.5, st.cell_dx, st.cell_first,
+                    transport_cell(i, s, h, x.rho, x.y, x.flux, keep, HALF, st.cell_dx, st.cell_first,
                                    st.cell_link, w.gout, w.gyout, w.lin, w.lyin)
             cuda.syncthreads()
         _relax(s, j, nj, h, x, w, u, st, p)
 
 
-@_DEVICE
 def _relax(s, j, nj, h, x, w, u, st, p):
     """Order 2's step end: SSP-RK2's average, exact relaxation, the delay tally."""
     decay_m, decay_c = math.exp(-h / p.tau_m), math.exp(-h / p.tau_c)
@@ -345,6 +341,38 @@ def _relax(s, j, nj, h, x, w, u, st, p):
     cuda.syncthreads()
     if s >= 0 and j == 0:
         _tally_delay(s, h, x, w)
+
+
+# The fused kernels and their helpers, compiled once per precision from the functions above.
+FAMILY_HELPERS = ("_slot", "_scratch", "_heun", "_eval_cells", "_fluxes", "_boundaries", "_tally_delay",
+                  "_save_or_average", "_mix", "_relax")
+FAMILY_KERNELS = ("k_advance", "k_advance2")
+
+
+def _family(real: Any = None) -> types.SimpleNamespace:
+    """k_advance and k_advance2 compiled with physics.compile_for(_, real): with real = np.float32
+    every constant of the physics and of these kernels is a float32 scalar, so a float32 state is
+    computed in float32 (docs/PERFORMANCE.md counts the float64 instructions left); without, the
+    float64 kernels are what the literals compiled to. Each function is cloned with its own
+    globals, as physics.compile_for does."""
+    namespace = dict(globals())
+    namespace.update(vars(physics.compile_for(_DEVICE, real)))
+    if real is not None:
+        namespace.update(physics.constants(real))
+    kernel = source_keyed(cuda.jit(cache=True), __file__)
+    compiled = {}
+    for name in FAMILY_HELPERS + FAMILY_KERNELS:
+        f = globals()[name]
+        clone = types.FunctionType(f.__code__, namespace, name, f.__defaults__, f.__closure__)
+        clone.__qualname__ = f.__qualname__
+        clone.__module__ = f.__module__
+        compiled[name] = (_DEVICE if name in FAMILY_HELPERS else kernel)(clone)
+    namespace.update(compiled)
+    return types.SimpleNamespace(**{name: compiled[name] for name in FAMILY_KERNELS})
+
+
+FLOAT64 = _family()
+FLOAT32 = _family(np.float32)
 
 
 @source_keyed(cuda.jit(cache=True), __file__)
@@ -434,6 +462,15 @@ def k_reset(rho, y, flux, queue, rho0, y0, flux0, mask, entered, exited, delay, 
                     link_out[lk, s] = 0.0
 
 
+def min_grid() -> tuple[int, str]:
+    """(blocks below which a grid leaves the device underused, the rule that gave it): 2 x the
+    device's SMs when it reports them, else numba's fixed NUMBA_MIN_GRID (the CUDA simulator)."""
+    sms = getattr(cuda.current_context().device, "MULTIPROCESSOR_COUNT", None)
+    if isinstance(sms, int) and sms > 0:
+        return 2 * sms, f"2 x the device's {sms} SMs"
+    return NUMBA_MIN_GRID, "numba's 128 blocks; the device's SM count is unknown"
+
+
 def _blocks(n: int) -> int:
     return max(1, (n + THREADS - 1) // THREADS)
 
@@ -478,11 +515,15 @@ class CudaEngine:
         self._cfg = cfg
         self.B = B
         self.launches = sim.launches
+        self._warned_occupancy = False  # low occupancy is reported once per engine (`_check_occupancy`)
         self.memory = memory
+        real = np.float32 if cfg.precision == "float32" else np.float64  # cells, queues, scratch, constants
+        self._real = real
+        self._kernels = FLOAT32 if real == np.float32 else FLOAT64
         self.d = {name: memory.copy(v) for name, v in st.items() if isinstance(v, np.ndarray)}
-        self.static = Static(*(self.d[name] for name in Static._fields))
+        # the fused kernels read the float statics in the state's precision (float32: no promotion)
+        self.static = Static(*(self._in_precision(name, st[name]) for name in Static._fields))
         zeros = memory.zeros
-        real = np.float32 if cfg.precision == "float32" else np.float64  # cells, queues, scratch
 
         def cells(shape: tuple) -> Any:
             return zeros(shape, dtype=real)
@@ -501,19 +542,42 @@ class CudaEngine:
         if cfg.order == 2:
             self.stages = Stages(cells((4, 2, nc, B)), cells((2, 2, nc, B)), cells((2, ne, B)), zeros((2, B)),
                                  zeros((nl, B)))
-        self.params = Params(float(cfg.wave_speed_mps), float(cfg.alpha), float(cfg.moto_space_weight),
-                             float(cfg.eps_density), float(st["c_bound"]), float(cfg.left_gap_s),
-                             float(cfg.left_followup_s), float(cfg.tau_m), float(cfg.tau_c))
+        self.params = Params(*(real(v) for v in (
+            cfg.wave_speed_mps, cfg.alpha, cfg.moto_space_weight, cfg.eps_density, st["c_bound"],
+            cfg.left_gap_s, cfg.left_followup_s, cfg.tau_m, cfg.tau_c)))
         self._shape = advance_shape(B, max(nc, nl, n_jn, ne))
         self.rho0 = memory.copy(sim._rho0)
         self.y0 = memory.copy(sim._y0)
         self.flux0 = memory.copy(sim._flux0)
         self._app_cells = memory.copy(sim._approach_cells)
 
+    def _in_precision(self, name: str, host: np.ndarray) -> Any:
+        """Static array `name` for the fused kernels: a float array in the state's precision (a
+        float32 copy uploaded for float32), any other the one uploaded for the read-outs."""
+        if host.dtype.kind == "f" and host.dtype != self._real:
+            return self.memory.copy(host.astype(self._real))
+        return self.d[name]
+
     def _launch(self, kernel: Any, blocks: int, threads: Any, *args: Any) -> None:
         """Launch `kernel` and count it, with its grid size."""
         self.launches.add(kernel.__name__, blocks)
+        if not self._warned_occupancy:
+            self._check_occupancy(kernel.__name__, blocks, threads)
         kernel[blocks, threads](*args)
+
+    def _check_occupancy(self, name: str, blocks: int, threads: Any) -> None:
+        """One `warning` event (category low_occupancy) the first time a grid is too small to fill
+        the device. Why: numba's own warning repeats on every launch without the cause, and a run
+        that leaves the GPU mostly idle should say so once, with the fix."""
+        minimum, rule = min_grid()
+        if blocks >= minimum:
+            return
+        self._warned_occupancy = True
+        emit("warning", category="low_occupancy", count=1, kernel=name, scenarios=self.B, blocks=int(blocks),
+             threads=str(threads), threshold=minimum,
+             message=f"{name} launched {blocks} block(s) of {threads} threads for B = {self.B} scenarios, "
+                     f"below {minimum} blocks ({rule}): the GPU is mostly idle. Run more scenarios at "
+                     f"once (n_envs, eval_episodes; the fused kernel puts 32 per block) to fill it.")
 
     @property
     def nbytes(self) -> int:
@@ -602,20 +666,20 @@ class CudaEngine:
     def advance(self, n_steps: int, dt: float, dt_last: float) -> None:
         """All n_steps substeps for all scenarios in one launch (k_advance or k_advance2)."""
         blocks, threads = self._shape
-        kernel = k_advance if self.stages is None else k_advance2
+        kernel = self._kernels.k_advance if self.stages is None else self._kernels.k_advance2
         self._launch(kernel, blocks, threads, *self._advance_args(n_steps, dt, dt_last))
 
     def _advance_args(self, n_steps: int, dt: float, dt_last: float) -> tuple:
         stages = () if self.stages is None else (self.stages,)
-        return (int(n_steps), float(dt), float(dt_last), self.static, self.state, self.work, *stages,
-                self.params)
+        return (int(n_steps), self._real(dt), self._real(dt_last), self.static, self.state, self.work,
+                *stages, self.params)
 
     def launch_arguments(self) -> dict[str, tuple[Any, tuple]]:
         """Every kernel this engine launches, with arguments of the types it launches them with
         (on a HostMemory engine: numpy stand-ins), so each compiles to PTX without a GPU."""
         zeros, B = self.memory.zeros, self.B
         nl, n_app = self.state.link_out.shape[0], self._app_cells.shape[0]
-        advance = k_advance if self.stages is None else k_advance2
+        advance = self._kernels.k_advance if self.stages is None else self._kernels.k_advance2
         return {
             advance.__name__: (advance, self._advance_args(3, 1.0, 0.5)),
             "k_reset": (k_reset, self._reset_args(zeros(B, dtype=np.uint8))),
@@ -625,7 +689,8 @@ class CudaEngine:
         }
 
 
-KERNELS = (k_advance, k_advance2, k_reset, k_vehicles, k_link_sums, k_approach_sums)
+KERNELS = (FLOAT64.k_advance, FLOAT64.k_advance2, FLOAT32.k_advance, FLOAT32.k_advance2, k_reset, k_vehicles,
+           k_link_sums, k_approach_sums)
 
 
 def cache_hits() -> int:

@@ -493,20 +493,27 @@ def _signals(
     return tuple(signals)
 
 
-def _streams(movements: Sequence[Movement]) -> tuple[list[int], list[int], list[int]]:
+def _streams(movements: Sequence[Movement]) -> dict[str, list]:
     """Queues of the node model (docs/model.md): per incoming link one strict-FIFO stream holding
-    its movements without a turn pocket, and one stream per pocketed movement. Returns each
-    stream's link and node, and each movement's stream; streams are in junction order."""
+    its movements without a turn pocket, and one stream per pocketed movement; streams are in
+    junction order. Returns each stream's link, node, pocket storage (m, 0 for a shared stream),
+    the pocketed movement's turning fraction (0 for a shared stream) and the approach's shared
+    stream that a pocket couples with once its queue outgrows it (-1: none), and each
+    movement's stream."""
     keys: dict[tuple[int, int, int], int] = {}
-    stream_link, stream_node, mov_stream = [], [], []
+    out: dict[str, list] = {name: [] for name in ("link", "node", "storage", "ratio", "main", "mov_stream")}
     for m in movements:
         key = (m.node, m.in_link, m.index if m.storage_m > 0 else -1)
         if key not in keys:
-            keys[key] = len(stream_link)
-            stream_link.append(m.in_link)
-            stream_node.append(m.node)
-        mov_stream.append(keys[key])
-    return stream_link, stream_node, mov_stream
+            keys[key] = len(out["link"])
+            out["link"].append(m.in_link)
+            out["node"].append(m.node)
+            out["storage"].append(m.storage_m)
+            out["ratio"].append(m.ratio if m.storage_m > 0 else 0.0)
+        out["mov_stream"].append(keys[key])
+    for node, link, pocket in keys:
+        out["main"].append(keys.get((node, link, -1), -1) if pocket >= 0 else -1)
+    return out
 
 
 def _arrays(
@@ -526,7 +533,7 @@ def _arrays(
     first = [lk.first_cell for lk in links] + [sum(lk.n_cells for lk in links)]
     node_in_ptr, node_in_idx = csr([n.in_links for n in nodes])
     node_out_ptr, node_out_idx = csr([n.out_links for n in nodes])
-    stream_link, stream_node, mov_stream = _streams(movements)
+    streams = _streams(movements)
     # the share of the opposing approach's traffic a permitted left turn crosses (through + right)
     conflicting: dict[tuple[int, int], float] = defaultdict(float)
     for m in movements:
@@ -544,12 +551,15 @@ def _arrays(
         "mov_ratio": floats(m.ratio for m in movements),
         "mov_signal": ints(m.signal for m in movements),
         "mov_phase": ints(m.phase for m in movements),
-        "mov_stream": ints(mov_stream),
+        "mov_stream": ints(streams["mov_stream"]),
         "mov_yield": ints(m.yields_to for m in movements),
         "mov_yield_share": floats(conflicting[(m.yields_to, m.phase)] if m.yields_to >= 0 else 0.0
                                   for m in movements),
-        "stream_link": ints(stream_link),
-        "stream_node": ints(stream_node),
+        "stream_link": ints(streams["link"]),
+        "stream_node": ints(streams["node"]),
+        "stream_storage": floats(streams["storage"]),
+        "stream_ratio": floats(streams["ratio"]),
+        "stream_main": ints(streams["main"]),
         "node_in_ptr": node_in_ptr,
         "node_in_idx": node_in_idx,
         "node_out_ptr": node_out_ptr,

@@ -30,6 +30,8 @@ import types
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
+
 # ----------------------------------------------------------------------------- scalar model
 #
 # The hot functions are branch-free: both sides of a choice are computed (with denominators kept
@@ -39,6 +41,28 @@ from typing import Any
 # once branch-free). The value picked is the one the branchy form computed, (denominators below TINY aside).
 
 TINY = 1e-300  # a denominator floor: only ever used where the other branch is picked at 0
+
+# Every constant of the arithmetic below is one of these names, never a literal. Why: numba types a
+# Python float literal as float64, so one literal in a float32 kernel promotes its expression to
+# float64 arithmetic. `compile_for(decorator, real)` rebinds the names to `real` scalars (numba
+# types a global numpy scalar by its dtype); compiled without `real` (the CPU, CUDA's float64) they
+# are these Python floats, so the float64 code is what the literals compiled to.
+ZERO = 0.0
+HALF = 0.5
+ONE = 1.0
+TWO = 2.0
+Q_FLOOR = 1e-9  # veh/s: the opposing flow's floor in `permitted_capacity`
+BIG = 1e300  # "no exit yet" in the node model's search for the most restrictive exit
+# float32 keeps the roles of TINY and BIG within its range (about 1e-38 to 3e38)
+FLOAT32_EXTREMES = {"TINY": 1e-30, "BIG": 1e30}
+
+
+def constants(real: Any) -> dict[str, Any]:
+    """The arithmetic's constants as `real` scalars (numpy's float32 or float64)."""
+    names = {"ZERO": ZERO, "HALF": HALF, "ONE": ONE, "TWO": TWO, "Q_FLOOR": Q_FLOOR, "TINY": TINY, "BIG": BIG}
+    if real == np.float32:
+        names.update(FLOAT32_EXTREMES)
+    return {name: real(value) for name, value in names.items()}
 
 
 def effective_density(rho_m: float, rho_c: float, k: int, alpha: float, eps_m: float) -> float:
@@ -52,7 +76,7 @@ def effective_density(rho_m: float, rho_c: float, k: int, alpha: float, eps_m: f
 def pressure(r: float, rho_jam: float, v_free: float, wave: float) -> float:
     """p(r) = v_f - V_e(r) = max(0, v_f + W - W k_j / r), m/s: 0 up to the critical density, with
     V_e(r) = min(v_f, W (k_j / r - 1)) the triangular fundamental diagram's speed."""
-    return max(v_free + wave - wave * rho_jam / max(r, TINY), 0.0)
+    return max(v_free + wave - wave * rho_jam / max(r, TINY), ZERO)
 
 
 def critical_density(rho_jam: float, v_free: float, wave: float) -> float:
@@ -62,7 +86,7 @@ def critical_density(rho_jam: float, v_free: float, wave: float) -> float:
 
 def curve_flow(r: float, w: float, rho_jam: float, v_free: float, wave: float) -> float:
     """Q_w(r) = r * v on the curve of constant w, with v = w - p(r) floored at 0."""
-    return r * max(w - pressure(r, rho_jam, v_free, wave), 0.0)
+    return r * max(w - pressure(r, rho_jam, v_free, wave), ZERO)
 
 
 def class_demand(rho_k: float, r: float, w: float, rho_jam: float, v_free: float, wave: float) -> float:
@@ -72,7 +96,7 @@ def class_demand(rho_k: float, r: float, w: float, rho_jam: float, v_free: float
     rho_k * w, which with the CFL condition keeps densities non-negative.
     """
     rc = critical_density(rho_jam, v_free, wave)
-    free = rho_k * max(w - pressure(r, rho_jam, v_free, wave), 0.0)
+    free = rho_k * max(w - pressure(r, rho_jam, v_free, wave), ZERO)
     congested = rho_k / max(r, TINY) * rc * w
     return free if r <= rc else congested
 
@@ -88,8 +112,8 @@ def class_supply(
     of the incoming traffic. Single class, this is the exact Godunov flux of ARZ: min(demand,
     supply) (Lebacque, Mammar, Haj-Salem 2007).
     """
-    z = max(w_in - v_down, 0.0)
-    r_mid = wave * rho_jam / max(v_free + wave - z, TINY) if z > 0.0 else 0.0
+    z = max(w_in - v_down, ZERO)
+    r_mid = wave * rho_jam / max(v_free + wave - z, TINY) if z > ZERO else ZERO
     rc = critical_density(rho_jam, v_free, wave)
     return phi_in * curve_flow(max(r_mid, rc), w_in, rho_jam, v_free, wave)
 
@@ -97,7 +121,7 @@ def class_supply(
 def space_supply(sigma: float, rho_jam: float, c_bound: float) -> float:
     """Space inflow a cell can take (car equivalents/s): c_bound (k_j - sigma). With
     c_bound dt/dx <= 1 the space density cannot pass k_j, whatever the two classes do."""
-    return c_bound * max(rho_jam - sigma, 0.0)
+    return c_bound * max(rho_jam - sigma, ZERO)
 
 
 def limit_factors(
@@ -106,10 +130,10 @@ def limit_factors(
     """Fractions of the class demands d_k that pass: min(1, s_k / d_k) per class, then both
     scaled down together so the space they take (eps_m per motorcycle) fits `cap` (shares
     proportional to demand). Every interface, entry and exit goes through this one rule."""
-    f_m = 1.0 if d_m <= s_m else max(s_m, 0.0) / max(d_m, TINY)
-    f_c = 1.0 if d_c <= s_c else max(s_c, 0.0) / max(d_c, TINY)
+    f_m = ONE if d_m <= s_m else max(s_m, ZERO) / max(d_m, TINY)
+    f_c = ONE if d_c <= s_c else max(s_c, ZERO) / max(d_c, TINY)
     total = eps_m * f_m * d_m + f_c * d_c
-    g = cap / max(total, TINY) if total > cap else 1.0
+    g = cap / max(total, TINY) if total > cap else ONE
     return f_m * g, f_c * g
 
 
@@ -117,7 +141,7 @@ def relaxed_y(rho: float, y: float, p: float, v_eq: float, decay: float) -> floa
     """Exact relaxation of v toward V_e over one step at fixed rho: v' = V_e + (v - V_e) e^{-dt/tau}."""
     v = y / max(rho, TINY) - p
     relaxed = rho * (v_eq + (v - v_eq) * decay + p)
-    return relaxed if rho > 0.0 else y
+    return relaxed if rho > ZERO else y
 
 
 # ----------------------------------------------------------------------------- stage functions
@@ -133,9 +157,9 @@ def eval_cell(i, s, rho, y, cell_rj, cell_vf, wave, alpha, eps_m, eps, dem, wv, 
         rk = rho[k, i, s]
         w, p, r = class_w(k, i, s, rho, y, cell_rj, cell_vf, wave, alpha, eps_m, eps)
         wv[k, i, s] = w
-        vel[k, i, s] = max(w - p, 0.0)
+        vel[k, i, s] = max(w - p, ZERO)
         dem[k, i, s] = class_demand(rk, r, w, cell_rj[i], cell_vf[i], wave)
-        phi[k, i, s] = rk / max(r, TINY) if r > eps else 0.0
+        phi[k, i, s] = rk / max(r, TINY) if r > eps else ZERO
 
 
 def class_w(k, i, s, rho, y, cell_rj, cell_vf, wave, alpha, eps_m, eps):  # noqa: ANN001
@@ -172,14 +196,14 @@ def movement_gate(m, s, t_local, mov_signal, mov_phase, sig_phase, sig_amber):  
     ph = mov_phase[m]
     g = max(mov_signal[m], 0)
     green = (sig_phase[g, s] == ph) & (t_local >= sig_amber[g, s])
-    return 1.0 if (ph < 0) | green else 0.0
+    return ONE if (ph < 0) | green else ZERO
 
 
 def permitted_capacity(q_opp, t_gap, t_follow):  # noqa: ANN001
     """Capacity (veh/s) of a permitted left turn crossing an opposing flow q_opp (veh/s):
     q e^{-q t_c} / (1 - e^{-q t_f}) (HCM 2000, permitted left turns; 1 / t_f with no opposing
     traffic). q_opp is floored at 1e-9 veh/s, where the formula is 1/t_f to 1e-9."""
-    q = max(q_opp, 1e-9)
+    q = max(q_opp, Q_FLOOR)
     return q * math.exp(-q * t_gap) / -math.expm1(-q * t_follow)
 
 
@@ -187,14 +211,14 @@ def junction_open(q, s, jn_out_link, sd, sdw, sdp):  # noqa: ANN001
     """Clear the demand sums of outgoing slot q (one link leaving a junction)."""
     lk = jn_out_link[q]
     for k in range(2):
-        sd[k, lk, s] = 0.0
-        sdw[k, lk, s] = 0.0
-        sdp[k, lk, s] = 0.0
+        sd[k, lk, s] = ZERO
+        sdw[k, lk, s] = ZERO
+        sdp[k, lk, s] = ZERO
 
 
 def stream_open(u, s, st_h):  # noqa: ANN001
     """Stream u (one FIFO queue of an approach) starts the node model unrestricted."""
-    st_h[u, s] = 1.0
+    st_h[u, s] = ONE
 
 
 def movement_limit(
@@ -207,15 +231,15 @@ def movement_limit(
     cannot go holds its whole stream (docs/model.md)."""
     last = link_first[mov_in[m] + 1] - 1
     for k in range(2):
-        gout[k, last, s] = 0.0
-        gyout[k, last, s] = 0.0
+        gout[k, last, s] = ZERO
+        gyout[k, last, s] = ZERO
     gate = movement_gate(m, s, t_local, mov_signal, mov_phase, sig_phase, sig_amber)
     opp = mov_yield[m]
     opp_last = link_first[max(opp, 0) + 1] - 1
     q_opp = mov_yield_share[m] * (dem[0, opp_last, s] + dem[1, opp_last, s])
     want = mov_ratio[m] * (dem[0, last, s] + dem[1, last, s])
     cap = permitted_capacity(q_opp, t_gap, t_follow)
-    gap = min(1.0, cap / max(want, TINY)) if opp >= 0 else 1.0
+    gap = min(ONE, cap / max(want, TINY)) if opp >= 0 else ONE
     u = mov_stream[m]
     st_h[u, s] = min(st_h[u, s], gate * gap)
 
@@ -261,8 +285,8 @@ def outgoing_supply(q, s, rho, cell_rj, cell_vf, wave, eps_m, c_bound, vel, jn_o
     total = d_m + d_c
     cap = space_supply(eps_m * rho[0, first, s] + rho[1, first, s], rj, c_bound)
     cap_veh = cap * total / max(eps_m * d_m + d_c, TINY)
-    lim_m = s_m * (total / max(d_m, TINY)) if d_m > 0.0 else cap_veh
-    lim_c = s_c * (total / max(d_c, TINY)) if d_c > 0.0 else cap_veh
+    lim_m = s_m * (total / max(d_m, TINY)) if d_m > ZERO else cap_veh
+    lim_c = s_c * (total / max(d_c, TINY)) if d_c > ZERO else cap_veh
     rsup[lk, s] = min(cap_veh, min(lim_m, lim_c))
 
 
@@ -293,24 +317,24 @@ def node_model(
     u1 = jn_st_ptr[n + 1]
     for u in range(u0, u1):
         sending = stream_demand(u, s, dem, st_link, link_first, st_h)
-        st_q[u, s] = sending if sending <= 0.0 else -1.0  # -1: not determined yet
+        st_q[u, s] = sending if sending <= ZERO else -ONE  # -1: not determined yet
     for _ in range(u1 - u0):
         for q in range(jn_out_ptr[n], jn_out_ptr[n + 1]):
             rres[jn_out_link[q], s] = rsup[jn_out_link[q], s]
         for m in range(m0, m1):
             fixed = st_q[mov_stream[m], s]
-            if fixed > 0.0:
+            if fixed > ZERO:
                 rres[mov_out[m], s] -= mov_ratio[m] * fixed
-        best = 1e300
+        best = BIG
         j_best = -1
         for q in range(jn_out_ptr[n], jn_out_ptr[n + 1]):
             lk = jn_out_link[q]
-            weight = 0.0
+            weight = ZERO
             for m in range(m0, m1):
-                if mov_out[m] == lk and st_q[mov_stream[m], s] < 0.0:
+                if mov_out[m] == lk and st_q[mov_stream[m], s] < ZERO:
                     weight += mov_ratio[m] * st_cap[mov_stream[m]]
-            if weight > 0.0:
-                a = max(rres[lk, s], 0.0) / weight
+            if weight > ZERO:
+                a = max(rres[lk, s], ZERO) / weight
                 if a < best:
                     best = a
                     j_best = lk
@@ -318,7 +342,7 @@ def node_model(
             break
         constrained_by_demand = False
         for u in range(u0, u1):
-            if st_q[u, s] < 0.0:
+            if st_q[u, s] < ZERO:
                 sending = stream_demand(u, s, dem, st_link, link_first, st_h)
                 if sending <= best * st_cap[u]:
                     st_q[u, s] = sending
@@ -326,12 +350,50 @@ def node_model(
         if not constrained_by_demand:
             for m in range(m0, m1):
                 u = mov_stream[m]
-                if mov_out[m] == j_best and st_q[u, s] < 0.0:
+                if mov_out[m] == j_best and st_q[u, s] < ZERO:
                     st_q[u, s] = best * st_cap[u]
     for u in range(u0, u1):
         last = link_first[st_link[u] + 1] - 1
         total = dem[0, last, s] + dem[1, last, s]
-        st_h[u, s] = max(st_q[u, s], 0.0) / total if total > 0.0 else 0.0
+        st_h[u, s] = max(st_q[u, s], ZERO) / total if total > ZERO else ZERO
+
+
+def jammed_length(lk, s, rho, cell_rj, cell_vf, cell_dx, wave, eps_m, link_first):  # noqa: ANN001
+    """Length (m) of link lk's standing queue at its stop line, all lanes at jam: from the last
+    cell back while cells are congested, each counting its jammed share
+    z = (sigma - k_c) / (k_j - k_c) of its length (a cell at k_c discharges, one at k_j stands)."""
+    length = ZERO
+    alive = ONE
+    for back in range(link_first[lk + 1] - link_first[lk]):
+        i = link_first[lk + 1] - 1 - back
+        rj = cell_rj[i]
+        rc = critical_density(rj, cell_vf[i], wave)
+        z = min(max(eps_m * rho[0, i, s] + rho[1, i, s] - rc, ZERO) / (rj - rc), ONE)
+        length += alive * z * cell_dx[i]
+        alive = alive if z > ZERO else ZERO
+    return length
+
+
+def pocket_coupling(
+    u, s, rho, cell_rj, cell_vf, cell_dx, wave, eps_m, link_first, st_link, st_main, st_pocket, st_h,
+):  # noqa: ANN001
+    """Pocket stream u and its approach's shared stream, after the node model: of the queue that
+    holds the less restricted of the two, the share within the pocket's reach, keep = min(1, L_p / x),
+    keeps its partial-FIFO flow; the rest stands in arrival order and passes only at the more
+    restricted stream's rate (strict FIFO): h <- h_lo + keep (h - h_lo). x is the queue that
+    decides: the pocketed movement's own, f lanes L_q in its one lane, when it is the held one
+    (it overflows into the shared lanes), else the shared movements', (1 - f) L_q (it blocks the
+    pocket's entrance); L_q is `jammed_length`. Only lowers flows the node model allowed, so every
+    supply still holds and the same flux leaves and enters: mass stays exact (docs/model.md)."""
+    main = st_main[u]
+    h_p = st_h[u, s]
+    h_m = st_h[main, s]
+    low = min(h_p, h_m)
+    queue = jammed_length(st_link[u], s, rho, cell_rj, cell_vf, cell_dx, wave, eps_m, link_first)
+    x = (st_pocket[u, 1] if h_p < h_m else st_pocket[u, 2]) * queue
+    keep = min(ONE, st_pocket[u, 0] / max(x, TINY))
+    st_h[u, s] = low + keep * (h_p - low)
+    st_h[main, s] = low + keep * (h_m - low)
 
 
 def movement_flow(m, s, dem, wv, cell_vf, mov_in, mov_out, mov_ratio, mov_stream, link_first, st_h, gout,
@@ -355,20 +417,22 @@ def movement_flow(m, s, dem, wv, cell_vf, mov_in, mov_out, mov_ratio, mov_stream
 # The static arrays of the junctions (Simulator._static names), in the kernels' argument order.
 JUNCTION_ARRAYS = (
     "link_first", "jn_mov_ptr", "jn_out_ptr", "jn_st_ptr", "jn_out_link", "mov_in", "mov_out", "mov_ratio",
-    "mov_signal", "mov_phase", "mov_stream", "mov_yield", "mov_yield_share", "st_link", "st_cap",
+    "mov_signal", "mov_phase", "mov_stream", "mov_yield", "mov_yield_share", "st_link", "st_cap", "st_main",
+    "st_pocket",
 )
 
 
 def junction_flow(
-    n, s, t_local, rho, cell_rj, cell_vf, wave, eps_m, c_bound, dem, wv, vel, phi, gout, gyout, lin, lyin,
-    jn_mov_ptr, jn_out_ptr, jn_st_ptr, jn_out_link, mov_in, mov_out, mov_ratio, mov_signal, mov_phase,
-    mov_stream, mov_yield, mov_yield_share, st_link, st_cap, sig_phase, sig_amber, link_first, t_gap,
-    t_follow, sd, sdw, sdp, st_h, st_q, rsup, rres,
+    n, s, t_local, rho, cell_rj, cell_vf, cell_dx, wave, eps_m, c_bound, dem, wv, vel, phi, gout, gyout, lin,
+    lyin, jn_mov_ptr, jn_out_ptr, jn_st_ptr, jn_out_link, mov_in, mov_out, mov_ratio, mov_signal, mov_phase,
+    mov_stream, mov_yield, mov_yield_share, st_link, st_cap, st_main, st_pocket, sig_phase, sig_amber,
+    link_first, t_gap, t_follow, sd, sdw, sdp, st_h, st_q, rsup, rres,
 ):  # noqa: ANN001
     """Junction n for scenario s, all passes (the CUDA kernel's thread; the CPU kernel runs each
     pass over all junctions with the scenarios innermost): signal gates and permitted-left gap
     capacities restrict each stream, exits sum the demand they are offered and give their
-    supply, the node model fixes each stream's flow, and the movements pass it. The same flux
+    supply, the node model fixes each stream's flow, a turn pocket whose queue outgrows it couples
+    with its approach's shared stream, and the movements pass it. The same flux
     leaves one cell and enters the other: mass is exact."""
     for q in range(jn_out_ptr[n], jn_out_ptr[n + 1]):
         junction_open(q, s, jn_out_link, sd, sdw, sdp)
@@ -387,6 +451,10 @@ def junction_flow(
                         sdp, rsup)
     node_model(n, s, dem, jn_mov_ptr, jn_out_ptr, jn_st_ptr, jn_out_link, mov_out, mov_ratio, mov_stream,
                st_link, st_cap, link_first, st_h, st_q, rsup, rres)
+    for u in range(jn_st_ptr[n], jn_st_ptr[n + 1]):
+        if st_main[u] >= 0:
+            pocket_coupling(u, s, rho, cell_rj, cell_vf, cell_dx, wave, eps_m, link_first, st_link, st_main,
+                            st_pocket, st_h)
     for m in range(jn_mov_ptr[n], jn_mov_ptr[n + 1]):
         movement_flow(m, s, dem, wv, cell_vf, mov_in, mov_out, mov_ratio, mov_stream, link_first, st_h, gout,
                       gyout, lin, lyin)
@@ -407,8 +475,8 @@ def entry_flow(
     a_c = queue[1, e, s] / h + rate[1, e, s]
     eff_m = effective_density(a_m, a_c, 0, alpha, eps_m)
     eff_c = effective_density(a_m, a_c, 1, alpha, eps_m)
-    phi_m = a_m / max(eff_m, TINY) if eff_m > 0.0 else 0.0
-    phi_c = a_c / max(eff_c, TINY) if eff_c > 0.0 else 0.0
+    phi_m = a_m / max(eff_m, TINY) if eff_m > ZERO else ZERO
+    phi_c = a_c / max(eff_c, TINY) if eff_c > ZERO else ZERO
     s_m = class_supply(vf, phi_m, vel[0, first, s], rj, vf, wave)
     s_c = class_supply(vf, phi_c, vel[1, first, s], rj, vf, wave)
     cap = space_supply(eps_m * rho[0, first, s] + rho[1, first, s], rj, c_bound)
@@ -470,7 +538,7 @@ def relax_cell(i, s, h, rho, y, flux, cell_rj, cell_vf, cell_dx, wave, alpha, ep
     vf = cell_vf[i]
     rm = rho[0, i, s]
     rc = rho[1, i, s]
-    delay = 0.0
+    delay = ZERO
     for k in range(2):
         rk = rho[k, i, s]
         r = effective_density(rm, rc, k, alpha, eps_m)
@@ -479,9 +547,9 @@ def relax_cell(i, s, h, rho, y, flux, cell_rj, cell_vf, cell_dx, wave, alpha, ep
         yk = relaxed_y(rk, y[k, i, s], p, vf - p, decay)
         y[k, i, s] = yk
         # cell_speed of the relaxed state, written out so as not to recompute p
-        moved = min(max(yk / max(rk, TINY) - p, 0.0), flux[k, i, s] / max(rk, TINY))
-        u = moved if rk > eps else 0.0
-        delay += rk * max(1.0 - u / vf, 0.0)
+        moved = min(max(yk / max(rk, TINY) - p, ZERO), flux[k, i, s] / max(rk, TINY))
+        u = moved if rk > eps else ZERO
+        delay += rk * max(ONE - u / vf, ZERO)
     return delay * cell_dx[i] * h
 
 
@@ -490,7 +558,7 @@ def update_cell(
     decay_c, gout, gyout, lin, lyin,
 ):  # noqa: ANN001
     """First-order step of cell i: conservative update, then exact relaxation. Returns its delay."""
-    transport_cell(i, s, h, rho, y, flux, 0.0, 1.0, cell_dx, cell_first, cell_lnk, gout, gyout, lin, lyin)
+    transport_cell(i, s, h, rho, y, flux, ZERO, ONE, cell_dx, cell_first, cell_lnk, gout, gyout, lin, lyin)
     return relax_cell(i, s, h, rho, y, flux, cell_rj, cell_vf, cell_dx, wave, alpha, eps_m, eps, decay_m,
                       decay_c)
 
@@ -502,9 +570,9 @@ def cell_speed(k, i, s, rho, y, flux, cell_rj, cell_vf, wave, alpha, eps_m, eps)
     v: this is what the read-outs report and what the delay integrates."""
     rk = rho[k, i, s]
     r = effective_density(rho[0, i, s], rho[1, i, s], k, alpha, eps_m)
-    v = max(y[k, i, s] / max(rk, TINY) - pressure(r, cell_rj[i], cell_vf[i], wave), 0.0)
+    v = max(y[k, i, s] / max(rk, TINY) - pressure(r, cell_rj[i], cell_vf[i], wave), ZERO)
     moved = min(v, flux[k, i, s] / max(rk, TINY))
-    return moved if rk > eps else 0.0
+    return moved if rk > eps else ZERO
 
 
 # ----------------------------------------------------------------------------- second order (MUSCL)
@@ -515,9 +583,9 @@ def mc_slope(q_before: float, q: float, q_after: float) -> float:
     2|q - q_before|, 2|q_after - q| and |q_after - q_before| / 2, and 0 at an extremum."""
     d1 = q - q_before
     d2 = q_after - q
-    size = min(min(2.0 * abs(d1), 2.0 * abs(d2)), 0.5 * abs(d1 + d2))
-    signed = size if d1 > 0.0 else -size
-    return signed if d1 * d2 > 0.0 else 0.0
+    size = min(min(TWO * abs(d1), TWO * abs(d2)), HALF * abs(d1 + d2))
+    signed = size if d1 > ZERO else -size
+    return signed if d1 * d2 > ZERO else ZERO
 
 
 def weighted_faces(
@@ -531,13 +599,13 @@ def weighted_faces(
     conserved quantity exactly, and the slope sigma is scaled down so both faces stay between the
     neighbours' values (no new extremum: the bounds of q hold at the faces). No mass, no slope."""
     sigma = mc_slope(q_before, q, q_after)
-    m2 = 2.0 * m
+    m2 = TWO * m
     push_right = abs(sigma) * m_left
     push_left = abs(sigma) * m_right
     # fractions <= 1 written without overflow (fastmath assumes no inf)
-    fit_right = min(push_right, m2 * abs(q_after - q)) / max(push_right, TINY) if push_right > TINY else 1.0
-    fit_left = min(push_left, m2 * abs(q - q_before)) / max(push_left, TINY) if push_left > TINY else 1.0
-    sigma = sigma * min(fit_right, fit_left) if m > eps else 0.0
+    fit_right = min(push_right, m2 * abs(q_after - q)) / max(push_right, TINY) if push_right > TINY else ONE
+    fit_left = min(push_left, m2 * abs(q - q_before)) / max(push_left, TINY) if push_left > TINY else ONE
+    sigma = sigma * min(fit_right, fit_left) if m > eps else ZERO
     return q - sigma * m_right / max(m2, TINY), q + sigma * m_left / max(m2, TINY)
 
 
@@ -556,23 +624,23 @@ def reconstruct_cell(i, s, rho, y, cell_first, cell_last, eps_m, eps, rho_l, y_l
     tb = eps_m * rho[0, b, s] + rho[1, b, s]
     t = eps_m * rho[0, i, s] + rho[1, i, s]
     ta = eps_m * rho[0, a, s] + rho[1, a, s]
-    half = 0.5 * mc_slope(tb, t, ta) if inner else 0.0
+    half = HALF * mc_slope(tb, t, ta) if inner else ZERO
     t_left = t - half
     t_right = t + half
     share_b = eps_m * rho[0, b, s] / max(tb, TINY)
     share = eps_m * rho[0, i, s] / max(t,
                                        TINY)  # exact even for a nearly empty cell: faces carry both classes
     share_a = eps_m * rho[0, a, s] / max(ta, TINY)
-    share_left, share_right = weighted_faces(share_b, share, share_a, t if inner else 0.0, t_left, t_right,
+    share_left, share_right = weighted_faces(share_b, share, share_a, t if inner else ZERO, t_left, t_right,
                                              eps)
     # rounding can put a share an ulp outside [0, 1]: clamped, as a negative density would
     # make a negative demand and supply
-    space_m_left = min(max(share_left, 0.0), 1.0) * t_left
-    space_m_right = min(max(share_right, 0.0), 1.0) * t_right
+    space_m_left = min(max(share_left, ZERO), ONE) * t_left
+    space_m_right = min(max(share_right, ZERO), ONE) * t_right
     rho_l[0, i, s] = space_m_left / eps_m
     rho_r[0, i, s] = space_m_right / eps_m
-    rho_l[1, i, s] = max(t_left - space_m_left, 0.0)
-    rho_r[1, i, s] = max(t_right - space_m_right, 0.0)
+    rho_l[1, i, s] = max(t_left - space_m_left, ZERO)
+    rho_r[1, i, s] = max(t_right - space_m_right, ZERO)
     class_w_faces(0, i, b, a, s, rho, y, inner, eps, rho_l, y_l, rho_r, y_r)
     class_w_faces(1, i, b, a, s, rho, y, inner, eps, rho_l, y_l, rho_r, y_r)
 
@@ -585,7 +653,7 @@ def class_w_faces(k, i, b, a, s, rho, y, inner, eps, rho_l, y_l, rho_r, y_r):  #
     rk = rho[k, i, s]
     ra = rho[k, a, s]
     w = y[k, i, s] / max(rk, TINY)
-    mass = rk if (rb > eps) & (ra > eps) & inner else 0.0
+    mass = rk if (rb > eps) & (ra > eps) & inner else ZERO
     w_left, w_right = weighted_faces(y[k, b, s] / max(rb, TINY), w, y[k, a, s] / max(ra, TINY), mass,
                                      rho_l[k, i, s], rho_r[k, i, s], eps)
     y_l[k, i, s] = rho_l[k, i, s] * w_left
@@ -596,7 +664,7 @@ def face_speed(i, s, rho_f, y_f, cell_rj, cell_vf, wave, alpha, eps_m, eps, vel)
     """Per class speed of a face state of cell i (as `eval_cell` computes it for a cell)."""
     for k in range(2):
         w, p, _ = class_w(k, i, s, rho_f, y_f, cell_rj, cell_vf, wave, alpha, eps_m, eps)
-        vel[k, i, s] = max(w - p, 0.0)
+        vel[k, i, s] = max(w - p, ZERO)
 
 
 # ----------------------------------------------------------------------------- compilation
@@ -606,19 +674,23 @@ FUNCTIONS = (
     "curve_flow", "class_demand", "class_supply", "space_supply", "limit_factors", "relaxed_y",
     "class_w", "eval_cell", "interior_flux", "movement_gate", "permitted_capacity", "junction_open",
     "stream_open", "movement_limit", "movement_demand", "entering_w", "outgoing_supply", "stream_demand",
-    "node_model", "movement_flow", "junction_flow", "entry_flow", "exit_flow", "transport_cell",
+    "node_model", "jammed_length", "pocket_coupling", "movement_flow", "junction_flow", "entry_flow",
+    "exit_flow", "transport_cell",
     "relax_cell", "update_cell", "mc_slope", "weighted_faces", "class_w_faces", "reconstruct_cell",
     "face_speed", "cell_speed",
 )
 
 
-def compile_for(decorator: Callable[[Any], Any]) -> types.SimpleNamespace:
-    """The functions of this module compiled by `decorator`, calling each other compiled.
+def compile_for(decorator: Callable[[Any], Any], real: Any = None) -> types.SimpleNamespace:
+    """The functions of this module compiled by `decorator`, calling each other compiled; with
+    `real` (np.float32), their constants are `real` scalars, so float32 inputs compute in float32.
 
     Each function is cloned with its own globals dict in which the other physics names point to
     their compiled versions; numba resolves globals when it compiles, so the composition holds.
     """
     namespace = dict(globals())
+    if real is not None:
+        namespace.update(constants(real))
     compiled = {}
     for name in FUNCTIONS:
         f = globals()[name]

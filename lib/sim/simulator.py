@@ -503,6 +503,11 @@ def _static_arrays(network: Network, cfg: SimConfig) -> dict[str, Any]:
     exit_cap = factor * capacity[ends]
     # node-model priorities: the capacity of each stream's approach (its last cell)
     st_cap = np.array(capacity[link_first[a["stream_link"] + 1] - 1], dtype=np.float64)
+    # turn pockets (physics.pocket_coupling): storage L_p, and the pocketed movement's queue length
+    # (f lanes) and the shared movements' (1 - f) per metre of the approach's jammed length
+    ratio = a["stream_ratio"]
+    lanes = a["link_lanes"][a["stream_link"]]
+    st_pocket = np.stack([a["stream_storage"], ratio * lanes, 1.0 - ratio], axis=1)
     return {
         "cell_rj": cell_rj, "cell_vf": cell_vf, "cell_dx": cell_dx, "cell_first": cell_first,
         "cell_last": last, "cell_link": cell_link, "interior": interior, "link_first": link_first,
@@ -511,7 +516,8 @@ def _static_arrays(network: Network, cfg: SimConfig) -> dict[str, Any]:
         **{name: np.array(a[name]) for name in (
             "mov_in", "mov_out", "mov_ratio", "mov_signal", "mov_phase", "mov_stream", "mov_yield",
             "mov_yield_share")},
-        "st_link": np.array(a["stream_link"]), "st_cap": st_cap,
+        "st_link": np.array(a["stream_link"]), "st_cap": st_cap, "st_main": np.array(a["stream_main"]),
+        "st_pocket": np.ascontiguousarray(st_pocket, dtype=np.float64),
         "entry_link": np.array(network.entry_links, dtype=np.int64), "exit_link": exit_links,
         "exit_cap": exit_cap,
         "tau": np.array([cfg.tau_m, cfg.tau_c]), "c_bound": float(c_bound), "w_max": w_max,
