@@ -17,7 +17,8 @@ every controller whatever its step: `mean_entry_queue_veh`, `max_entry_queue_veh
 is kept per episode to show that every controller faced the same arrivals.
 
 Classic controllers act on their own control step, not the learner's decision interval:
-`evaluate_controller` runs one on a pooled VecEnv deciding every `controller.control_step_s`.
+`evaluate_controller` runs one on a pooled VecEnv deciding every `controller.control_step_s`;
+`evaluate_controllers` runs several that share a step, each x every seed, as one batch.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ import numpy as np
 
 from lib.obs.events import emit
 from lib.obs.progress import progress_bar as bar_for
+from lib.rl.controllers import Blocks
 from lib.rl.vecenv import TrafficVecEnv
 
 METRICS = (
@@ -93,6 +95,25 @@ def horizon_steps(env: Any) -> int:
     return env.config.horizon
 
 
+@dataclass
+class Episodes:
+    """Every scenario's episode of one batched run, kept per scenario so that a run of several
+    controllers (lib.rl.controllers.Blocks) can be split into one Evaluation each."""
+
+    episodes: list[dict[str, float]]
+    link_speed_mps: np.ndarray  # (scenarios, links): each scenario's mean over its decisions
+    link_density_vpm: np.ndarray
+
+    def evaluation(self, name: str, rows: slice = slice(None)) -> Evaluation:
+        """The Evaluation of the scenarios `rows` (all by default)."""
+        return Evaluation(
+            name,
+            self.episodes[rows],
+            self.link_speed_mps[rows].mean(axis=0),
+            self.link_density_vpm[rows].mean(axis=0),
+        )
+
+
 def evaluate(
     name: str,
     actor: Actor,
@@ -102,6 +123,19 @@ def evaluate(
     progress_bar: bool = True,
     sample_s: float | None = None,
 ) -> Evaluation:
+    """`run_episodes` of all scenarios of `env` as one Evaluation named `name`."""
+    return run_episodes(name, actor, env, seed, reset, progress_bar, sample_s).evaluation(name)
+
+
+def run_episodes(
+    name: str,
+    actor: Actor,
+    env: Any,
+    seed: int | Sequence[int],
+    reset: Callable[[Any], None] | None = None,
+    progress_bar: bool = True,
+    sample_s: float | None = None,
+) -> Episodes:
     """Run one episode per scenario of the VecEnv `env` with `actor`: scenario i seeded `seed + i`,
     or `seed[i]` when a sequence is given (paired comparisons repeat episodes across candidates).
 
@@ -170,7 +204,7 @@ def evaluate(
         }
         for i, (f, r) in enumerate(zip(finals, returns, strict=True))
     ]
-    return Evaluation(name, episodes, (speed / counts).mean(axis=0), (density / counts).mean(axis=0))
+    return Episodes(episodes, speed / counts, density / counts)
 
 
 def sample_steps(env: Any, sample_s: float | None) -> int:
@@ -231,6 +265,40 @@ def evaluate_controller(
         )
     finally:
         env.close()
+
+
+def evaluate_controllers(
+    controllers: dict[str, Any],
+    config: Any,
+    seeds: Sequence[int],
+    sample_s: float,
+    progress_bar: bool = False,
+) -> dict[str, Evaluation]:
+    """Every controller as `evaluate_controller` would run it, but all those sharing a control
+    step x all `seeds` in one batched VecEnv (`Blocks`: controller i on scenarios
+    [i * len(seeds), (i + 1) * len(seeds))), the simulator being several times cheaper per
+    scenario in a large batch (docs/PERFORMANCE.md). Same keys, same episodes as one at a time."""
+    by_step: dict[float, list[str]] = {}
+    for name, controller in controllers.items():
+        by_step.setdefault(controller.control_step_s, []).append(name)
+    out: dict[str, Evaluation] = {}
+    for step, names in by_step.items():
+        blocks = Blocks([controllers[n] for n in names], len(seeds))
+        env = TrafficVecEnv(len(names) * len(seeds), config.replace(decision_interval=step))
+        try:
+            run = run_episodes(
+                "+".join(names),
+                blocks.act,
+                env,
+                [s for _ in names for s in seeds],
+                reset=blocks.reset,
+                progress_bar=progress_bar,
+                sample_s=sample_s,
+            )
+        finally:
+            env.close()
+        out.update({n: run.evaluation(blocks.members[i].name, blocks.rows(i)) for i, n in enumerate(names)})
+    return {name: out[name] for name in controllers}
 
 
 def report(evaluation: Evaluation) -> dict[str, float]:
