@@ -129,9 +129,7 @@ def test_batched_baselines_give_each_controller_its_own_episodes_exactly():
     too once its CPU chunk is one scenario wide: at its default width (min(cpu_chunk, B / threads),
     lib/sim/cpu.py) the compiled loops vectorise differently for another B, and the same scenario
     differs in the last bits (docs/PERFORMANCE.md, "Batched baselines")."""
-    config = EnvConfig(
-        backend="cpu", episode_seconds=150.0, decision_interval=15.0, demand_scale=3.0, sim=SimConfig(cpu_chunk=1)
-    )
+    config = EnvConfig(backend="cpu", episode_seconds=150.0, demand_scale=3.0, sim=SimConfig(cpu_chunk=1))
     seeds = [5, 9]
     batched = evaluate_controllers(baselines(), config, seeds, sample_s=15.0)
     assert list(batched) == list(baselines())
