@@ -28,6 +28,7 @@ import numpy as np
 from lib.obs.events import emit
 from lib.rl import protocol
 from lib.rl.controllers import (
+    CONTROL_STEP_S,
     WEBSTER_MAX_CYCLE_S,
     WEBSTER_MIN_CYCLE_S,
     Actuated,
@@ -56,11 +57,14 @@ STARTUP_S = 5.0  # discharge from green + this on is the saturation flow (start-
 WINDOW_S = 20.0  # seconds of discharge measured (the shortest approach holds ~35 vehicles)
 
 # Search grids and budget (candidate plans per level and profile, each on every tuning seed).
-# Grids widened after a first tuning on this simulator picked their edges (Delta 5 s at low
-# demand, 30 s at 1.4x; gap 600, max green 30 s low and 90 s high).
-DELTA_GRID_S = (2.0, 5.0, 10.0, 20.0, 30.0)
-GAP_GRID_VEH_H_LANE = (300.0, 600.0, 1200.0)
-MAX_GREEN_GRID_S = (20.0, 40.0, 80.0, 120.0)
+# Widened twice after tunings picked their edges (issue 12): last Delta 2 s at low demand and
+# 30 s at high, max green 20 s and 80 s. Delta now runs from the control step (its hard floor,
+# not reported as an edge) to 60 s; the gap from 100 veh/h/lane (near max-out only) to 1800
+# (about saturation: gap-out at once); max green from 15 s (just over the 10 s minimum) to 150 s.
+# The grids are all evaluated in one batch each (40 actuated candidates x tuning seeds).
+DELTA_GRID_S = (CONTROL_STEP_S, 2.0, 5.0, 10.0, 20.0, 30.0, 45.0, 60.0)
+GAP_GRID_VEH_H_LANE = (100.0, 300.0, 600.0, 1200.0, 1800.0)
+MAX_GREEN_GRID_S = (15.0, 20.0, 30.0, 40.0, 60.0, 80.0, 120.0, 150.0)
 DEFAULT_BUDGET = 16
 DEFAULT_TUNING_EPISODES = 3
 SEARCH_ROUNDS = 4
@@ -349,13 +353,18 @@ def tune_level(
 
 def grid_edges(tuned: dict[str, Any]) -> list[str]:
     """The tuned values of one level that lie on an edge of their grid: the optimum may lie
-    beyond it (widen the grid and re-tune before trusting that baseline's number)."""
+    beyond it (widen the grid and re-tune before trusting that baseline's number). An edge the
+    parameter cannot pass (Delta at the control step) is no such sign and is not named."""
     picked = [
-        ("max_pressure.delta_s", tuned["max_pressure"]["delta_s"], DELTA_GRID_S),
-        ("actuated.gap_veh_h_lane", tuned["actuated"]["gap_veh_h_lane"], GAP_GRID_VEH_H_LANE),
-        ("actuated.max_green_s", tuned["actuated"]["max_green_s"], MAX_GREEN_GRID_S),
+        ("max_pressure.delta_s", tuned["max_pressure"]["delta_s"], DELTA_GRID_S, {CONTROL_STEP_S}),
+        ("actuated.gap_veh_h_lane", tuned["actuated"]["gap_veh_h_lane"], GAP_GRID_VEH_H_LANE, set()),
+        ("actuated.max_green_s", tuned["actuated"]["max_green_s"], MAX_GREEN_GRID_S, set()),
     ]
-    return [f"{name}={value:g}" for name, value, grid in picked if value in (min(grid), max(grid))]
+    return [
+        f"{name}={value:g}"
+        for name, value, grid, limits in picked
+        if value in {min(grid), max(grid)} - limits
+    ]
 
 
 def tune_all(
