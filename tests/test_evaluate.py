@@ -144,6 +144,24 @@ def test_batched_baselines_give_each_controller_its_own_episodes_exactly():
     assert len(delays) == len(baselines())  # distinct controllers: a misrouted block would show
 
 
+def test_link_maps_are_sampled_on_the_common_clock(vec):
+    """Link speed and density are read at the start of every `sample_s` period (here every second
+    decision), not at every decision: at a 1 s step those reads cost more than the simulation."""
+    controller = actuated()
+    result = evaluate("a", controller.act, vec, 3, reset=controller.reset, progress_bar=False, sample_s=30.0)
+    vec.seed(3)
+    obs = vec.reset()
+    controller.reset(vec)
+    speed, density = [], []
+    for step in range(10):
+        if step % 2 == 0:
+            speed.append(vec.sim.link_speed())
+            density.append(vec.sim.link_density())
+        obs, _, _, _ = vec.step(controller.act(obs, vec))
+    np.testing.assert_allclose(result.link_speed_mps, np.mean(speed, axis=0).mean(axis=0), rtol=1e-12)
+    np.testing.assert_allclose(result.link_density_vpm, np.mean(density, axis=0).mean(axis=0), rtol=1e-12)
+
+
 def test_entry_queue_is_sampled_on_the_common_clock():
     """Sampled every 15 s (each decision) and every 30 s: the mean and maximum of exactly those
     samples of the info's entry queue, the rest of the episode unchanged."""

@@ -13,8 +13,11 @@ vehicle entered), `exited` (throughput), `switches`, `mean_queue_veh`, and the e
 reward (its return: `mean_reward` is the mean return over episodes; it depends on the decision
 interval, so compare it only between policies of one interval). The entry queue (vehicles the
 network cannot take in yet) is sampled every `sample_s` of simulated time, the same clock for
-every controller whatever its step: `mean_entry_queue_veh`, `max_entry_queue_veh`. `entered_veh`
-is kept per episode to show that every controller faced the same arrivals.
+every controller whatever its step: `mean_entry_queue_veh`, `max_entry_queue_veh`. The per-link
+mean speed and density (the maps) are sampled on that clock too, at the start of each period:
+reading them is host-side numpy over every cell, and at a 1 s step it cost more than the
+simulation. `entered_veh` is kept per episode to show that every controller faced the same
+arrivals.
 
 Classic controllers act on their own control step, not the learner's decision interval:
 `evaluate_controller` runs one on a pooled VecEnv deciding every `controller.control_step_s`;
@@ -68,7 +71,7 @@ class Throttle:
 
 @dataclass
 class Evaluation:
-    """One controller's episodes: per-episode metrics and per-link means over its decisions."""
+    """One controller's episodes: per-episode metrics and per-link means over its samples."""
 
     name: str
     episodes: list[dict[str, float]]
@@ -101,7 +104,7 @@ class Episodes:
     controllers (lib.rl.controllers.Blocks) can be split into one Evaluation each."""
 
     episodes: list[dict[str, float]]
-    link_speed_mps: np.ndarray  # (scenarios, links): each scenario's mean over its decisions
+    link_speed_mps: np.ndarray  # (scenarios, links): each scenario's mean over its samples
     link_density_vpm: np.ndarray
 
     def evaluation(self, name: str, rows: slice = slice(None)) -> Evaluation:
@@ -139,10 +142,10 @@ def run_episodes(
     """Run one episode per scenario of the VecEnv `env` with `actor`: scenario i seeded `seed + i`,
     or `seed[i]` when a sequence is given (paired comparisons repeat episodes across candidates).
 
-    `reset(env)` (a controller's) is called after the environment reset. The entry queue is
-    sampled every `sample_s` simulated seconds (default: every decision; it must be a multiple
-    of the decision interval). Raises RuntimeError if an episode has not ended a few steps past
-    its horizon."""
+    `reset(env)` (a controller's) is called after the environment reset. The entry queue (at the
+    end) and the link speeds and densities (at the start) of every `sample_s` simulated seconds
+    are sampled (default: every decision; it must be a multiple of the decision interval).
+    Raises RuntimeError if an episode has not ended a few steps past its horizon."""
     n = env.num_envs
     seeds = [seed + i for i in range(n)] if isinstance(seed, (int, np.integer)) else [int(s) for s in seed]
     if len(seeds) != n:
@@ -174,9 +177,10 @@ def run_episodes(
                     step=step,
                     steps=limit - 2,
                 )
-            speed[running] += env.sim.link_speed()[running]
-            density[running] += env.sim.link_density()[running]
-            counts[running] += 1.0
+            if step % every == 0:
+                speed[running] += env.sim.link_speed()[running]
+                density[running] += env.sim.link_density()[running]
+                counts[running] += 1.0
             obs, rewards, dones, infos = env.step(actor(obs, env))
             returns[running] += rewards[running]
             if (step + 1) % every == 0:
