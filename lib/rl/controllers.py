@@ -479,10 +479,10 @@ class EnvRows:
 
 class Blocks(PhaseController):
     """Several controllers sharing one control step on one batched env: member i drives scenarios
-    [i * block, (i + 1) * block). Why: the simulator is several times cheaper per scenario in a
-    large batch, and every baseline acts on the same step, so all of them x all episodes run as
-    one batch. Each member reads and decides only its rows (its own random draws, parameters and
-    state), so its episodes are those it would have alone."""
+    [i * block, (i + 1) * block). Why: the simulator is cheaper per scenario in a larger batch,
+    and every baseline acts on the same step, so all of them x all episodes run as one batch.
+    Each member reads and decides only its rows (its own random draws, parameters and state), so
+    its episodes are those it would have alone."""
 
     name = "blocks"
 
