@@ -84,17 +84,17 @@ def test_tuned_values_on_a_grid_edge_are_named():
             "max_green_s": min(tuning.MAX_GREEN_GRID_S),
         },
     }
-    assert tuning.grid_edges(tuned) == ["max_pressure.delta_s=60", "actuated.max_green_s=15"]
+    assert tuning.grid_edges(tuned) == ["max_pressure.delta_s=120", "actuated.max_green_s=15"]
     tuned["max_pressure"]["delta_s"] = min(tuning.DELTA_GRID_S)  # the control step: no lower Delta
     tuned["actuated"]["gap_veh_h_lane"] = min(tuning.GAP_GRID_VEH_H_LANE)
     assert tuning.grid_edges(tuned) == ["actuated.gap_veh_h_lane=100", "actuated.max_green_s=15"]
 
 
 def test_the_grids_reach_past_the_edges_tuned_before():
-    """Issue 12: the last tuning picked Delta 2 s and 30 s, max green 20 s and 80 s, gap 300 and
-    1200 veh/h/lane, all edges then; each must now lie strictly inside its grid."""
+    """Issue 12: tunings picked Delta 2 s, 30 s and (once widened) 60 s, max green 20 s and 80 s,
+    gap 300 and 1200 veh/h/lane, all edges then; each must now lie strictly inside its grid."""
     for grid, picked in (
-        (tuning.DELTA_GRID_S, (2.0, 30.0)),
+        (tuning.DELTA_GRID_S, (2.0, 30.0, 60.0)),
         (tuning.MAX_GREEN_GRID_S, (20.0, 80.0, 120.0)),
         (tuning.GAP_GRID_VEH_H_LANE, (300.0, 1200.0)),
     ):

@@ -57,12 +57,13 @@ STARTUP_S = 5.0  # discharge from green + this on is the saturation flow (start-
 WINDOW_S = 20.0  # seconds of discharge measured (the shortest approach holds ~35 vehicles)
 
 # Search grids and budget (candidate plans per level and profile, each on every tuning seed).
-# Widened twice after tunings picked their edges (issue 12): last Delta 2 s at low demand and
-# 30 s at high, max green 20 s and 80 s. Delta now runs from the control step (its hard floor,
-# not reported as an edge) to 60 s; the gap from 100 veh/h/lane (near max-out only) to 1800
-# (about saturation: gap-out at once); max green from 15 s (just over the 10 s minimum) to 150 s.
-# The grids are all evaluated in one batch each (40 actuated candidates x tuning seeds).
-DELTA_GRID_S = (CONTROL_STEP_S, 2.0, 5.0, 10.0, 20.0, 30.0, 45.0, 60.0)
+# Widened after tunings picked their edges (issue 12): Delta 2 s at low demand and 30 s at high,
+# max green 20 s and 80 s; then, on these grids up to Delta 60 s, 60 s at 1.0x peak and above.
+# Delta now runs from the control step (its hard floor, not reported as an edge) to 120 s; the
+# gap from 100 veh/h/lane (near max-out only) to 1800 (about saturation: gap-out at once); max
+# green from 15 s (just over the 10 s minimum) to 150 s. Each grid runs as one batch (40
+# actuated candidates x tuning seeds).
+DELTA_GRID_S = (CONTROL_STEP_S, 2.0, 5.0, 10.0, 20.0, 30.0, 45.0, 60.0, 90.0, 120.0)
 GAP_GRID_VEH_H_LANE = (100.0, 300.0, 600.0, 1200.0, 1800.0)
 MAX_GREEN_GRID_S = (15.0, 20.0, 30.0, 40.0, 60.0, 80.0, 120.0, 150.0)
 DEFAULT_BUDGET = 16
@@ -254,10 +255,12 @@ def batch_delays(
     config: EnvConfig,
     seeds: Sequence[int],
 ) -> np.ndarray:
-    """Mean delay of each candidate over `seeds`: all candidates x seeds in one batched run."""
+    """Mean delay of each candidate over `seeds`: all candidates x seeds in one batched run. Only
+    the delay counts, so the samples (link maps, entry queue) are taken every decision interval
+    of `config`, not every control step: read at every 1 s step they cost more than the run."""
     controller = make([c for c in candidates for _ in seeds])
     result = evaluate_controller(
-        controller, config, [s for _ in candidates for s in seeds], sample_s=controller.control_step_s
+        controller, config, [s for _ in candidates for s in seeds], sample_s=config.decision_interval
     )
     delay = np.array([ep["mean_delay_s"] for ep in result.episodes])
     return delay.reshape(len(candidates), len(seeds)).mean(axis=1)
