@@ -7,12 +7,20 @@ import pytest
 from matplotlib.figure import Figure
 
 from lib.rl import plots
-from lib.rl.controllers import Actuated, FixedTime, FixedTimePlan
+from lib.rl.controllers import Actuated, FixedTime, FixedTimePlan, MaxPressure, RandomController
 from lib.rl.env import EnvConfig, SignalBatch
-from lib.rl.evaluate import Evaluation, evaluate, evaluate_controller, relative_change, results_markdown
+from lib.rl.evaluate import (
+    Evaluation,
+    evaluate,
+    evaluate_controller,
+    evaluate_controllers,
+    relative_change,
+    results_markdown,
+)
 from lib.rl.train import RunResult
 from lib.rl.vecenv import TrafficVecEnv
 from lib.sim.network import load_network
+from lib.sim.simulator import SimConfig
 
 pytestmark = pytest.mark.usefixtures("pool_events")
 
@@ -100,6 +108,58 @@ def test_a_classic_controller_runs_at_its_own_step_on_the_pooled_build(pool_even
     assert len(pool_events("network_build")) == 1
     with pytest.raises(ValueError, match="decision_interval=1.0"):
         _run(TrafficVecEnv(1, config), fixed(step=1.0))
+
+
+def baselines():
+    """Five different controllers, fresh (the random one's draws start again), one at 5 s."""
+    return {
+        "webster": FixedTime(PLAN, name="webster"),
+        "fixed_time": FixedTime(FixedTimePlan(((20.0, 40.0),) * 3, (0.0, 10.0, 20.0))),
+        "max_pressure": MaxPressure(delta_s=5.0),
+        "actuated": Actuated(600.0, 40.0),
+        "random": RandomController(3),
+        "slow": FixedTime(PLAN, name="slow", control_step_s=5.0),
+    }
+
+
+def test_batched_baselines_give_each_controller_its_own_episodes_exactly():
+    """All controllers x seeds in one batch (one per control step) equal one controller at a time
+    bit for bit: each block reads its own rows, and every per-scenario computation (rewards by
+    row_sum, each controller on its block's shape) is independent of the batch. The simulator's
+    too once its CPU chunk is one scenario wide: at its default width (min(cpu_chunk, B / threads),
+    lib/sim/cpu.py) the compiled loops vectorise differently for another B, and the same scenario
+    differs in the last bits (docs/PERFORMANCE.md, "Batched baselines")."""
+    config = EnvConfig(backend="cpu", episode_seconds=150.0, demand_scale=3.0, sim=SimConfig(cpu_chunk=1))
+    seeds = [5, 9]
+    batched = evaluate_controllers(baselines(), config, seeds, sample_s=15.0)
+    assert list(batched) == list(baselines())
+    delays = set()
+    for name, controller in baselines().items():
+        alone = evaluate_controller(controller, config, seeds, sample_s=15.0)
+        assert batched[name].name == alone.name
+        assert batched[name].episodes == alone.episodes, name
+        assert np.array_equal(batched[name].link_speed_mps, alone.link_speed_mps)
+        assert np.array_equal(batched[name].link_density_vpm, alone.link_density_vpm)
+        delays.add(tuple(e["mean_delay_s"] for e in alone.episodes))
+    assert len(delays) == len(baselines())  # distinct controllers: a misrouted block would show
+
+
+def test_link_maps_are_sampled_on_the_common_clock(vec):
+    """Link speed and density are read at the start of every `sample_s` period (here every second
+    decision), not at every decision: at a 1 s step those reads cost more than the simulation."""
+    controller = actuated()
+    result = evaluate("a", controller.act, vec, 3, reset=controller.reset, progress_bar=False, sample_s=30.0)
+    vec.seed(3)
+    obs = vec.reset()
+    controller.reset(vec)
+    speed, density = [], []
+    for step in range(10):
+        if step % 2 == 0:
+            speed.append(vec.sim.link_speed())
+            density.append(vec.sim.link_density())
+        obs, _, _, _ = vec.step(controller.act(obs, vec))
+    np.testing.assert_allclose(result.link_speed_mps, np.mean(speed, axis=0).mean(axis=0), rtol=1e-12)
+    np.testing.assert_allclose(result.link_density_vpm, np.mean(density, axis=0).mean(axis=0), rtol=1e-12)
 
 
 def test_entry_queue_is_sampled_on_the_common_clock():

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from lib.rl import protocol, tuning
-from lib.rl.controllers import FixedTimePlan
+from lib.rl.controllers import CONTROL_STEP_S, FixedTimePlan
 from lib.rl.env import EnvConfig
 from lib.sim.network import load_network
 
@@ -84,7 +84,22 @@ def test_tuned_values_on_a_grid_edge_are_named():
             "max_green_s": min(tuning.MAX_GREEN_GRID_S),
         },
     }
-    assert tuning.grid_edges(tuned) == ["max_pressure.delta_s=30", "actuated.max_green_s=20"]
+    assert tuning.grid_edges(tuned) == ["max_pressure.delta_s=120", "actuated.max_green_s=15"]
+    tuned["max_pressure"]["delta_s"] = min(tuning.DELTA_GRID_S)  # the control step: no lower Delta
+    tuned["actuated"]["gap_veh_h_lane"] = min(tuning.GAP_GRID_VEH_H_LANE)
+    assert tuning.grid_edges(tuned) == ["actuated.gap_veh_h_lane=100", "actuated.max_green_s=15"]
+
+
+def test_the_grids_reach_past_the_edges_tuned_before():
+    """Issue 12: tunings picked Delta 2 s, 30 s and (once widened) 60 s, max green 20 s and 80 s,
+    gap 300 and 1200 veh/h/lane, all edges then; each must now lie strictly inside its grid."""
+    for grid, picked in (
+        (tuning.DELTA_GRID_S, (2.0, 30.0, 60.0)),
+        (tuning.MAX_GREEN_GRID_S, (20.0, 80.0, 120.0)),
+        (tuning.GAP_GRID_VEH_H_LANE, (300.0, 1200.0)),
+    ):
+        assert all(min(grid) < value < max(grid) for value in picked), grid
+    assert min(tuning.DELTA_GRID_S) == CONTROL_STEP_S
 
 
 def test_the_fixed_time_search_also_starts_from_long_cycles(monkeypatch):

@@ -22,6 +22,8 @@ in_link/out_link/ratio/signal/phase, approaches, signals), never how a junction 
 - `MaxPressure`: Varaiya (2013), saturation-flow weighted, re-decided every `delta_s`.
 - `Actuated`: a virtual detector near the stop line; gap-out below a flow, max-out at a green.
 - `RandomController`: a random phase wherever a change is allowed (the sanity floor).
+- `Blocks`: several controllers on one batched env, each on its own block of scenarios (the
+  evaluation runs every baseline x episode in one simulator call).
 """
 
 from __future__ import annotations
@@ -436,3 +438,78 @@ class RandomController(PhaseController):
     def wanted_phases(self, sim: Any, current: np.ndarray) -> np.ndarray:
         n_phases = np.array([s.n_phases for s in self.network.signals])
         return (self.rng.random(current.shape) * n_phases[None, :]).astype(np.int64)
+
+
+# --------------------------------------------------------------------------- blocks
+
+
+class ScenarioRows:
+    """The read-outs of a simulator that controllers use, restricted to a block of its scenarios
+    (rows), so a controller driving that block sees exactly what it would see alone."""
+
+    def __init__(self, sim: Any, rows: slice) -> None:
+        self.sim, self.rows, self.config = sim, rows, sim.config
+
+    @property
+    def time(self) -> np.ndarray:
+        return np.asarray(self.sim.time)[self.rows]
+
+    def current_phase(self) -> np.ndarray:
+        return self.sim.current_phase()[self.rows]
+
+    def in_amber(self) -> np.ndarray:
+        return self.sim.in_amber()[self.rows]
+
+    def time_in_phase(self) -> np.ndarray:
+        return self.sim.time_in_phase()[self.rows]
+
+    def approach_state(self) -> np.ndarray:
+        return self.sim.approach_state()[self.rows]
+
+
+@dataclass(frozen=True)
+class EnvRows:
+    """What a controller's `reset` reads of an env, for one block of its scenarios."""
+
+    config: Any
+    network: Network
+    sim: ScenarioRows
+    num_envs: int
+
+
+class Blocks(PhaseController):
+    """Several controllers sharing one control step on one batched env: member i drives scenarios
+    [i * block, (i + 1) * block). Why: the simulator is cheaper per scenario in a larger batch,
+    and every baseline acts on the same step, so all of them x all episodes run as one batch.
+    Each member reads and decides only its rows (its own random draws, parameters and state), so
+    its episodes are those it would have alone."""
+
+    name = "blocks"
+
+    def __init__(self, members: Sequence[PhaseController], block: int) -> None:
+        steps = {m.control_step_s for m in members}
+        if len(steps) != 1 or block < 1:
+            raise ValueError(f"Blocks needs members of one control step and block >= 1, got {steps}, {block}")
+        super().__init__(steps.pop())
+        self.members, self.block = list(members), int(block)
+
+    def rows(self, i: int) -> slice:
+        """The scenarios of member i."""
+        return slice(i * self.block, (i + 1) * self.block)
+
+    def reset(self, env: Any) -> None:
+        super().reset(env)
+        if self.n_scenarios != len(self.members) * self.block:
+            raise ValueError(
+                f"{len(self.members)} members x {self.block} scenarios need an env of "
+                f"{len(self.members) * self.block}, got {self.n_scenarios}"
+            )
+        for i, member in enumerate(self.members):
+            member.reset(EnvRows(env.config, env.network, ScenarioRows(env.sim, self.rows(i)), self.block))
+
+    def wanted_phases(self, sim: Any, current: np.ndarray) -> np.ndarray:
+        wanted = []
+        for i, member in enumerate(self.members):
+            rows = self.rows(i)
+            wanted.append(member.wanted_phases(ScenarioRows(sim, rows), current[rows]))
+        return np.concatenate(wanted)

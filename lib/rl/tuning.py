@@ -28,6 +28,7 @@ import numpy as np
 from lib.obs.events import emit
 from lib.rl import protocol
 from lib.rl.controllers import (
+    CONTROL_STEP_S,
     WEBSTER_MAX_CYCLE_S,
     WEBSTER_MIN_CYCLE_S,
     Actuated,
@@ -56,11 +57,15 @@ STARTUP_S = 5.0  # discharge from green + this on is the saturation flow (start-
 WINDOW_S = 20.0  # seconds of discharge measured (the shortest approach holds ~35 vehicles)
 
 # Search grids and budget (candidate plans per level and profile, each on every tuning seed).
-# Grids widened after a first tuning on this simulator picked their edges (Delta 5 s at low
-# demand, 30 s at 1.4x; gap 600, max green 30 s low and 90 s high).
-DELTA_GRID_S = (2.0, 5.0, 10.0, 20.0, 30.0)
-GAP_GRID_VEH_H_LANE = (300.0, 600.0, 1200.0)
-MAX_GREEN_GRID_S = (20.0, 40.0, 80.0, 120.0)
+# Widened after tunings picked their edges (issue 12): Delta 2 s at low demand and 30 s at high,
+# max green 20 s and 80 s; then, on these grids up to Delta 60 s, 60 s at 1.0x peak and above.
+# Delta now runs from the control step (its hard floor, not reported as an edge) to 120 s; the
+# gap from 100 veh/h/lane (near max-out only) to 1800 (about saturation: gap-out at once); max
+# green from 15 s (just over the 10 s minimum) to 150 s. Each grid runs as one batch (40
+# actuated candidates x tuning seeds).
+DELTA_GRID_S = (CONTROL_STEP_S, 2.0, 5.0, 10.0, 20.0, 30.0, 45.0, 60.0, 90.0, 120.0)
+GAP_GRID_VEH_H_LANE = (100.0, 300.0, 600.0, 1200.0, 1800.0)
+MAX_GREEN_GRID_S = (15.0, 20.0, 30.0, 40.0, 60.0, 80.0, 120.0, 150.0)
 DEFAULT_BUDGET = 16
 DEFAULT_TUNING_EPISODES = 3
 SEARCH_ROUNDS = 4
@@ -250,10 +255,12 @@ def batch_delays(
     config: EnvConfig,
     seeds: Sequence[int],
 ) -> np.ndarray:
-    """Mean delay of each candidate over `seeds`: all candidates x seeds in one batched run."""
+    """Mean delay of each candidate over `seeds`: all candidates x seeds in one batched run. Only
+    the delay counts, so the samples (link maps, entry queue) are taken every decision interval
+    of `config`, not every control step: read at every 1 s step they cost more than the run."""
     controller = make([c for c in candidates for _ in seeds])
     result = evaluate_controller(
-        controller, config, [s for _ in candidates for s in seeds], sample_s=controller.control_step_s
+        controller, config, [s for _ in candidates for s in seeds], sample_s=config.decision_interval
     )
     delay = np.array([ep["mean_delay_s"] for ep in result.episodes])
     return delay.reshape(len(candidates), len(seeds)).mean(axis=1)
@@ -349,13 +356,18 @@ def tune_level(
 
 def grid_edges(tuned: dict[str, Any]) -> list[str]:
     """The tuned values of one level that lie on an edge of their grid: the optimum may lie
-    beyond it (widen the grid and re-tune before trusting that baseline's number)."""
+    beyond it (widen the grid and re-tune before trusting that baseline's number). An edge the
+    parameter cannot pass (Delta at the control step) is no such sign and is not named."""
     picked = [
-        ("max_pressure.delta_s", tuned["max_pressure"]["delta_s"], DELTA_GRID_S),
-        ("actuated.gap_veh_h_lane", tuned["actuated"]["gap_veh_h_lane"], GAP_GRID_VEH_H_LANE),
-        ("actuated.max_green_s", tuned["actuated"]["max_green_s"], MAX_GREEN_GRID_S),
+        ("max_pressure.delta_s", tuned["max_pressure"]["delta_s"], DELTA_GRID_S, {CONTROL_STEP_S}),
+        ("actuated.gap_veh_h_lane", tuned["actuated"]["gap_veh_h_lane"], GAP_GRID_VEH_H_LANE, set()),
+        ("actuated.max_green_s", tuned["actuated"]["max_green_s"], MAX_GREEN_GRID_S, set()),
     ]
-    return [f"{name}={value:g}" for name, value, grid in picked if value in (min(grid), max(grid))]
+    return [
+        f"{name}={value:g}"
+        for name, value, grid, limits in picked
+        if value in {min(grid), max(grid)} - limits
+    ]
 
 
 def tune_all(
