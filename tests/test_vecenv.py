@@ -24,13 +24,21 @@ def _same_info(single: dict, batched: dict) -> None:
         assert batched[key] == pytest.approx(value, rel=1e-12, abs=1e-12), key
 
 
-@pytest.mark.parametrize("reward", ["delay", "pressure"])
-def test_vecenv_matches_single_envs_on_same_seeds_and_actions(reward):
+@pytest.mark.parametrize(
+    ("reward", "extra"),
+    [
+        ("delay", {}),
+        ("pressure", {}),
+        ("queue_pressure", {"observation": "extended", "decision_interval": 5.0}),
+    ],
+)
+def test_vecenv_matches_single_envs_on_same_seeds_and_actions(reward, extra):
     n = 3
-    vec = TrafficVecEnv(n, **OPTIONS, reward=reward)
+    options = {**OPTIONS, **extra, "episode_seconds": 6 * extra.get("decision_interval", 15.0)}
+    vec = TrafficVecEnv(n, **options, reward=reward)
     assert vec.seed(11) == [11, 12, 13]
     obs = vec.reset()
-    singles = [TrafficSignalEnv(**OPTIONS, reward=reward) for _ in range(n)]
+    singles = [TrafficSignalEnv(**options, reward=reward) for _ in range(n)]
     first = [env.reset(seed=11 + i) for i, env in enumerate(singles)]
     assert np.array_equal(obs, np.stack([o for o, _ in first]))
     for i in range(n):
