@@ -54,6 +54,8 @@ VARIANTS: dict[str, tuple[str, str, dict[str, Any], dict[str, Any]]] = {
     "extended_generalist": ("across_levels", "dqn", EXT, {}),
     "extended_5s_generalist": ("across_levels", "dqn", EXT5, {}),
     "extended_5s_queue_generalist": ("across_levels", "dqn", {**EXT5, "reward": "queue"}, {}),
+    "extended_gs4": ("per_level", "dqn", EXT, {"gradient_steps": 4}),
+    "extended_5s_gs4": ("per_level", "dqn", EXT5, {"gradient_steps": 4}),
     "extended_5s_ppo": ("per_level", "ppo", EXT5, {}),
     "extended_ppo": ("per_level", "ppo", EXT, {}),
     "extended_generalist_ppo": ("across_levels", "ppo", EXT, {}),
