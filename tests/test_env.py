@@ -294,3 +294,28 @@ def test_queue_pressure_reward_is_standing_queues_in_minus_out_per_signal():
         nonzero += r < -0.01
     assert nonzero > 5
     env.close()
+
+
+def test_an_amber_lasts_amber_s_whatever_the_decision_interval():
+    """The simulator gates movements per substep (dt ~2.5 s) against the amber left, so one
+    advance(15) kept a 3 s amber closed for 5 s; the env advances in pieces cut where an amber
+    ends, and the same fixed-time plan then costs about the same on a 15 s grid as on a 1 s one."""
+    from lib.rl.controllers import FixedTime, FixedTimePlan
+    from lib.rl.env import advance_pieces
+    from lib.rl.evaluate import evaluate_controller
+
+    assert advance_pieces(15.0, 3.0) == [3.0, 12.0] and advance_pieces(5.0, 3.0) == [3.0, 2.0]
+    assert advance_pieces(1.0, 3.0) == [1.0] and advance_pieces(3.0, 3.0) == [3.0]
+    assert advance_pieces(2.0, 3.0) == [1.0, 1.0] and advance_pieces(2.5, 3.0) == [0.5, 2.0]
+    plan = FixedTimePlan(((30.0, 30.0),) * 3, (0.0, 0.0, 0.0))  # switches on the 15 s grid
+    config = EnvConfig(backend="cpu", episode_seconds=900.0, demand_scale=0.6, demand_level_range=(1.0, 1.0))
+    delay = {}
+    for align in (True, False):
+        for step in (1.0, 15.0):
+            ev = evaluate_controller(
+                FixedTime(plan, control_step_s=step), config.replace(align_amber=align), [5, 6], sample_s=15.0
+            )
+            delay[align, step] = np.mean([e["mean_delay_s"] for e in ev.episodes])
+    assert delay[True, 1.0] == delay[False, 1.0]  # 1 s steps: ambers end on step boundaries
+    assert abs(delay[True, 15.0] / delay[True, 1.0] - 1) < 0.2
+    assert delay[False, 15.0] > 1.25 * delay[True, 1.0]  # what a 5 s amber cost before (+34 %)

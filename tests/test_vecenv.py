@@ -72,7 +72,7 @@ def test_one_simulator_call_steps_every_scenario(monkeypatch):
     monkeypatch.setattr(vec.sim, "advance", lambda seconds: calls.append(seconds) or advance(seconds))
     vec.reset()
     vec.step(np.zeros(4, dtype=np.int64))
-    assert calls == [15.0]
+    assert calls == [3.0, 12.0]  # one call for all scenarios per piece: cut where an amber ends
     assert np.all(vec.sim.time == 15.0)
     vec.close()
 

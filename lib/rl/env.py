@@ -47,6 +47,9 @@ class EnvConfig:
     demand_level_range: tuple[float, float] = (0.7, 1.3)  # episode level ~ U[lo, hi]
     demand_jitter: float = 0.15  # each entry x U[1 - jitter, 1 + jitter]
     cell_length_m: float = DEFAULT_CELL_LENGTH_M
+    # advance each decision in pieces that end where an amber can end, so an amber lasts amber_s
+    # and not the simulator's next whole substep (docs/env.md, "Actions"); False: one advance
+    align_amber: bool = True
     max_time_in_phase_s: float = 120.0  # observation: time in phase / this, capped at 1
     queue_norm_m: float = 500.0  # observation: queue / jam storage of min(link length, this)
     # "extended" appends per signal whether a switch is allowed now, per approach the moving
@@ -145,6 +148,9 @@ class SignalBatch:
         self.base_demand = base_demand(config, network)
         self.reward = Reward(config.reward, network, self.interval)
         self._bits = np.arange(self.n_signals, dtype=np.int64)
+        self.pieces = advance_pieces(self.interval, float(sim.config.amber_s)) if config.align_amber else [
+            self.interval
+        ]
         self._init_observation(network, sim.config)
         self.steps = np.zeros(self.n, dtype=np.int64)
         self.demand = np.zeros((self.n, network.n_entries))
@@ -242,7 +248,8 @@ class SignalBatch:
         peak = mean_profile_factor("peak", start, start + self.interval, self.config.episode_seconds)
         factor = np.where(self.peak, peak, 1.0)
         sim.set_demand(self.demand * factor[:, None], self.config.moto_share)
-        sim.advance(self.interval)
+        for piece in self.pieces:
+            sim.advance(piece)
         DECISION_STEPS[0] += 1
         self.steps += 1
         obs = self.observe()
@@ -355,6 +362,22 @@ class SignalBatch:
         rows = zip(*(columns[k].tolist() for k in keys), strict=True)
         every = [dict(zip(keys, row, strict=True)) for row in rows]
         return every if indices is None else [every[i] for i in indices]
+
+
+def advance_pieces(interval: float, amber_s: float) -> list[float]:
+    """The pieces one decision interval is advanced in: split where an amber started at a
+    decision (amber_s - k * interval after it, for the ambers carried over) ends inside it.
+
+    Why: the simulator gates a movement per substep (dt = 2.5 s here) by comparing the amber left
+    with the substep's start, so inside one `advance(15)` a 3 s amber keeps the movement closed
+    for two substeps, 5 s; an `advance(3)` then `advance(12)` closes it exactly 3 s, as a
+    controller stepping every 1 s gets (the amber is counted down between calls). The pieces
+    depend only on the interval and the amber, never on the batch, so the single env and the
+    VecEnv stay bit for bit equal."""
+    ends = sorted({round(amber_s - k * interval, 9) for k in range(int(amber_s // interval) + 1)})
+    cuts = [e for e in ends if 1e-9 < e < interval - 1e-9]
+    edges = [0.0, *cuts, interval]
+    return [b - a for a, b in zip(edges, edges[1:], strict=False)]
 
 
 def base_demand(config: EnvConfig, network: Network) -> np.ndarray:
