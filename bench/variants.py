@@ -228,11 +228,12 @@ def main() -> None:
     seeds = protocol.TUNING.take(args.episodes, skip=VALIDATION_SKIP)
     store_path = out / "variants.json"
     stored = json.loads(store_path.read_text()) if store_path.exists() else {}
+    commit = git_commit()  # the code this process loaded, not what is checked in when it ends
     with events.copy_to(out / "events.log"):
         for name in [] if args.table_only else args.variants:
             started = time.monotonic()
             result = run_variant(args, name, seeds)
-            result.update(commit=git_commit(), seconds=round(time.monotonic() - started, 1),
+            result.update(commit=commit, seconds=round(time.monotonic() - started, 1),
                           command=" ".join(sys.argv), validation_seeds=seeds)
             stored[name] = result
             store_path.write_text(json.dumps(jsonable(stored), indent=1))
