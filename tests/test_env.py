@@ -224,3 +224,98 @@ def test_many_envs_resets_and_closes_share_one_build():
     reused.close()
     TrafficSignalEnv(backend="cpu", reward="queue", sim={"min_green_s": 5.0}).close()
     assert pool.build_count() == 2
+
+
+def test_extended_observation_appends_switch_allowed_moving_vehicles_and_entry_queues():
+    """Layout (docs/env.md): the basic 39 entries unchanged, then per signal 1 where a switch
+    request would be accepted now, per approach the link's vehicles not standing in its queue,
+    per entry its vertical queue q as q / (q + entry_queue_norm_veh)."""
+    options = {**SHORT, "decision_interval": 5.0, "episode_seconds": 600.0, "demand_scale": 2.5}
+    basic = TrafficSignalEnv(**options)
+    env = TrafficSignalEnv(**options, observation="extended")
+    net = env.network
+    n_basic = basic.observation_space.shape[0]
+    s, a, e = net.n_signals, len(net.approaches), net.n_entries
+    assert env.observation_space.shape == (n_basic + s + a + e,) == (39 + 3 + 9 + 5,)
+    rng = np.random.default_rng(4)
+    length = np.array([lk.length_m for lk in net.links])
+    scale = env._batch._scale[:, 2]
+    allowed_seen, refused_seen, entry_seen = set(), 0, 0.0
+    for k in range(2 * env.config.horizon):  # two episodes: the flags start afresh at a reset
+        if k % env.config.horizon == 0:
+            obs, _ = env.reset(seed=2 + k)
+            assert np.array_equal(obs[:n_basic], basic.reset(seed=2 + k)[0])
+        allowed = obs[n_basic : n_basic + s].astype(bool)
+        assert set(np.unique(obs[n_basic : n_basic + s])) <= {0.0, 1.0}
+        # at t = 10 s every signal may switch (no amber yet): ask all, else at random
+        action = 7 if k % env.config.horizon == 2 else int(rng.integers(8))
+        bits = (action >> np.arange(s)) & 1
+        before = env.sim.ignored_requests()[0], env.sim.switches()[0]
+        obs, *_, info = env.step(action)
+        # the flag says exactly which requests the simulator grants: refused = asked where 0
+        assert info["ignored_requests"] - before[0] == int((bits & ~allowed).sum())
+        assert info["switches"] - before[1] == int((bits & allowed).sum())
+        allowed_seen.add(tuple(allowed))
+        refused_seen += int((bits & ~allowed).sum())
+        assert np.array_equal(obs[:n_basic], basic.step(action)[0])
+        state = env.sim.approach_state()[0]
+        on_link = (env.sim.link_density()[0] * length)[[ap.link for ap in net.approaches]]
+        moving = np.clip(np.maximum(on_link - state[:, 2], 0.0) * scale, 0, 1)
+        assert obs[n_basic + s : n_basic + s + a] == pytest.approx(moving, abs=1e-6)
+        q = env.sim.queue_lengths()[0]
+        assert obs[n_basic + s + a :] == pytest.approx(q / (q + env.config.entry_queue_norm_veh), abs=1e-6)
+        entry_seen = max(entry_seen, float(obs[n_basic + s + a :].max()))
+        assert env.observation_space.contains(obs)
+    assert len(allowed_seen) > 2 and refused_seen > 0  # the flags vary and requests were refused
+    assert entry_seen > 0.3 and obs[n_basic + s : n_basic + s + a].max() > 0.05
+    env.close()
+    basic.close()
+
+
+def test_queue_pressure_reward_is_standing_queues_in_minus_out_per_signal():
+    env = TrafficSignalEnv(**SHORT, reward="queue_pressure", demand_scale=1.5)
+    net = env.network
+    approach_of = {ap.link: ap.index for ap in net.approaches}
+    matrix = np.zeros((len(net.approaches), net.n_signals))  # queue -> +in, -out per signal
+    for ap in net.approaches:
+        matrix[ap.index, ap.signal] += 1
+    for sig in net.signals:
+        for node in sig.nodes:
+            for link in net.nodes[node].out_links:
+                if link in approach_of:
+                    matrix[approach_of[link], sig.index] -= 1
+    env.reset(seed=1)
+    nonzero = 0
+    for k in range(20):
+        _, r, *_ = env.step(7 if k % 4 == 0 else 0)
+        queue = env.sim.approach_state()[0, :, 2]
+        expected = -np.abs(queue @ matrix).sum() / REWARD_SCALE["queue_pressure"]
+        assert r == pytest.approx(expected, rel=1e-9, abs=1e-12)
+        nonzero += r < -0.01
+    assert nonzero > 5
+    env.close()
+
+
+def test_an_amber_lasts_amber_s_whatever_the_decision_interval():
+    """The simulator gates movements per substep (dt ~2.5 s) against the amber left, so one
+    advance(15) kept a 3 s amber closed for 5 s; the env advances in pieces cut where an amber
+    ends, and the same fixed-time plan then costs about the same on a 15 s grid as on a 1 s one."""
+    from lib.rl.controllers import FixedTime, FixedTimePlan
+    from lib.rl.env import advance_pieces
+    from lib.rl.evaluate import evaluate_controller
+
+    assert advance_pieces(15.0, 3.0) == [3.0, 12.0] and advance_pieces(5.0, 3.0) == [3.0, 2.0]
+    assert advance_pieces(1.0, 3.0) == [1.0] and advance_pieces(3.0, 3.0) == [3.0]
+    assert advance_pieces(2.0, 3.0) == [1.0, 1.0] and advance_pieces(2.5, 3.0) == [0.5, 2.0]
+    plan = FixedTimePlan(((30.0, 30.0),) * 3, (0.0, 0.0, 0.0))  # switches on the 15 s grid
+    config = EnvConfig(backend="cpu", episode_seconds=900.0, demand_scale=0.6, demand_level_range=(1.0, 1.0))
+    delay = {}
+    for align in (True, False):
+        for step in (1.0, 15.0):
+            ev = evaluate_controller(
+                FixedTime(plan, control_step_s=step), config.replace(align_amber=align), [5, 6], sample_s=15.0
+            )
+            delay[align, step] = np.mean([e["mean_delay_s"] for e in ev.episodes])
+    assert delay[True, 1.0] == delay[False, 1.0]  # 1 s steps: ambers end on step boundaries
+    assert abs(delay[True, 15.0] / delay[True, 1.0] - 1) < 0.2
+    assert delay[False, 15.0] > 1.25 * delay[True, 1.0]  # what a 5 s amber cost before (+34 %)

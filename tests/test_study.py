@@ -47,3 +47,48 @@ def test_a_tiny_study_runs_the_protocol_on_one_build(tmp_path, monkeypatch, pool
     tuned_at = json.loads((tmp_path / "tuned.json").read_text())
     run_study(StudyConfig(**TINY, tune="never", learners=(), output_dir=str(tmp_path / "again")))
     assert json.loads((tmp_path / "tuned.json").read_text()) == tuned_at  # read, not re-tuned
+
+
+def test_learner_config_per_level_and_across_levels_with_learner_env(tmp_path):
+    learner_env = {"observation": "extended", "decision_interval": 5.0}
+    base = {**TINY, "levels": (0.6, 1.0, 1.4), "learner_env": learner_env}
+    per_level = StudyConfig(**base)
+    run = per_level.learner_config("dqn", 3, 1.0, tmp_path)
+    assert run.env.demand_scale == 1.0 and run.env.demand_level_range == (1.0, 1.0)
+    assert run.env.observation == "extended" and run.env.decision_interval == 5.0
+    assert per_level.env.observation == "basic"  # the baselines keep the study's env
+    assert per_level.learner_levels() == [0.6, 1.0, 1.4]
+    across = StudyConfig(**base, training="across_levels")
+    assert across.learner_levels() == [None]
+    run = across.learner_config("dqn", 3, None, tmp_path)
+    assert run.env.demand_scale == 1.0 and run.env.demand_level_range == (0.6, 1.4)
+    assert run.env.randomize_demand and run.env.demand_profile == "random"  # flat and peak
+    assert run.env.observation == "extended" and run.output_dir.endswith("dqn-levels0.6-1.4-s3")
+    flat = StudyConfig(**{**base, "profiles": ("flat",)}, training="across_levels")
+    assert flat.learner_config("dqn", 3, None, tmp_path).env.demand_profile == "flat"
+    with pytest.raises(Exception, match="observation"):
+        StudyConfig(**{**base, "learner_env": {"observation": "full"}})
+
+
+def test_an_across_levels_study_trains_one_learner_per_seed_for_every_level(
+    tmp_path, monkeypatch, pool_events
+):
+    monkeypatch.setattr(tuning, "TUNED_PATH", tmp_path / "tuned.json")
+    config = StudyConfig(
+        **{**TINY, "levels": (0.8, 1.2), "profiles": ("flat",)},
+        training="across_levels",
+        learner_env={"observation": "extended", "decision_interval": 5.0},
+        output_dir=str(tmp_path / "study"),
+    )
+    payload = run_study(config)
+    assert len(pool_events("network_build")) == 1
+    assert len(pool_events("run_start")) == 2  # one run per seed, not per level
+    models = []
+    for cell in payload["levels"]:
+        runs = cell["learners"]["dqn"]["runs"]
+        assert [r["seed"] for r in runs] == [0, 1] and all(len(r["episodes"]) == 2 for r in runs)
+        models.append([r["model"] for r in runs])
+    assert models[0] == models[1]  # the same generalist evaluated at both levels
+    assert all("levels0.8-1.2" in m for m in models[0])
+    progress = pool_events("study_progress")
+    assert progress[-1]["done"] == progress[-1]["total"] == 2 * len(tuning.BASELINES) + 2

@@ -254,3 +254,23 @@ def test_the_model_kept_is_the_best_on_the_validation_seeds(tmp_path, pool_event
     assert len(pool_events("network_build")) == 1
     with pytest.raises(ConfigError, match="validation_every"):
         RunConfig(**SMALL, validation_every=-1)
+
+
+def test_gamma_keeps_its_time_horizon_at_any_decision_interval():
+    """gamma unset: 0.95 per 15 s of decisions, so 5 s decisions discount 0.95 ** (1/3) each and
+    look as far ahead in simulated time; a gamma set is used as given; the model gets it."""
+    from lib.rl.train import new_model
+
+    assert RunConfig().discount() == 0.95
+    five = RunConfig(**{**SMALL, "env": {**SMALL["env"], "decision_interval": 5.0}})
+    assert five.discount() == pytest.approx(0.95 ** (1 / 3)) and round(five.discount(), 3) == 0.983
+    assert five.discount() ** 3 == pytest.approx(RunConfig().discount())
+    assert five.replace(gamma=0.9).discount() == 0.9
+    env = TrafficVecEnv(2, five.env)
+    try:
+        assert new_model(five, env).gamma == pytest.approx(five.discount())
+        assert new_model(five.replace(algorithm="ppo"), env).gamma == pytest.approx(five.discount())
+    finally:
+        env.close()
+    with pytest.raises(ConfigError, match="gamma <= 1"):
+        RunConfig(gamma=1.5)

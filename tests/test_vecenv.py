@@ -24,13 +24,21 @@ def _same_info(single: dict, batched: dict) -> None:
         assert batched[key] == pytest.approx(value, rel=1e-12, abs=1e-12), key
 
 
-@pytest.mark.parametrize("reward", ["delay", "pressure"])
-def test_vecenv_matches_single_envs_on_same_seeds_and_actions(reward):
+@pytest.mark.parametrize(
+    ("reward", "extra"),
+    [
+        ("delay", {}),
+        ("pressure", {}),
+        ("queue_pressure", {"observation": "extended", "decision_interval": 5.0}),
+    ],
+)
+def test_vecenv_matches_single_envs_on_same_seeds_and_actions(reward, extra):
     n = 3
-    vec = TrafficVecEnv(n, **OPTIONS, reward=reward)
+    options = {**OPTIONS, **extra, "episode_seconds": 6 * extra.get("decision_interval", 15.0)}
+    vec = TrafficVecEnv(n, **options, reward=reward)
     assert vec.seed(11) == [11, 12, 13]
     obs = vec.reset()
-    singles = [TrafficSignalEnv(**OPTIONS, reward=reward) for _ in range(n)]
+    singles = [TrafficSignalEnv(**options, reward=reward) for _ in range(n)]
     first = [env.reset(seed=11 + i) for i, env in enumerate(singles)]
     assert np.array_equal(obs, np.stack([o for o, _ in first]))
     for i in range(n):
@@ -64,7 +72,7 @@ def test_one_simulator_call_steps_every_scenario(monkeypatch):
     monkeypatch.setattr(vec.sim, "advance", lambda seconds: calls.append(seconds) or advance(seconds))
     vec.reset()
     vec.step(np.zeros(4, dtype=np.int64))
-    assert calls == [15.0]
+    assert calls == [3.0, 12.0]  # one call for all scenarios per piece: cut where an amber ends
     assert np.all(vec.sim.time == 15.0)
     vec.close()
 

@@ -47,8 +47,15 @@ class EnvConfig:
     demand_level_range: tuple[float, float] = (0.7, 1.3)  # episode level ~ U[lo, hi]
     demand_jitter: float = 0.15  # each entry x U[1 - jitter, 1 + jitter]
     cell_length_m: float = DEFAULT_CELL_LENGTH_M
+    # advance each decision in pieces that end where an amber can end, so an amber lasts amber_s
+    # and not the simulator's next whole substep (docs/env.md, "Actions"); False: one advance
+    align_amber: bool = True
     max_time_in_phase_s: float = 120.0  # observation: time in phase / this, capped at 1
     queue_norm_m: float = 500.0  # observation: queue / jam storage of min(link length, this)
+    # "extended" appends per signal whether a switch is allowed now, per approach the moving
+    # (not queued) vehicles on its link, and per entry its vertical queue (docs/env.md)
+    observation: Literal["basic", "extended"] = "basic"
+    entry_queue_norm_veh: float = 50.0  # extended observation: entry queue q reads q / (q + this)
 
     def validate(self) -> None:
         positive = (
@@ -57,6 +64,7 @@ class EnvConfig:
             "max_time_in_phase_s",
             "queue_norm_m",
             "cell_length_m",
+            "entry_queue_norm_veh",
         )
         for name in positive:
             if not getattr(self, name) > 0:
@@ -140,6 +148,9 @@ class SignalBatch:
         self.base_demand = base_demand(config, network)
         self.reward = Reward(config.reward, network, self.interval)
         self._bits = np.arange(self.n_signals, dtype=np.int64)
+        self.pieces = advance_pieces(self.interval, float(sim.config.amber_s)) if config.align_amber else [
+            self.interval
+        ]
         self._init_observation(network, sim.config)
         self.steps = np.zeros(self.n, dtype=np.int64)
         self.demand = np.zeros((self.n, network.n_entries))
@@ -150,6 +161,9 @@ class SignalBatch:
         self.queue_sum = np.zeros(self.n)
         self.queue_max = np.zeros(self.n)
         self.reads: dict[str, np.ndarray] = {}
+        # per signal: has it changed phase this episode (its minimum green then counts its amber)
+        self._changed = np.zeros((self.n, self.n_signals), dtype=bool)
+        self._last_phase = np.zeros((self.n, self.n_signals), dtype=np.int64)
 
     # ------------------------------------------------------------------ spaces and actions
 
@@ -223,6 +237,8 @@ class SignalBatch:
         self.level[index] = episode.level
         for acc in (self.steps, self.delay_prev, self.exited_prev, self.queue_sum, self.queue_max):
             acc[index] = 0
+        self._changed[index] = False
+        self._last_phase[index] = self.sim.current_phase()[index]
 
     def step(self, bits: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Apply switch bits, advance one decision interval; (observations, rewards, truncated)."""
@@ -232,12 +248,15 @@ class SignalBatch:
         peak = mean_profile_factor("peak", start, start + self.interval, self.config.episode_seconds)
         factor = np.where(self.peak, peak, 1.0)
         sim.set_demand(self.demand * factor[:, None], self.config.moto_share)
-        sim.advance(self.interval)
+        for piece in self.pieces:
+            sim.advance(piece)
         DECISION_STEPS[0] += 1
         self.steps += 1
         obs = self.observe()
         r = self.reads
-        reward = self.reward(sim, r["delay"] - self.delay_prev, r["exited"] - self.exited_prev, r["queue"])
+        reward = self.reward(
+            sim, r["delay"] - self.delay_prev, r["exited"] - self.exited_prev, r["queue"], r["approach_queue"]
+        )
         self.delay_prev = r["delay"].copy()
         self.exited_prev = r["exited"].copy()
         self.queue_sum += r["queue"]
@@ -261,8 +280,15 @@ class SignalBatch:
         )
         self._phase_offset = np.cumsum(np.concatenate([[0], self.n_phases[:-1] + 2]))
         self._signal_base = 3 * len(links)
-        self.obs_size = self._signal_base + int((self.n_phases + 2).sum())
+        self.basic_size = self._signal_base + int((self.n_phases + 2).sum())
+        self.obs_size = self.basic_size
         self._rows = np.arange(self.n)[:, None]
+        if self.config.observation == "extended":
+            # switch allowed (n_signals), moving vehicles per approach link (n_approaches), entry
+            # queues (n_entries); the moving vehicles use the queue's scale (jam storage)
+            self._approach_links = np.array([a.link for a in network.approaches], dtype=np.int64)
+            self._link_length = np.array([lk.length_m for lk in network.links])
+            self.obs_size += self.n_signals + len(links) + network.n_entries
 
     def observe(self) -> np.ndarray:
         """Read the simulator into `self.reads` and return observations (B, obs_size) float32."""
@@ -270,10 +296,13 @@ class SignalBatch:
         state = sim.approach_state()
         phase = sim.current_phase().astype(np.int64)
         r["phase"] = phase
+        self._changed |= phase != self._last_phase
+        self._last_phase = phase
         r["delay"] = sim.cumulative_delay()
         r["exited"] = sim.cumulative_exited()
         entry = sim.queue_lengths()
         r["entry_queue"] = row_sum(entry)
+        r["approach_queue"] = state[:, :, 2]
         r["queue"] = row_sum(np.concatenate([state[:, :, 2], entry], axis=1))
         obs = np.zeros((self.n, self.obs_size), dtype=np.float32)
         obs[:, : self._signal_base] = (state * self._scale).reshape(self.n, -1)
@@ -281,8 +310,33 @@ class SignalBatch:
         obs[self._rows, base + phase] = 1.0
         obs[:, base + self.n_phases] = sim.time_in_phase() / self.config.max_time_in_phase_s
         obs[:, base + self.n_phases + 1] = sim.in_amber()
+        if self.config.observation == "extended":
+            self._observe_extended(obs, state, entry)
         np.clip(obs, 0.0, 1.0, out=obs)
         return obs
+
+    def _observe_extended(self, obs: np.ndarray, state: np.ndarray, entry: np.ndarray) -> None:
+        """The extended block after the basic one: per signal whether a switch request would be
+        accepted now (`switch_allowed`), per approach its
+        link's vehicles not standing in a queue (vehicles on the link minus its standing queue,
+        on the queue's scale), per entry its vertical queue q as q / (q + entry_queue_norm_veh)."""
+        sim, k = self.sim, self.basic_size
+        obs[:, k : k + self.n_signals] = self.switch_allowed()
+        k += self.n_signals
+        on_link = sim.link_density()[:, self._approach_links] * self._link_length[self._approach_links]
+        moving = np.maximum(on_link - state[:, :, 2], 0.0)
+        obs[:, k : k + moving.shape[1]] = moving * self._scale[:, 2]
+        k += moving.shape[1]
+        obs[:, k:] = entry / (entry + self.config.entry_queue_norm_veh)
+
+    def switch_allowed(self) -> np.ndarray:
+        """(B, n_signals) bool: a switch request made now would be accepted. The simulator's rule
+        (Simulator.set_phase): out of amber, and the minimum green served, counted from the last
+        change including its amber, or from t = 0 for a signal that has not changed yet."""
+        sim = self.sim
+        amber_s, min_green_s = float(sim.config.amber_s), float(sim.config.min_green_s)
+        needed = min_green_s + np.where(self._changed, amber_s, 0.0)
+        return ~sim.in_amber() & (sim.time_in_phase() - needed >= -1e-9)
 
     def infos(self, indices: Sequence[int] | None = None) -> list[dict[str, Any]]:
         """The info dict of each scenario (keys: docs/env.md, "Info")."""
@@ -308,6 +362,22 @@ class SignalBatch:
         rows = zip(*(columns[k].tolist() for k in keys), strict=True)
         every = [dict(zip(keys, row, strict=True)) for row in rows]
         return every if indices is None else [every[i] for i in indices]
+
+
+def advance_pieces(interval: float, amber_s: float) -> list[float]:
+    """The pieces one decision interval is advanced in: split where an amber started at a
+    decision (amber_s - k * interval after it, for the ambers carried over) ends inside it.
+
+    Why: the simulator gates a movement per substep (dt = 2.5 s here) by comparing the amber left
+    with the substep's start, so inside one `advance(15)` a 3 s amber keeps the movement closed
+    for two substeps, 5 s; an `advance(3)` then `advance(12)` closes it exactly 3 s, as a
+    controller stepping every 1 s gets (the amber is counted down between calls). The pieces
+    depend only on the interval and the amber, never on the batch, so the single env and the
+    VecEnv stay bit for bit equal."""
+    ends = sorted({round(amber_s - k * interval, 9) for k in range(int(amber_s // interval) + 1)})
+    cuts = [e for e in ends if 1e-9 < e < interval - 1e-9]
+    edges = [0.0, *cuts, interval]
+    return [b - a for a, b in zip(edges, edges[1:], strict=False)]
 
 
 def base_demand(config: EnvConfig, network: Network) -> np.ndarray:

@@ -15,13 +15,16 @@ from lib.sim.network import Network
 
 # Scales (docs/env.md): delay in vehicles held still on average during the interval
 # (veh-s lost / interval s), queue and pressure in vehicles, throughput in veh/s leaving.
-REWARD_SCALE = {"delay": 50.0, "queue": 50.0, "pressure": 50.0, "throughput": 1.0}
+# "queue_pressure" is the pressure of standing queues (max-pressure's, Varaiya 2013), not of
+# whole links: a link full of moving vehicles exerts none.
+REWARD_SCALE = {"delay": 50.0, "queue": 50.0, "pressure": 50.0, "throughput": 1.0, "queue_pressure": 50.0}
 # The reward names EnvConfig accepts: the keys above, written nowhere else.
 RewardName = Literal[tuple(REWARD_SCALE)]  # type: ignore[valid-type]
 
 
 class Reward:
-    """`reward(sim, delay_increment, exited_increment, total_queue) -> (B,)` for one reward name."""
+    """`reward(sim, delay_increment, exited_increment, total_queue, approach_queue) -> (B,)` for one
+    reward name (`approach_queue` (B, n_approaches): standing vehicles per approach)."""
 
     def __init__(self, name: str, network: Network, interval: float) -> None:
         if name not in REWARD_SCALE:
@@ -31,9 +34,15 @@ class Reward:
         self.scale = REWARD_SCALE[name]
         self.sides = pressure_sides(network)
         self.length = np.array([link.length_m for link in network.links])
+        self.queue_sides = queue_pressure_sides(network)
 
     def __call__(
-        self, sim: object, delay_increment: np.ndarray, exited_increment: np.ndarray, total_queue: np.ndarray
+        self,
+        sim: object,
+        delay_increment: np.ndarray,
+        exited_increment: np.ndarray,
+        total_queue: np.ndarray,
+        approach_queue: np.ndarray | None = None,
     ) -> np.ndarray:
         if self.name == "delay":
             return -delay_increment / (self.interval * self.scale)
@@ -41,6 +50,10 @@ class Reward:
             return -total_queue / self.scale
         if self.name == "throughput":
             return exited_increment / (self.interval * self.scale)
+        if self.name == "queue_pressure":
+            if approach_queue is None:
+                raise ValueError("the queue_pressure reward needs approach_queue (B, n_approaches)")
+            return -row_sum(np.abs(self.queue_pressures(approach_queue))) / self.scale
         return -row_sum(np.abs(self.pressures(sim.link_density() * self.length))) / self.scale  # type: ignore[attr-defined]
 
     def pressures(self, link_vehicles: np.ndarray) -> np.ndarray:
@@ -49,6 +62,22 @@ class Reward:
             [row_sum(link_vehicles[:, ins]) - row_sum(link_vehicles[:, outs]) for ins, outs in self.sides],
             axis=1,
         )
+
+
+    def queue_pressures(self, approach_queue: np.ndarray) -> np.ndarray:
+        """(B, n_signals): standing vehicles on each intersection's approaches minus on the
+        approaches its junction feeds (an exit link holds no queue here)."""
+        q = approach_queue
+        return np.stack([row_sum(q[:, ins]) - row_sum(q[:, outs]) for ins, outs in self.queue_sides], axis=1)
+
+
+def queue_pressure_sides(network: Network) -> list[tuple[list[int], list[int]]]:
+    """Per signal: its approaches, and the approaches (of other signals) on links its junction feeds."""
+    approach_of = {a.link: a.index for a in network.approaches}
+    return [
+        (list(signal.approaches), [approach_of[link] for link in outs if link in approach_of])
+        for signal, (_, outs) in zip(network.signals, pressure_sides(network), strict=True)
+    ]
 
 
 def pressure_sides(network: Network) -> list[tuple[list[int], list[int]]]:

@@ -19,6 +19,9 @@ MAX_STEPS = 10**9
 SANITY_SEED_OFFSET = 2_000_000
 # DQN's warm-up when learning_starts is not set: shrunk (with a warning) when a budget is smaller.
 DEFAULT_LEARNING_STARTS = 100
+# The discount when gamma is not set: 0.95 per 15 s decision (a horizon of ~20 decisions = 5 min),
+# the same time horizon at any decision interval: gamma = 0.95 ** (decision_interval / 15).
+GAMMA_PER_REFERENCE, GAMMA_REFERENCE_S = 0.95, 15.0
 
 
 @strict_config
@@ -44,7 +47,7 @@ class RunConfig:
     torch_threads: int = 1  # more threads fight numba's OpenMP pool: 15 ms vs 0.5 ms per update here
     # both algorithms
     learning_rate: float = 5e-4
-    gamma: float = 0.95
+    gamma: float | None = None  # None: 0.95 per 15 s of decisions (discount()), 0.983 at 5 s
     batch_size: int = 64
     net_arch: tuple[int, ...] = (64, 64)
     # DQN
@@ -88,7 +91,7 @@ class RunConfig:
         if self.steps > MAX_STEPS:
             raise ConfigError(f"RunConfig.steps must be at most {MAX_STEPS:.0e} (a Kaggle session makes well "
                               f"under 1e8 in its 12 hours), got {self.steps!r}.")
-        if not self.learning_rate > 0 or not 0 < self.gamma <= 1:
+        if not self.learning_rate > 0 or not 0 < self.discount() <= 1:
             raise ConfigError(
                 f"RunConfig needs learning_rate > 0 and 0 < gamma <= 1, got "
                 f"{self.learning_rate!r}, {self.gamma!r}."
@@ -126,6 +129,13 @@ class RunConfig:
             )
         if self.algorithm == "dqn" and self.env.action_mode != "joint":
             raise ConfigError("DQN needs a Discrete action space: leave env.action_mode at 'joint'.")
+
+    def discount(self) -> float:
+        """The gamma used: the one set, else GAMMA_PER_REFERENCE per GAMMA_REFERENCE_S of simulated
+        time, so that 5 s decisions look as far ahead (in seconds) as 15 s ones."""
+        if self.gamma is not None:
+            return self.gamma
+        return GAMMA_PER_REFERENCE ** (self.env.decision_interval / GAMMA_REFERENCE_S)
 
     def warmup_steps(self) -> int:
         """DQN's learning_starts as used: the value set, else DEFAULT_LEARNING_STARTS shrunk so that

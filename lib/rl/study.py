@@ -54,6 +54,13 @@ class StudyConfig:
     env: EnvConfig = EnvConfig(backend="cpu")  # the episodes; levels and profiles set its demand
     output_dir: str = "runs/experiment"
     run_options: dict | None = None  # further RunConfig fields for every learner run
+    # EnvConfig fields for the learners only (training, validation and their evaluation): the
+    # observation, decision interval and reward; the baselines keep `env` (docs/training.md)
+    learner_env: dict | None = None
+    # "per_level": one learner per seed and level, trained at that level; "across_levels": one
+    # learner per seed trained on episodes of level ~ U[min level, max level] and every profile
+    # asked, evaluated at every level (a generalist, len(levels) times cheaper)
+    training: Literal["per_level", "across_levels"] = "per_level"
 
     def validate(self) -> None:
         for level in self.levels:
@@ -67,20 +74,44 @@ class StudyConfig:
         unknown = sorted(set(self.learners) - {"dqn", "ppo"})
         if unknown:
             raise ConfigError(f"StudyConfig.learners must be among dqn, ppo; got {unknown}.")
-        self.learner_config("dqn", 0, 1.0, Path("."))  # RunConfig's own checks, before any work
+        self.learner_base()  # EnvConfig's checks of learner_env
+        level = None if self.training == "across_levels" else self.levels[0]
+        self.learner_config("dqn", 0, level, Path("."))  # RunConfig's own checks, before any work
 
-    def learner_config(self, algorithm: str, seed: int, level: float, out: Path) -> RunConfig:
-        """One learner run: trained at this level (flat and peak episodes), best on validation."""
+    def learner_base(self) -> EnvConfig:
+        """The learners' EnvConfig: `env` with `learner_env` applied (same demand, own observation,
+        decision interval and reward)."""
+        return self.env.replace(**(self.learner_env or {}))
+
+    def learner_levels(self) -> list[float | None]:
+        """The training levels of one learner seed: each level, or None (across all levels)."""
+        return [None] if self.training == "across_levels" else list(self.levels)
+
+    def learner_config(self, algorithm: str, seed: int, level: float | None, out: Path) -> RunConfig:
+        """One learner run, best on validation: trained at `level` (flat and peak episodes), or
+        with level None across the study's levels (level ~ U[min, max], every profile asked)."""
+        base = self.learner_base()
+        if level is None:
+            profile = self.profiles[0] if len(self.profiles) == 1 else "random"
+            low, high = min(self.levels), max(self.levels)
+            env = base.replace(
+                demand_scale=1.0, demand_level_range=(low, high), randomize_demand=True,
+                demand_profile=profile,
+            )
+            name = f"{algorithm}-levels{low:g}-{high:g}-s{seed}"
+        else:
+            env = base.replace(demand_scale=level, demand_level_range=(1.0, 1.0))
+            name = f"{algorithm}-level{level:g}-s{seed}"
         return RunConfig(
             **{"steps": self.steps, "n_envs": self.n_envs, "eval_episodes": 1, **(self.run_options or {})},
             algorithm=algorithm,
             seed=seed,
-            env=self.env.replace(demand_scale=level, demand_level_range=(1.0, 1.0)),
+            env=env,
             validation_every=self.validation_every,
             validation_episodes=self.validation_episodes,
             baselines=False,
             progress_bar=False,
-            output_dir=str(out / f"{algorithm}-level{level:g}-s{seed}"),
+            output_dir=str(out / name),
         )
 
 
@@ -125,7 +156,7 @@ def run_study(config: StudyConfig) -> dict[str, Any]:
     progress = Progress(
         {
             "baseline": n_cells * len(tuning.BASELINES),
-            "learner": len(config.learners) * config.training_seeds * len(config.levels),
+            "learner": len(config.learners) * config.training_seeds * len(config.learner_levels()),
         }
     )
     cells = {}
@@ -134,9 +165,10 @@ def run_study(config: StudyConfig) -> dict[str, Any]:
             cells[(level, profile)] = evaluate_baselines(
                 config, base, network, entry, level, profile, eval_seeds, progress
             )
+    for train_level in config.learner_levels():
         for learner in config.learners:
             for seed in protocol.TRAINING.take(config.training_seeds):
-                evaluate_learner(config, base, learner, seed, level, cells, eval_seeds, out, progress)
+                evaluate_learner(config, learner, seed, train_level, cells, eval_seeds, out, progress)
     payload = {
         "protocol": protocol_record(config, entry, eval_seeds),
         "levels": [finish_cell(cell, config.learners) for cell in cells.values()],
@@ -209,21 +241,23 @@ def evaluate_baselines(
 
 def evaluate_learner(
     config: StudyConfig,
-    base: EnvConfig,
     algorithm: str,
     seed: int,
-    level: float,
+    level: float | None,
     cells: dict[tuple[float, str], dict[str, Any]],
     seeds: list[int],
     out: Path,
     progress: Progress,
 ) -> None:
-    """Train one learner run at `level` and run its best model on every profile's episodes."""
+    """Train one learner run at `level` (None: across all levels) and run its best model on the
+    episodes of every profile of that level (of every level)."""
     started = time.monotonic()
     result = run(config.learner_config(algorithm, seed, level, out))
     model = (DQN if algorithm == "dqn" else PPO).load(result.model_path, device="cpu")
-    for profile in config.profiles:
-        env = TrafficVecEnv(len(seeds), protocol.level_config(base, level, profile))
+    base = config.learner_base()
+    for level_now, profile in [(lv, p) for lv in ([level] if level is not None else config.levels)
+                               for p in config.profiles]:
+        env = TrafficVecEnv(len(seeds), protocol.level_config(base, level_now, profile))
         try:
             evaluation = evaluate(
                 f"{algorithm}-s{seed}",
@@ -234,7 +268,7 @@ def evaluate_learner(
             )
         finally:
             env.close()
-        runs = cells[(level, profile)]["learner_runs"].setdefault(algorithm, [])
+        runs = cells[(level_now, profile)]["learner_runs"].setdefault(algorithm, [])
         runs.append(
             {
                 "seed": seed,
@@ -244,7 +278,8 @@ def evaluate_learner(
                 "steps": result.steps,
             }
         )
-    progress.finished("learner", time.monotonic() - started, f"{algorithm} seed {seed} level {level:g}")
+    where = "all levels" if level is None else f"level {level:g}"
+    progress.finished("learner", time.monotonic() - started, f"{algorithm} seed {seed} {where}")
 
 
 def finish_cell(cell: dict[str, Any], learners: tuple[str, ...]) -> dict[str, Any]:

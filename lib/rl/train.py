@@ -374,7 +374,7 @@ def new_model(config: RunConfig, env: VecEnv) -> BaseAlgorithm:
         tensorboard.enable()
     common = {
         "learning_rate": config.learning_rate,
-        "gamma": config.gamma,
+        "gamma": config.discount(),
         "batch_size": config.batch_size,
         "policy_kwargs": {"net_arch": list(config.net_arch)},
         "seed": config.seed,
