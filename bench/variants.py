@@ -63,6 +63,12 @@ VARIANTS: dict[str, tuple[str, str, dict[str, Any], dict[str, Any]]] = {
     "extended_5s_ppo": ("per_level", "ppo", EXT5, {}),
     "extended_ppo": ("per_level", "ppo", EXT, {}),
     "extended_generalist_ppo": ("across_levels", "ppo", EXT, {}),
+    # rewards and DQN hyperparameters on the default observation and 15 s decisions
+    "baseline_queue": ("per_level", "dqn", {"reward": "queue"}, {}),
+    "baseline_qpressure": ("per_level", "dqn", {"reward": "queue_pressure"}, {}),
+    "baseline_gamma99": ("per_level", "dqn", {}, {"gamma": 0.99}),
+    "baseline_lr1e4": ("per_level", "dqn", {}, {"learning_rate": 1e-4}),
+    "baseline_explore": ("per_level", "dqn", {}, {"exploration_fraction": 0.5, "exploration_final_eps": 0.01}),
 }
 SAMPLE_S = 15.0  # entry queue sampled every 15 s for every controller (a multiple of 1, 5 and 15 s)
 
