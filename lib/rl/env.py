@@ -164,6 +164,7 @@ class SignalBatch:
         # per signal: has it changed phase this episode (its minimum green then counts its amber)
         self._changed = np.zeros((self.n, self.n_signals), dtype=bool)
         self._last_phase = np.zeros((self.n, self.n_signals), dtype=np.int64)
+        self._sent_demand: tuple[np.ndarray, float] | None = None  # last rates sent (_send_demand)
 
     # ------------------------------------------------------------------ spaces and actions
 
@@ -239,15 +240,13 @@ class SignalBatch:
             acc[index] = 0
         self._changed[index] = False
         self._last_phase[index] = self.sim.current_phase()[index]
+        self._sent_demand = None  # a new episode sends its rates whatever the simulator held
 
     def step(self, bits: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Apply switch bits, advance one decision interval; (observations, rewards, truncated)."""
         sim = self.sim
         sim.set_phase(self.decode(bits))
-        start = self.steps * self.interval
-        peak = mean_profile_factor("peak", start, start + self.interval, self.config.episode_seconds)
-        factor = np.where(self.peak, peak, 1.0)
-        sim.set_demand(self.demand * factor[:, None], self.config.moto_share)
+        self._send_demand()
         for piece in self.pieces:
             sim.advance(piece)
         DECISION_STEPS[0] += 1
@@ -262,6 +261,21 @@ class SignalBatch:
         self.queue_sum += r["queue"]
         np.maximum(self.queue_max, r["queue"], out=self.queue_max)
         return obs, reward, self.steps >= self.horizon
+
+    def _send_demand(self) -> None:
+        """Set this interval's arrival rates: the episode's demand times its profile's mean over
+        the interval. Sent only when it differs from what this batch last sent in the episode (a
+        flat episode's rates change only at a reset), which saves the simulator's checks on most
+        decisions; the product is the same numbers as before (x 1.0 is exact)."""
+        demand = self.demand
+        if self.peak.any():
+            start = self.steps * self.interval
+            peak = mean_profile_factor("peak", start, start + self.interval, self.config.episode_seconds)
+            demand = demand * np.where(self.peak, peak, 1.0)[:, None]
+        sent = self._sent_demand
+        if sent is None or sent[1] != self.config.moto_share or not np.array_equal(demand, sent[0]):
+            self.sim.set_demand(demand, self.config.moto_share)
+            self._sent_demand = (demand.copy(), self.config.moto_share)
 
     # ------------------------------------------------------------------ observation and info
 
