@@ -69,6 +69,8 @@ VARIANTS: dict[str, tuple[str, str, dict[str, Any], dict[str, Any]]] = {
     "baseline_gamma99": ("per_level", "dqn", {}, {"gamma": 0.99}),
     "baseline_lr1e4": ("per_level", "dqn", {}, {"learning_rate": 1e-4}),
     "baseline_explore": ("per_level", "dqn", {}, {"exploration_fraction": 0.5, "exploration_final_eps": 0.01}),
+    # a decision every 30 s: no more switches than max-pressure's tuned Delta allows
+    "baseline_30s": ("per_level", "dqn", {"decision_interval": 30.0}, {}),
 }
 SAMPLE_S = 15.0  # entry queue sampled every 15 s for every controller (a multiple of 1, 5 and 15 s)
 
