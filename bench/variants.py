@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import time
 from pathlib import Path
@@ -68,11 +69,21 @@ VARIANTS: dict[str, tuple[str, str, dict[str, Any], dict[str, Any]]] = {
     "baseline_qpressure": ("per_level", "dqn", {"reward": "queue_pressure"}, {}),
     "baseline_gamma99": ("per_level", "dqn", {}, {"gamma": 0.99}),
     "baseline_lr1e4": ("per_level", "dqn", {}, {"learning_rate": 1e-4}),
-    "baseline_explore": ("per_level", "dqn", {}, {"exploration_fraction": 0.5, "exploration_final_eps": 0.01}),
+    "baseline_explore": (
+        "per_level", "dqn", {}, {"exploration_fraction": 0.5, "exploration_final_eps": 0.01}
+    ),
     # a decision every 30 s: no more switches than max-pressure's tuned Delta allows
     "baseline_30s": ("per_level", "dqn", {"decision_interval": 30.0}, {}),
 }
 SAMPLE_S = 15.0  # entry queue sampled every 15 s for every controller (a multiple of 1, 5 and 15 s)
+
+
+def sample_for(env: TrafficVecEnv) -> float:
+    """The entry-queue sampling interval: SAMPLE_S, or the next multiple of it that the env's
+    decision interval divides (30 s decisions sample every 30 s; delay and throughput are not
+    sampled, so the table's columns do not depend on it)."""
+    interval = env.config.decision_interval
+    return SAMPLE_S * math.ceil(interval / SAMPLE_S - 1e-9) if interval > SAMPLE_S else SAMPLE_S
 
 
 def floats(text: str) -> tuple[float, ...]:
@@ -173,7 +184,7 @@ def run_variant(args: argparse.Namespace, name: str, seeds: list[int]) -> dict[s
                 env = TrafficVecEnv(len(seeds), protocol.level_config(learner_base, level, args.profile))
                 try:
                     actor = policy_actor(model)
-                    ev = evaluate(name, actor, env, seeds, progress_bar=False, sample_s=SAMPLE_S)
+                    ev = evaluate(name, actor, env, seeds, progress_bar=False, sample_s=sample_for(env))
                 finally:
                     env.close()
                 per_level[f"{level:g}"].append(ev.episodes)
