@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from lib.rl import tuning
+from lib.rl import study, tuning
 from lib.rl.study import StudyConfig, run_study
 
 TINY = {
@@ -45,8 +45,18 @@ def test_a_tiny_study_runs_the_protocol_on_one_build(tmp_path, monkeypatch, pool
     assert "against the best classic controller" in table and "| 1.2 | peak |" in table
     assert "Below the full protocol" in table
     tuned_at = json.loads((tmp_path / "tuned.json").read_text())
-    run_study(StudyConfig(**TINY, tune="never", learners=(), output_dir=str(tmp_path / "again")))
+    head = {"commit": "at start"}  # HEAD moves while a long study runs: record what it loaded
+    monkeypatch.setattr(study, "git_commit", lambda: head["commit"])
+    evaluate_baselines = study.evaluate_baselines
+
+    def while_head_moves(*args, **kwargs):
+        head["commit"] = "moved on"
+        return evaluate_baselines(*args, **kwargs)
+
+    monkeypatch.setattr(study, "evaluate_baselines", while_head_moves)
+    again = run_study(StudyConfig(**TINY, tune="never", learners=(), output_dir=str(tmp_path / "again")))
     assert json.loads((tmp_path / "tuned.json").read_text()) == tuned_at  # read, not re-tuned
+    assert again["protocol"]["commit"] == "at start"
 
 
 def test_learner_config_per_level_and_across_levels_with_learner_env(tmp_path):

@@ -148,6 +148,7 @@ def run_study(config: StudyConfig) -> dict[str, Any]:
     out = Path(config.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     protocol.check_disjoint()
+    commit = git_commit()  # the code this process loaded: HEAD may move during an hour-long study
     base = config.env
     network = TrafficVecEnv(1, base).network  # leases the one pooled build
     entry = tuned_entry(config, base, network)
@@ -170,7 +171,7 @@ def run_study(config: StudyConfig) -> dict[str, Any]:
             for seed in protocol.TRAINING.take(config.training_seeds):
                 evaluate_learner(config, learner, seed, train_level, cells, eval_seeds, out, progress)
     payload = {
-        "protocol": protocol_record(config, entry, eval_seeds),
+        "protocol": protocol_record(config, entry, eval_seeds, commit),
         "levels": [finish_cell(cell, config.learners) for cell in cells.values()],
     }
     (out / "results.json").write_text(json.dumps(jsonable(payload), indent=1, allow_nan=False))
@@ -304,9 +305,11 @@ def finish_cell(cell: dict[str, Any], learners: tuple[str, ...]) -> dict[str, An
     return out
 
 
-def protocol_record(config: StudyConfig, entry: dict[str, Any], eval_seeds: list[int]) -> dict[str, Any]:
+def protocol_record(
+    config: StudyConfig, entry: dict[str, Any], eval_seeds: list[int], commit: str
+) -> dict[str, Any]:
     return {
-        "commit": git_commit(),
+        "commit": commit,
         "config": config.to_dict(),
         "sim_version": entry["sim_version"],
         "tuning": {k: entry[k] for k in ("budget", "tuning_seeds", "tuned_at", "signal_model")},
