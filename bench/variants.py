@@ -30,6 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np  # noqa: E402
 from stable_baselines3 import DQN, PPO  # noqa: E402
 
+from bench.experiment import floats, names  # noqa: E402
 from lib.obs import events  # noqa: E402
 from lib.obs.events import jsonable  # noqa: E402
 from lib.obs.provenance import git_commit  # noqa: E402
@@ -84,14 +85,6 @@ def sample_for(env: TrafficVecEnv) -> float:
     sampled, so the table's columns do not depend on it)."""
     interval = env.config.decision_interval
     return SAMPLE_S * math.ceil(interval / SAMPLE_S - 1e-9) if interval > SAMPLE_S else SAMPLE_S
-
-
-def floats(text: str) -> tuple[float, ...]:
-    return tuple(float(v) for v in text.split(","))
-
-
-def names(text: str) -> tuple[str, ...]:
-    return tuple(v.strip() for v in text.split(",") if v.strip())
 
 
 def parse() -> argparse.Namespace:
