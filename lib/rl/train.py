@@ -52,7 +52,7 @@ from lib.rl.env import DECISION_STEPS, TrafficSignalEnv
 from lib.rl.evaluate import (
     Evaluation,
     evaluate,
-    evaluate_controller,
+    evaluate_controllers,
     policy_actor,
     relative_change,
     report,
@@ -294,16 +294,12 @@ class _Run:
         env_config = self.config.env
         seeds = [self.eval_seed() + i for i in range(self.config.eval_episodes)]
         controllers = tuning.run_baselines(env_config, self.train_env.network, self.config.seed)
-        for name, controller in controllers.items():
-            evaluation = evaluate_controller(
-                controller,
-                env_config,
-                seeds,
-                sample_s=env_config.decision_interval,
-                progress_bar=self.config.progress_bar,
-            )
-            self.result.results[name] = report(evaluation)
-            self.episodes[name] = evaluation.episodes
+        evaluations = evaluate_controllers(  # every controller x episode in one batch
+            controllers, env_config, seeds, env_config.decision_interval, self.config.progress_bar
+        )
+        for name in controllers:
+            self.result.results[name] = report(evaluations[name])
+            self.episodes[name] = evaluations[name].episodes
 
     def eval_seed(self) -> int:
         """The first evaluation seed: the protocol's evaluation set, the same for every training
