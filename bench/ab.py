@@ -54,20 +54,23 @@ except ImportError:
 events.set_stream(io.StringIO())
 SECONDS = {seconds}
 
+def flip_hour(sim, demand, phase_s):  # wall s of one simulated hour, signals flipping every phase_s
+    sim.reset()
+    sim.set_demand(demand)
+    phases = np.zeros(sim.network.n_signals, dtype=np.int64)
+    start = time.perf_counter()
+    for k in range(round(3600.0 / phase_s)):
+        phases[:] = k % 2
+        sim.set_phase(phases)
+        sim.advance(phase_s)
+    return time.perf_counter() - start
+
 def sim_rate(n):
     sim = Simulator(load_network(), n_scenarios=n, backend="cpu")
-    def hour():
-        sim.reset()
-        sim.set_demand(np.full(sim.network.n_entries, 800.0))
-        phases = np.zeros(sim.network.n_signals, dtype=np.int64)
-        start = time.perf_counter()
-        for k in range(120):
-            phases[:] = k % 2
-            sim.set_phase(phases)
-            sim.advance(30.0)
-        return time.perf_counter() - start
-    hour()
-    walls = [hour() for _ in range(max(1, int(SECONDS / max(hour(), 1e-3))))]
+    demand = np.full(sim.network.n_entries, 800.0)
+    flip_hour(sim, demand, 30.0)
+    walls = [flip_hour(sim, demand, 30.0)
+             for _ in range(max(1, int(SECONDS / max(flip_hour(sim, demand, 30.0), 1e-3))))]
     return n * 3600.0 / min(walls)
 
 def timed(step):
@@ -106,18 +109,8 @@ def peer_hour():
     net = load_network()
     sim = Simulator(net, backend="cpu")
     demand = peer_demand(net)
-    def hour():
-        sim.reset()
-        sim.set_demand(demand)
-        phases = np.zeros(net.n_signals, dtype=np.int64)
-        start = time.perf_counter()
-        for k in range(80):
-            phases[:] = k % 2
-            sim.set_phase(phases)
-            sim.advance(45.0)
-        return time.perf_counter() - start
-    hour()
-    return 3600.0 / min(hour() for _ in range(3))
+    flip_hour(sim, demand, 45.0)
+    return 3600.0 / min(flip_hour(sim, demand, 45.0) for _ in range(3))
 
 def peer_decisions():
     demand = tuple(peer_demand(load_network()))

@@ -31,11 +31,12 @@ from lib.rl import protocol, tuning  # noqa: E402
 from lib.rl.env import EnvConfig  # noqa: E402
 from lib.rl.evaluate import evaluate_controller  # noqa: E402
 from lib.rl.vecenv import TrafficVecEnv  # noqa: E402
+from lib.sim.network import Network  # noqa: E402
 
 POCKET_M = 60.0  # a short left-turn bay: about 8 cars at 7 m
 
 
-def pocket_data(network: object, folder: Path) -> Path:
+def pocket_data(network: Network, folder: Path) -> Path:
     """A copy of the default data folder in `folder` whose permitted left turns (a `left` movement
     that yields to an opposing approach) have a POCKET_M turn pocket."""
     source = tuning.DEFAULT_DATA
