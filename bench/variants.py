@@ -36,7 +36,7 @@ from lib.obs.events import jsonable  # noqa: E402
 from lib.obs.provenance import git_commit  # noqa: E402
 from lib.rl import protocol, tuning  # noqa: E402
 from lib.rl.env import EnvConfig  # noqa: E402
-from lib.rl.evaluate import evaluate, evaluate_controller, policy_actor  # noqa: E402
+from lib.rl.evaluate import evaluate, evaluate_controllers, policy_actor  # noqa: E402
 from lib.rl.study import StudyConfig  # noqa: E402
 from lib.rl.train import VALIDATION_SKIP, run  # noqa: E402
 from lib.rl.vecenv import TrafficVecEnv  # noqa: E402
@@ -143,11 +143,9 @@ def classic_delays(args: argparse.Namespace, base: EnvConfig, seeds: list[int]) 
                 env_config, network, entry["signal_model"], tuning.tuned_level(entry, level, args.profile),
                 seed=seeds[0],
             )
-            cache[key] = {}
-            for name, controller in controllers.items():
-                if name in protocol.CLASSIC:
-                    ev = evaluate_controller(controller, env_config, seeds, sample_s=SAMPLE_S)
-                    cache[key][name] = ev.episodes
+            classic = {n: c for n, c in controllers.items() if n in protocol.CLASSIC}
+            evaluations = evaluate_controllers(classic, env_config, seeds, SAMPLE_S)  # one batch
+            cache[key] = {name: ev.episodes for name, ev in evaluations.items()}
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(json.dumps(jsonable(cache), indent=1))
         out[f"{level:g}"] = cache[key]
